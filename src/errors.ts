@@ -1,0 +1,136 @@
+// Every error the agent can report. Codes are stable: operators grep for them and
+// docs/errors.md is checked against this table by a test.
+
+export interface ErrorInfo {
+  /** What went wrong, in general terms (no values from the input: they may be secrets). */
+  readonly summary: string;
+  /** What the operator should do about it. */
+  readonly fix: string;
+}
+
+export const ERROR_CODES = {
+  // Input: the dockerconfigjson and registry config
+  NRC_E_INPUT_NOT_JSON: {
+    summary: 'The docker config is not valid JSON.',
+    fix: 'Fix the Secret so that .dockerconfigjson holds a JSON object like {"auths": {...}}.',
+  },
+  NRC_E_INPUT_SHAPE: {
+    summary: 'The docker config is JSON but not a docker config (expected {"auths": {...}} or the legacy .dockercfg map).',
+    fix: 'Recreate the Secret with type kubernetes.io/dockerconfigjson, e.g. with `kubectl create secret docker-registry`.',
+  },
+  NRC_E_INPUT_TOO_LARGE: {
+    summary: 'The docker config is larger than the agent accepts.',
+    fix: 'Keep the Secret under the size limit (Kubernetes itself caps Secrets at 1 MiB); remove unused registries.',
+  },
+  NRC_E_REGISTRY_HOST_INVALID: {
+    summary: 'A registry key is not a valid host[:port][/path] (empty, bad characters, path traversal or a bad port).',
+    fix: 'Use a plain registry hostname such as registry.example.com or registry.example.com:5000 as the key.',
+  },
+  NRC_E_ENTRY_NOT_OBJECT: {
+    summary: 'A registry entry is not a JSON object.',
+    fix: 'Each value under "auths" must be an object with "auth" or "username" and "password".',
+  },
+  NRC_E_AUTH_BASE64: {
+    summary: 'A registry entry\'s "auth" field is not valid base64.',
+    fix: 'Set "auth" to base64("username:password"), or give "username" and "password" instead.',
+  },
+  NRC_E_AUTH_NO_COLON: {
+    summary: 'A registry entry\'s "auth" field does not decode to "username:password".',
+    fix: 'Encode "auth" as base64 of the username, a colon, and the password.',
+  },
+  NRC_E_AUTH_MISSING: {
+    summary: 'A registry entry has neither "auth", nor "username" and "password", nor "identitytoken".',
+    fix: 'Give the entry credentials, or remove it from the Secret.',
+  },
+  NRC_E_AUTH_MISMATCH: {
+    summary: 'A registry entry\'s "auth" disagrees with its "username"/"password" fields.',
+    fix: 'Make "auth" equal base64("username:password"), or drop one of the two forms.',
+  },
+  NRC_E_FIELD_TYPE: {
+    summary: 'A field of a registry entry has the wrong type (it must be a string).',
+    fix: 'Quote the value as a JSON string.',
+  },
+  NRC_E_CONTROL_CHARACTERS: {
+    summary: 'A value contains control characters (NUL, newline, ...) that no registry accepts.',
+    fix: 'Remove the control characters from the value in the Secret.',
+  },
+  NRC_E_DUPLICATE_REGISTRY: {
+    summary: 'Two keys of one source name the same registry after normalization; the first one (in sorted key order) is used.',
+    fix: 'Keep one key per registry in the Secret (e.g. drop either "https://reg.example.com" or "reg.example.com").',
+  },
+  NRC_E_REGISTRY_CONFIG_INVALID: {
+    summary: 'The registry config (TOML) cannot be parsed or has an invalid value.',
+    fix: 'Check the --registry-config file against the reference in the README.',
+  },
+  NRC_E_CA_INVALID: {
+    summary: 'A registry\'s CA certificate is not a PEM certificate.',
+    fix: 'Give the CA as PEM ("-----BEGIN CERTIFICATE-----"), inline or as a file path.',
+  },
+
+  // Host: reading and writing files on the node
+  NRC_E_HOST_ROOT_MISSING: {
+    summary: 'The host root directory does not exist.',
+    fix: 'Mount the host\'s / at --host-root (the DaemonSet does this at /host).',
+  },
+  NRC_E_UNSAFE_PATH: {
+    summary: 'A path the agent would write leaves its managed directories or passes through a symlink.',
+    fix: 'Remove the symlink or fix the configured path; the agent never follows symlinks out of what it manages.',
+  },
+  NRC_E_TARGET_NOT_FILE: {
+    summary: 'A file the agent manages is a directory or another non-regular file on the host.',
+    fix: 'Move the directory or special file away; the agent will write the file on its next pass.',
+  },
+  NRC_E_FOREIGN_FILE_UNPARSEABLE: {
+    summary: 'An existing host file that the agent merges into is not valid JSON.',
+    fix: 'Repair or remove the file; the agent does not overwrite what it cannot read, to keep what others wrote.',
+  },
+  NRC_E_WRITE_FAILED: {
+    summary: 'Writing a host file failed (disk full, read-only filesystem, permission denied, ...).',
+    fix: 'Free space or fix permissions on the node; the agent retries with backoff and the old file stays intact.',
+  },
+  NRC_E_STATE_CORRUPT: {
+    summary: 'The agent\'s ownership record is unreadable; the agent will not delete anything it cannot prove it owns.',
+    fix: 'Inspect the state directory (default /var/lib/node-registry-credentials); remove the record only if the host files are right.',
+  },
+  NRC_E_CONTAINERD_CONFIG_INVALID: {
+    summary: 'The containerd config (or one of its imports) cannot be parsed.',
+    fix: 'Fix the containerd config; until then the agent writes only the kubelet\'s config.json.',
+  },
+  NRC_E_CONTAINERD_NO_CONFIG_PATH: {
+    summary: 'containerd has no registry config_path set, so hosts.toml files would be ignored.',
+    fix: 'Set config_path in the containerd registry section (this needs a one-time containerd restart, which the agent never does).',
+  },
+  NRC_E_CONTAINERD_COLON_LIST: {
+    summary: 'containerd\'s config_path is a colon-separated list, which containerd 2.1+ ignores in its transfer-service pull path.',
+    fix: 'Use a single directory for config_path on containerd 2.1 or later.',
+  },
+} as const satisfies Record<string, ErrorInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class AgentError extends Error {
+  readonly code: ErrorCode;
+  /** The registry or file this error is about; never a secret. */
+  readonly subject: string | undefined;
+
+  constructor(code: ErrorCode, opts: { subject?: string; detail?: string; cause?: unknown } = {}) {
+    const info = ERROR_CODES[code];
+    const where = opts.subject ? ` [${opts.subject}]` : '';
+    const detail = opts.detail ? ` ${opts.detail}` : '';
+    super(`${code}${where}: ${info.summary}${detail} Fix: ${info.fix}`, { cause: opts.cause });
+    this.name = 'AgentError';
+    this.code = code;
+    this.subject = opts.subject;
+  }
+
+  toJSON(): { code: ErrorCode; subject?: string; message: string } {
+    return { code: this.code, ...(this.subject ? { subject: this.subject } : {}), message: this.message };
+  }
+}
+
+/** Wraps an unknown failure into an AgentError of the given code, keeping the cause. */
+export function asAgentError(err: unknown, code: ErrorCode, subject?: string): AgentError {
+  if (err instanceof AgentError) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  return new AgentError(code, { ...(subject ? { subject } : {}), ...(errno ? { detail: `(${errno})` } : {}), cause: err });
+}

@@ -1,0 +1,40 @@
+import type { AgentError } from '../errors.ts';
+
+/**
+ * What a source yields for one registry. `key` is the normalized kubelet key
+ * (`host[:port][/path]`, see registry-key.ts); `host` is its `host[:port]` part.
+ */
+export interface RegistryCredential {
+  readonly key: string;
+  readonly host: string;
+  readonly username: string;
+  readonly password: string;
+  /** Set for token-based registries (`identitytoken` in docker config). */
+  readonly identityToken?: string;
+  /** Which source produced it, e.g. "file:/path", "secret:okteto/okteto-dockerconfig-static", "ecr". */
+  readonly source: string;
+  /** When the credential stops working (ECR tokens); undefined means no expiry. */
+  readonly expiresAt?: Date;
+}
+
+/** One source's current view: every credential it provides plus per-entry errors. */
+export interface SourceSnapshot {
+  readonly source: string;
+  readonly credentials: readonly RegistryCredential[];
+  readonly errors: readonly AgentError[];
+  /**
+   * false when the source could not read its input at all (not JSON, deleted Secret
+   * that is still expected...). The reconciler then keeps the last good snapshot.
+   */
+  readonly ok: boolean;
+}
+
+/**
+ * A producer of credentials. Sources never touch the host: they only call `emit`
+ * with their complete current snapshot whenever it changes.
+ */
+export interface Source {
+  readonly name: string;
+  start(emit: (snapshot: SourceSnapshot) => void): Promise<void>;
+  stop(): Promise<void>;
+}
