@@ -42,9 +42,9 @@ export const ERROR_CODES = {
     summary: 'A registry entry has neither "auth", nor "username" and "password", nor "identitytoken".',
     fix: 'Give the entry credentials, or remove it from the Secret.',
   },
-  NRC_E_AUTH_MISMATCH: {
-    summary: 'A registry entry\'s "auth" disagrees with its "username"/"password" fields.',
-    fix: 'Make "auth" equal base64("username:password"), or drop one of the two forms.',
+  NRC_E_FIELD_TOO_LARGE: {
+    summary: 'A value of a registry entry is larger than the agent accepts (64 KiB).',
+    fix: 'Check the entry: registry credentials and tokens are a few KiB at most.',
   },
   NRC_E_FIELD_TYPE: {
     summary: 'A field of a registry entry has the wrong type (it must be a string).',
@@ -100,9 +100,59 @@ export const ERROR_CODES = {
     summary: 'containerd has no registry config_path set, so hosts.toml files would be ignored.',
     fix: 'Set config_path in the containerd registry section (this needs a one-time containerd restart, which the agent never does).',
   },
+  NRC_E_FOREIGN_DIRECTORY: {
+    summary: 'A registry directory (hosts.toml or certs.d) already exists and was not created by the agent, so the agent leaves it alone.',
+    fix: 'Remove the directory if the agent should manage that registry, or keep managing it by hand.',
+  },
+  NRC_E_HOST_OPTIONS_UNSUPPORTED: {
+    summary: 'Host options (CA, skip_verify, auth header) cannot be applied to this registry key (wildcard hosts have no hosts.toml).',
+    fix: 'Give host options for concrete hostnames only.',
+  },
   NRC_E_CONTAINERD_COLON_LIST: {
     summary: 'containerd\'s config_path is a colon-separated list, which containerd 2.1+ ignores in its transfer-service pull path.',
     fix: 'Use a single directory for config_path on containerd 2.1 or later.',
+  },
+
+  // AWS ECR tokens (src/sources/ecr)
+  NRC_E_ECR_HOST_INVALID: {
+    summary: 'A Registry with AWS credentials is not named after an ECR hostname, so no region or partition can be derived.',
+    fix: 'Name the Registry <account>.dkr.ecr.<region>.amazonaws.com (or another ECR form, see docs/ecr.md), exactly as the images use it.',
+  },
+  NRC_E_ECR_AUTH_FAILED: {
+    summary: 'AWS rejected the credentials or the identity may not call ecr:GetAuthorizationToken.',
+    fix: 'Check the access keys (or the role) and allow ecr:GetAuthorizationToken in its IAM policy (docs/ecr.md).',
+  },
+  NRC_E_ECR_ASSUME_ROLE_FAILED: {
+    summary: 'sts:AssumeRoleWithWebIdentity was refused for the Registry\'s role.',
+    fix: 'Check the role ARN, the cluster\'s OIDC provider in IAM and the trust policy conditions on aud (the Registry\'s audience) and sub (the agent\'s service account).',
+  },
+  NRC_E_ECR_SA_TOKEN_FAILED: {
+    summary: 'The Kubernetes TokenRequest for the service account used for web identity failed.',
+    fix: 'Check that the service account exists and that the agent may create serviceaccounts/token for it (RBAC).',
+  },
+  NRC_E_ECR_NO_CREDENTIALS: {
+    summary: 'The node\'s own AWS identity (SDK default chain) found no credentials.',
+    fix: 'Give the agent an AWS identity (EKS Pod Identity, IRSA, or instance metadata with hop limit 2), or define the Registry with awsIamUser/awsIamRole.',
+  },
+  NRC_E_ECR_THROTTLED: {
+    summary: 'AWS throttled the token request; the agent backs off and keeps the current token until it expires.',
+    fix: 'Usually none: it retries later. If it persists, other clients share the account\'s GetAuthorizationToken quota.',
+  },
+  NRC_E_ECR_UNAVAILABLE: {
+    summary: 'The AWS endpoint failed (5xx, timeout, network); the agent backs off and keeps the current token until it expires.',
+    fix: 'Check the node\'s egress to the ECR and STS endpoints (proxy, VPC endpoints, DNS).',
+  },
+  NRC_E_ECR_RESPONSE_INVALID: {
+    summary: 'AWS answered GetAuthorizationToken without a usable token (missing data or not AWS:<password>).',
+    fix: 'Report it; the agent retries with backoff.',
+  },
+  NRC_E_ECR_TOKEN_EXPIRED: {
+    summary: 'The registry\'s ECR token expired before a refresh succeeded, so it was removed from the node.',
+    fix: 'Fix the refresh error reported for the registry; the agent keeps retrying with backoff.',
+  },
+  NRC_E_ECR_UNSUPPORTED: {
+    summary: 'The ECR registry kind is not supported by this agent version (ECR Public).',
+    fix: 'Pull public.ecr.aws images anonymously, or give them a static credential.',
   },
 } as const satisfies Record<string, ErrorInfo>;
 

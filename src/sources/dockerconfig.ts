@@ -1,0 +1,134 @@
+import { AgentError } from '../errors.ts';
+import type { RegistryCredential, SourceSnapshot } from '../model/credential.ts';
+import { normalizeRegistryKey, quoteSubject } from '../model/registry-key.ts';
+
+/** Larger inputs are refused whole: Kubernetes caps a Secret at 1 MiB, so this is garbage or an attack. */
+export const MAX_DOCKERCONFIG_BYTES = 16 * 1024 * 1024;
+export const MAX_FIELD_BYTES = 64 * 1024;
+
+const STRICT_BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+type JsonObject = Record<string, unknown>;
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Decodes padded or unpadded standard base64 (the kubelet accepts both); undefined when invalid. */
+export function decodeBase64(text: string): string | undefined {
+  const t = text.trim();
+  if (!STRICT_BASE64.test(t) || t.length % 4 === 1) return undefined;
+  const buf = Buffer.from(t, 'base64');
+  const decoded = buf.toString('utf8');
+  // Reject bytes that are not valid UTF-8: they would not round-trip into a header or file.
+  if (Buffer.from(decoded, 'utf8').compare(buf) !== 0) return undefined;
+  return decoded;
+}
+
+export function encodeAuth(username: string, password: string): string {
+  return Buffer.from(`${username}:${password}`, 'utf8').toString('base64');
+}
+
+interface EntryResult {
+  username: string;
+  password: string;
+  identityToken?: string;
+}
+
+function readEntry(entry: unknown, subject: string): EntryResult | AgentError {
+  if (!isObject(entry)) return new AgentError('NRC_E_ENTRY_NOT_OBJECT', { subject });
+  const fields: Record<string, string> = {};
+  for (const name of ['auth', 'username', 'password', 'identitytoken']) {
+    const v = entry[name];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'string') return new AgentError('NRC_E_FIELD_TYPE', { subject, detail: `Field "${name}".` });
+    if (v.length > MAX_FIELD_BYTES) return new AgentError('NRC_E_FIELD_TOO_LARGE', { subject, detail: `Field "${name}".` });
+    fields[name] = v;
+  }
+  let username = fields['username'] ?? '';
+  let password = fields['password'] ?? '';
+  const auth = fields['auth'];
+  if (auth !== undefined && auth !== '') {
+    const decoded = decodeBase64(auth);
+    if (decoded === undefined) return new AgentError('NRC_E_AUTH_BASE64', { subject });
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return new AgentError('NRC_E_AUTH_NO_COLON', { subject });
+    // Like the kubelet and the docker CLI, "auth" wins over username/password.
+    username = decoded.slice(0, colon);
+    password = decoded.slice(colon + 1);
+  }
+  const identityToken = fields['identitytoken'] || undefined;
+  if (username === '' && password === '' && identityToken === undefined) {
+    return new AgentError('NRC_E_AUTH_MISSING', { subject });
+  }
+  if (CONTROL.test(username) || CONTROL.test(password) || (identityToken !== undefined && CONTROL.test(identityToken))) {
+    return new AgentError('NRC_E_CONTROL_CHARACTERS', { subject });
+  }
+  return identityToken === undefined ? { username, password } : { username, password, identityToken };
+}
+
+function sameCredential(a: RegistryCredential, b: EntryResult): boolean {
+  return a.username === b.username && a.password === b.password && a.identityToken === b.identityToken;
+}
+
+/**
+ * Parses a `kubernetes.io/dockerconfigjson` payload (`{"auths": {...}}`) or the legacy
+ * `.dockercfg` map into credentials. A bad entry yields a coded error for that entry only.
+ */
+export function parseDockerConfig(bytes: Uint8Array | string, source: string): SourceSnapshot {
+  const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
+  if (size > MAX_DOCKERCONFIG_BYTES) {
+    return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_TOO_LARGE', { subject: source, detail: `(${size} bytes)` })], ok: false };
+  }
+  const text = typeof bytes === 'string' ? bytes : Buffer.from(bytes).toString('utf8');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    // The parser's message can quote the input: keep only the code.
+    return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_NOT_JSON', { subject: source, cause: err instanceof RangeError ? 'nesting too deep' : 'syntax error' })], ok: false };
+  }
+  if (!isObject(doc)) {
+    return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_SHAPE', { subject: source })], ok: false };
+  }
+  let auths: JsonObject;
+  if ('auths' in doc) {
+    if (!isObject(doc['auths'])) {
+      return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_SHAPE', { subject: source, detail: '"auths" is not an object.' })], ok: false };
+    }
+    auths = doc['auths'];
+  } else {
+    // Legacy .dockercfg: the registries are the top-level keys.
+    auths = doc;
+  }
+
+  const credentials: RegistryCredential[] = [];
+  const errors: AgentError[] = [];
+  const byKey = new Map<string, RegistryCredential>();
+  for (const rawKey of Object.keys(auths).sort()) {
+    const normalized = normalizeRegistryKey(rawKey);
+    if (normalized instanceof AgentError) {
+      errors.push(normalized);
+      continue;
+    }
+    const subject = normalized.key;
+    const entry = readEntry(auths[rawKey], subject);
+    if (entry instanceof AgentError) {
+      errors.push(entry);
+      continue;
+    }
+    const existing = byKey.get(normalized.key);
+    if (existing) {
+      if (!sameCredential(existing, entry)) {
+        errors.push(new AgentError('NRC_E_DUPLICATE_REGISTRY', { subject, detail: `Key ${quoteSubject(rawKey)} was ignored.` }));
+      }
+      continue;
+    }
+    const cred: RegistryCredential = { key: normalized.key, host: normalized.host, ...entry, source };
+    byKey.set(normalized.key, cred);
+    credentials.push(cred);
+  }
+  return { source, credentials, errors, ok: true };
+}
