@@ -18,7 +18,7 @@ export interface EcrHost {
 
 // Private ECR, every partition (see docs/ecr.md). `dkr-ecr` and `.on.aws` are the dual-stack forms.
 const PRIVATE_ECR =
-  /^(\d{12})\.dkr[.-]ecr(-fips)?\.([a-z]{2}(?:-[a-z0-9]+)*-\d{1,2})\.(amazonaws\.(?:com|com\.cn|eu)|on\.(?:aws|amazonwebservices\.com\.cn)|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$/;
+  /^(\d{12})\.dkr[.-]ecr(-fips)?\.([a-z]{2,4}(?:-[a-z0-9]+)*-\d{1,2})\.(amazonaws\.(?:com|com\.cn|eu)|on\.(?:aws|amazonwebservices\.com\.cn)|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$/;
 
 const SUFFIX_PARTITION: Record<string, AwsPartition> = {
   'amazonaws.com': 'aws',
