@@ -154,6 +154,35 @@ export const ERROR_CODES = {
     summary: 'The ECR registry kind is not supported by this agent version (ECR Public).',
     fix: 'Pull public.ecr.aws images anonymously, or give them a static credential.',
   },
+  // Kubernetes sources, node status (src/sources/kubernetes, src/reconcile/node-status.ts)
+  NRC_E_K8S_FORBIDDEN: {
+    summary: 'The API server refused a request of the agent (403 Forbidden): its RBAC Role lacks a rule.',
+    fix: 'Add the rule named in the message to the agent\'s Role (daemonset/base/rbac.yaml, docs/kubernetes.md); the agent retries and keeps the node as it is meanwhile.',
+  },
+  NRC_E_K8S_UNAVAILABLE: {
+    summary: 'The Kubernetes API server cannot be reached or keeps failing; the node keeps its last good credentials.',
+    fix: 'Check the API server and the node\'s network; the agent reconnects with backoff by itself.',
+  },
+  NRC_E_K8S_SECRET_NOT_DOCKERCONFIG: {
+    summary: 'The watched Secret has neither a .dockerconfigjson nor a .dockercfg key (or its data is not base64).',
+    fix: 'Recreate it as type kubernetes.io/dockerconfigjson (`kubectl create secret docker-registry`); the node keeps its last good credentials meanwhile.',
+  },
+  NRC_E_REGISTRY_SPEC_INVALID: {
+    summary: 'A Registry resource does not have exactly one of spec.static, spec.awsIamUser, spec.awsIamRole with all required fields.',
+    fix: 'Fix the Registry (see docs/kubernetes.md for the fields of each kind).',
+  },
+  NRC_E_REGISTRY_SECRET_MISSING: {
+    summary: 'A Secret (or a key in it) that a Registry references does not exist or is empty.',
+    fix: 'Create the Opaque Secret in the Registry\'s namespace with the referenced key, or fix the reference.',
+  },
+  NRC_E_REGISTRY_KIND_UNSUPPORTED: {
+    summary: 'A Registry uses awsIamUser/awsIamRole but the ECR source is not enabled in this agent, so it is not configured on the node.',
+    fix: 'Run the agent with its ECR source enabled (docs/ecr.md), or give the registry a static credential.',
+  },
+  NRC_E_NODE_STATUS_FAILED: {
+    summary: 'Reporting the result to the cluster (Node annotation or Event) failed; the node itself is configured.',
+    fix: 'Allow the agent to patch its Node and create Events (ClusterRole in daemonset/base/rbac.yaml).',
+  },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
