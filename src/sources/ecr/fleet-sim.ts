@@ -1,0 +1,157 @@
+// A pure, deterministic simulation of a fleet of agents sharing one account's ECR quota. It
+// drives the same scheduling functions as the ECR source (schedule.ts) against a token bucket
+// that models AWS's throttle, so a benchmark can report the fleet's peak call rate.
+import { DEFAULT_POLICY, HOUR, SECOND, backoffDelayMs, refreshDelayMs, seededRandom, startupDelayMs, type SchedulePolicy } from './schedule.ts';
+
+export interface FleetSimOptions {
+  readonly nodes: number;
+  readonly hours: number;
+  readonly seed: number;
+  /** What each agent believes the fleet size is (drives the startup spread); default `nodes`. */
+  readonly fleetSizeHint?: number;
+  readonly policy?: SchedulePolicy;
+  /** AWS's GetAuthorizationToken quota per account and region. */
+  readonly ratePerSecond?: number;
+  readonly burst?: number;
+  readonly tokenLifetimeMs?: number;
+}
+
+export interface FleetSimResult {
+  /** Most calls (successful or throttled) in any one-second interval. */
+  readonly peakCallsPerSecond: number;
+  /** All calls divided by the simulated seconds. */
+  readonly meanCallsPerSecond: number;
+  /** When the last node got its first token (Infinity if one never did). */
+  readonly secondsUntilAllHaveToken: number;
+  /** Longest time any node spent without a valid token after it first had one. */
+  readonly maxSecondsWithoutValidToken: number;
+  readonly totalCalls: number;
+  readonly throttledCalls: number;
+}
+
+interface NodeState {
+  expiresAt: number;
+  failures: number;
+  firstTokenAt: number;
+  gapStart: number;
+  maxGap: number;
+}
+
+/** A binary min-heap of (time, node) events. */
+class EventQueue {
+  private readonly times: number[] = [];
+  private readonly ids: number[] = [];
+  get size(): number {
+    return this.times.length;
+  }
+  push(time: number, id: number): void {
+    this.times.push(time);
+    this.ids.push(id);
+    let i = this.times.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.times[p]! <= this.times[i]!) break;
+      this.swap(i, p);
+      i = p;
+    }
+  }
+  pop(): [number, number] {
+    const top: [number, number] = [this.times[0]!, this.ids[0]!];
+    const lastT = this.times.pop()!;
+    const lastId = this.ids.pop()!;
+    if (this.times.length > 0) {
+      this.times[0] = lastT;
+      this.ids[0] = lastId;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < this.times.length && this.times[l]! < this.times[m]!) m = l;
+        if (r < this.times.length && this.times[r]! < this.times[m]!) m = r;
+        if (m === i) break;
+        this.swap(i, m);
+        i = m;
+      }
+    }
+    return top;
+  }
+  private swap(a: number, b: number): void {
+    [this.times[a], this.times[b]] = [this.times[b]!, this.times[a]!];
+    [this.ids[a], this.ids[b]] = [this.ids[b]!, this.ids[a]!];
+  }
+}
+
+export function simulateFleet(opts: FleetSimOptions): FleetSimResult {
+  const policy = opts.policy ?? DEFAULT_POLICY;
+  const rate = opts.ratePerSecond ?? 20;
+  const burst = opts.burst ?? 200;
+  const lifetime = opts.tokenLifetimeMs ?? 12 * HOUR;
+  const endMs = opts.hours * HOUR;
+  const random = seededRandom(opts.seed);
+  const fleetSize = opts.fleetSizeHint ?? opts.nodes;
+
+  const nodes: NodeState[] = [];
+  const queue = new EventQueue();
+  for (let i = 0; i < opts.nodes; i++) {
+    nodes.push({ expiresAt: -1, failures: 0, firstTokenAt: -1, gapStart: -1, maxGap: 0 });
+    queue.push(startupDelayMs(fleetSize, random, policy), i);
+  }
+
+  let bucket = burst;
+  let bucketAt = 0;
+  const perSecond = new Map<number, number>();
+  let totalCalls = 0;
+  let throttledCalls = 0;
+
+  while (queue.size > 0) {
+    const [t, id] = queue.pop();
+    if (t > endMs) break;
+    const node = nodes[id]!;
+    // The node's token lapsed before this call: that gap counts as time without a token.
+    if (node.expiresAt >= 0 && node.expiresAt <= t && node.gapStart < 0) node.gapStart = node.expiresAt;
+
+    bucket = Math.min(burst, bucket + ((t - bucketAt) / SECOND) * rate);
+    bucketAt = t;
+    totalCalls++;
+    const sec = Math.floor(t / SECOND);
+    perSecond.set(sec, (perSecond.get(sec) ?? 0) + 1);
+
+    if (bucket >= 1) {
+      bucket -= 1;
+      if (node.firstTokenAt < 0) node.firstTokenAt = t;
+      if (node.gapStart >= 0) {
+        node.maxGap = Math.max(node.maxGap, t - node.gapStart);
+        node.gapStart = -1;
+      }
+      node.failures = 0;
+      node.expiresAt = t + lifetime;
+      queue.push(t + refreshDelayMs(lifetime, random, policy), id);
+    } else {
+      throttledCalls++;
+      node.failures++;
+      queue.push(t + backoffDelayMs(node.failures, true, random, policy), id);
+    }
+  }
+
+  let peak = 0;
+  for (const n of perSecond.values()) peak = Math.max(peak, n);
+  let allHave = 0;
+  let maxGap = 0;
+  for (const node of nodes) {
+    allHave = node.firstTokenAt < 0 ? Infinity : Math.max(allHave, node.firstTokenAt);
+    let gap = node.maxGap;
+    // A gap still open at the end of the simulation counts too.
+    const openFrom = node.gapStart >= 0 ? node.gapStart : node.expiresAt >= 0 && node.expiresAt < endMs ? node.expiresAt : -1;
+    if (openFrom >= 0) gap = Math.max(gap, endMs - openFrom);
+    maxGap = Math.max(maxGap, gap);
+  }
+  return {
+    peakCallsPerSecond: peak,
+    meanCallsPerSecond: totalCalls / Math.max(1, endMs / SECOND),
+    secondsUntilAllHaveToken: allHave / SECOND,
+    maxSecondsWithoutValidToken: maxGap / SECOND,
+    totalCalls,
+    throttledCalls,
+  };
+}
