@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One-time (idempotent) host setup for the test suites: the Debian packages the e2e suite drives
+# (Docker engine, containerd with CRI, the distribution registry, skopeo, htpasswd, openssl,
+# debootstrap for the locally built base image) and a running Docker engine.
+# Needs root (or sudo). Safe to run again: installs only what is missing, starts dockerd only if down.
+set -euo pipefail
+
+log() { printf '[setup-host %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(docker.io docker-registry skopeo containerd apache2-utils openssl debootstrap ca-certificates tar gzip)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages already installed"
+fi
+
+docker_up() { $SUDO /usr/bin/docker version >/dev/null 2>&1; }
+if docker_up; then
+  log "dockerd already running"
+else
+  log "starting dockerd (log: /var/log/dockerd.log)"
+  # No systemd on these machines: run it in the background, detached from this shell.
+  $SUDO setsid nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    if docker_up; then break; fi
+    sleep 1
+  done
+  if ! docker_up; then
+    log "dockerd did not come up within 60s; last log lines:"
+    tail -n 30 /var/log/dockerd.log >&2 || true
+    exit 1
+  fi
+  log "dockerd is up"
+fi

@@ -1,0 +1,33 @@
+// The locally built images the suite needs (nothing can be pulled here). Each builder is a
+// script under scripts/e2e/ that is a no-op when the image is already up to date.
+import { join } from 'node:path';
+import { runOk, step, note, tail } from './e2e-exec.ts';
+import { REPO_ROOT, dockerBin } from './e2e-prereqs.ts';
+
+export const REGISTRY_IMAGE = 'nrc-e2e/registry:local';
+export const NODE_BASE_IMAGE = 'node:24-bookworm-slim';
+export const AGENT_IMAGE = 'node-registry-credentials:e2e';
+
+const script = (name: string): string => join(REPO_ROOT, 'scripts', 'e2e', name);
+
+export async function ensureRegistryImage(): Promise<string> {
+  const r = await runOk('bash', [script('build-registry-image.sh'), REGISTRY_IMAGE]);
+  note(tail(r.stdout, 1));
+  return REGISTRY_IMAGE;
+}
+
+/** Builds the project's Dockerfile (after providing its base image locally). */
+export async function buildAgentImage(): Promise<string> {
+  step(`providing the Dockerfile's base image ${NODE_BASE_IMAGE} locally (debootstrap + pinned Node 24; skipped when present)`);
+  const base = await runOk('bash', [script('build-node-base-image.sh'), NODE_BASE_IMAGE]);
+  note(tail(base.stdout, 1));
+  step(`docker build -t ${AGENT_IMAGE} . (the project's Dockerfile)`);
+  const docker = await dockerBin();
+  // The classic builder builds FROM the local base image without contacting any registry.
+  const built = await runOk(docker, ['build', '--pull=false', '--network', 'none', '-t', AGENT_IMAGE, '.'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, DOCKER_BUILDKIT: '0' },
+  });
+  note(tail(built.stdout, 2));
+  return AGENT_IMAGE;
+}
