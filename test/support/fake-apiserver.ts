@@ -232,6 +232,8 @@ export class FakeApiServer {
       '- name: fake',
       '  cluster:',
       `    server: ${this.url}`,
+      // client-node refuses plain http unless TLS verification is off.
+      '    insecure-skip-tls-verify: true',
       'users:',
       '- name: agent',
       '  user:',

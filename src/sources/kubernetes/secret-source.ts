@@ -1,0 +1,90 @@
+// Watches ONE docker-config Secret by name (list+watch with a metadata.name field selector,
+// so RBAC can limit the agent to that name) and turns it into a SourceSnapshot.
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { AgentError } from '../../errors.ts';
+import type { Source, SourceSnapshot } from '../../model/credential.ts';
+import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
+import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+
+export const DEFAULT_SECRET_NAMESPACE = 'okteto';
+export const DEFAULT_SECRET_NAME = 'okteto-dockerconfig-static';
+
+export interface SecretSourceOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly tuning?: WatchTuning;
+  /** Watch state changes (connected, relisting, stalled, forbidden, gave-up...) for logs and metrics. */
+  readonly onState?: (e: WatchStateEvent) => void;
+}
+
+/** Secret → snapshot: absent Secret = no credentials (ok); unreadable = ok:false (keep last good). */
+export function secretToSnapshot(secret: KubeObject | undefined, source: string): SourceSnapshot {
+  if (!secret) return { source, credentials: [], errors: [], ok: true };
+  const data = (secret as { data?: unknown }).data;
+  const values = typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {};
+  for (const key of ['.dockerconfigjson', '.dockercfg']) {
+    const raw = values[key];
+    if (raw === undefined) continue;
+    const text = typeof raw === 'string' ? decodeBase64(raw) : undefined;
+    if (text === undefined) {
+      return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source, detail: `(${key} is not base64 of UTF-8 text)` })], ok: false };
+    }
+    return parseDockerConfig(text, source);
+  }
+  return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source })], ok: false };
+}
+
+export class KubernetesSecretSource implements Source {
+  readonly name: string;
+  private readonly watch: ListWatch;
+  private readonly namespace: string;
+  private readonly secretName: string;
+  private emitFn: ((s: SourceSnapshot) => void) | undefined;
+
+  constructor(opts: SecretSourceOptions) {
+    this.namespace = opts.namespace ?? DEFAULT_SECRET_NAMESPACE;
+    this.secretName = opts.name ?? DEFAULT_SECRET_NAME;
+    this.name = `secret:${this.namespace}/${this.secretName}`;
+    const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    const fieldSelector = `metadata.name=${this.secretName}`;
+    this.watch = new ListWatch({
+      kubeConfig: opts.kubeConfig,
+      path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
+      fieldSelector,
+      description: `secrets ${this.namespace}/${this.secretName}`,
+      rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: this.secretName },
+      list: async () => {
+        const res = await core.listNamespacedSecret({ namespace: this.namespace, fieldSelector });
+        return { items: res.items as unknown as KubeObject[], resourceVersion: res.metadata?.resourceVersion ?? '' };
+      },
+      ...(opts.tuning ? { tuning: opts.tuning } : {}),
+    });
+    this.watch.on('sync', (items) => {
+      const secret = items.get(`${this.namespace}/${this.secretName}`);
+      this.emitFn?.(secretToSnapshot(secret, this.name));
+    });
+    this.watch.on('state', (e) => {
+      opts.onState?.(e);
+      // A failure before the first list: tell the reconciler (ok:false keeps whatever it has).
+      if (e.error && (e.state === 'forbidden' || e.state === 'gave-up' || !this.watch.hasSynced)) {
+        this.emitFn?.({ source: this.name, credentials: [], errors: [e.error], ok: false });
+      }
+    });
+  }
+
+  /** Watch restarts so far (metric). */
+  get watchRestarts(): number {
+    return this.watch.restarts;
+  }
+
+  async start(emit: (s: SourceSnapshot) => void): Promise<void> {
+    this.emitFn = emit;
+    this.watch.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.watch.stop();
+    this.emitFn = undefined;
+  }
+}
