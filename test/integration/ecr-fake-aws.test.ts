@@ -1,7 +1,7 @@
 // The real AWS SDK against the local fake: proves the fake verifies signatures (so the source
 // tests below mean something) and that the fetcher maps AWS's answers to our codes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
+import { ECRClient, GetAuthorizationTokenCommand, type ECRClientConfig } from '@aws-sdk/client-ecr';
 import { AgentError } from '../../src/errors.ts';
 import { createAwsTokenFetcher, type ServiceAccountTokenProvider } from '../../src/sources/ecr/aws.ts';
 import { parseEcrHost, type EcrHost } from '../../src/sources/ecr/hostname.ts';
@@ -26,7 +26,7 @@ async function rawCall(opts: { region?: string; secret?: string; signingName?: s
     maxAttempts: 1,
     credentials: { accessKeyId: TEST_ACCESS_KEY_ID, secretAccessKey: opts.secret ?? TEST_SECRET_ACCESS_KEY },
     ...(opts.signingName ? { signingName: opts.signingName } : {}),
-  } as ConstructorParameters<typeof ECRClient>[0]);
+  } as ECRClientConfig);
   try {
     return await client.send(new GetAuthorizationTokenCommand({}));
   } catch (err) {
