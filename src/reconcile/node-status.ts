@@ -1,0 +1,135 @@
+// Makes each node's result visible from the cluster: annotations on the Node (hash of the
+// applied configuration, time, last error codes) and rate-limited Warning Events for failures.
+// Only codes, subjects (registry hosts, file paths) and fixed texts are sent: never a secret.
+import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { AgentError, ERROR_CODES } from '../errors.ts';
+
+export const ANNOTATION_PREFIX = 'registry-credentials.okteto.com/';
+export const ANNOTATION_HASH = `${ANNOTATION_PREFIX}applied-hash`;
+export const ANNOTATION_AT = `${ANNOTATION_PREFIX}applied-at`;
+export const ANNOTATION_ERRORS = `${ANNOTATION_PREFIX}last-errors`;
+export const EVENT_REASON = 'RegistryCredentialsError';
+
+export interface ApplyReport {
+  /** Hash of the applied configuration (not of the secrets alone: of what was written). */
+  readonly hash: string;
+  readonly at: Date;
+  readonly errors: readonly { code: string; subject?: string }[];
+}
+
+export interface NodeStatusOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly nodeName: string;
+  /** Namespace the Events are created in (the agent's; `kubectl describe node` shows them). */
+  readonly eventNamespace: string;
+  /** At most one Event per error code and subject in this window (default 10 min). */
+  readonly eventIntervalMs?: number;
+  /** At most this many Events per window in total (default 5): a fleet-wide failure must not flood etcd. */
+  readonly maxEventsPerInterval?: number;
+  readonly now?: () => Date;
+  /** Reporting failures (they never fail the apply). */
+  readonly onError?: (err: AgentError) => void;
+  /** Names the component in Events. */
+  readonly component?: string;
+}
+
+const MAX_ANNOTATION_ERRORS = 10;
+
+function describe(code: string, subject: string | undefined): string {
+  const info = (ERROR_CODES as Record<string, { summary: string; fix: string } | undefined>)[code];
+  const where = subject ? ` [${subject}]` : '';
+  return info ? `${code}${where}: ${info.summary} Fix: ${info.fix}` : `${code}${where}`;
+}
+
+export class NodeStatusReporter {
+  private readonly core: CoreV1Api;
+  private readonly opts: NodeStatusOptions;
+  private readonly interval: number;
+  private readonly maxEvents: number;
+  private readonly now: () => Date;
+  private lastAnnotations: string | undefined;
+  private readonly lastEventAt = new Map<string, number>();
+  private windowStart = 0;
+  private windowCount = 0;
+
+  constructor(opts: NodeStatusOptions) {
+    this.opts = opts;
+    this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.interval = opts.eventIntervalMs ?? 600_000;
+    this.maxEvents = opts.maxEventsPerInterval ?? 5;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Called by the reconciler after each apply; never throws. */
+  async reportApply(result: ApplyReport): Promise<void> {
+    await Promise.all([this.annotate(result), this.events(result)]);
+  }
+
+  private fail(what: string, err: unknown): void {
+    const code = (err as { code?: unknown }).code;
+    const detail = code === 403 ? `${what}: 403 Forbidden (RBAC).` : `${what}${typeof code === 'number' ? ` (HTTP ${code})` : ''}.`;
+    this.opts.onError?.(new AgentError('NRC_E_NODE_STATUS_FAILED', { subject: `node ${this.opts.nodeName}`, detail, cause: err }));
+  }
+
+  private async annotate(result: ApplyReport): Promise<void> {
+    const codes = [...new Set(result.errors.map((e) => e.code))].sort().slice(0, MAX_ANNOTATION_ERRORS);
+    const annotations: Record<string, string | null> = {
+      [ANNOTATION_HASH]: result.hash,
+      [ANNOTATION_ERRORS]: codes.length ? codes.join(',') : null,
+    };
+    // Skip identical reports (periodic resyncs) so a fleet does not patch Nodes for nothing;
+    // applied-at changes only when the hash or the errors do.
+    const key = JSON.stringify(annotations);
+    if (key === this.lastAnnotations) return;
+    annotations[ANNOTATION_AT] = result.at.toISOString();
+    try {
+      await this.core.patchNode(
+        { name: this.opts.nodeName, body: { metadata: { annotations } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.lastAnnotations = key;
+    } catch (err) {
+      this.fail('patch Node annotations', err);
+    }
+  }
+
+  private async events(result: ApplyReport): Promise<void> {
+    const now = this.now().getTime();
+    if (now - this.windowStart >= this.interval) {
+      this.windowStart = now;
+      this.windowCount = 0;
+    }
+    for (const e of result.errors) {
+      const key = `${e.code}\u0000${e.subject ?? ''}`;
+      const last = this.lastEventAt.get(key);
+      if (last !== undefined && now - last < this.interval) continue;
+      if (this.windowCount >= this.maxEvents) return;
+      this.windowCount++;
+      this.lastEventAt.set(key, now);
+      const at = new Date(now).toISOString();
+      try {
+        await this.core.createNamespacedEvent({
+          namespace: this.opts.eventNamespace,
+          body: {
+            metadata: { generateName: `${this.opts.nodeName}.nrc.`, namespace: this.opts.eventNamespace },
+            // uid = node name, as the kubelet sets it for its own Node events.
+            involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.nodeName, uid: this.opts.nodeName },
+            reason: EVENT_REASON,
+            message: describe(e.code, e.subject).slice(0, 1024),
+            type: 'Warning',
+            source: { component: this.opts.component ?? 'node-registry-credentials', host: this.opts.nodeName },
+            reportingComponent: this.opts.component ?? 'node-registry-credentials',
+            reportingInstance: this.opts.nodeName,
+            firstTimestamp: new Date(now),
+            lastTimestamp: new Date(now),
+            count: 1,
+            action: 'Apply',
+          },
+        });
+      } catch (err) {
+        this.lastEventAt.delete(key);
+        this.fail('create Event', err);
+      }
+    }
+  }
+}
