@@ -22,6 +22,14 @@ export const ERROR_CODES = {
     summary: 'The docker config is larger than the agent accepts.',
     fix: 'Keep the Secret under the size limit (Kubernetes itself caps Secrets at 1 MiB); remove unused registries.',
   },
+  NRC_E_INPUT_UNREADABLE: {
+    summary: 'The docker config file cannot be read (missing, or permission denied).',
+    fix: 'Check the --dockerconfig path (or the mounted Secret volume); the last good configuration stays on the node meanwhile.',
+  },
+  NRC_E_SOURCE_NOT_READY: {
+    summary: 'A credential source has not delivered a valid configuration yet, so the agent changes nothing on the node.',
+    fix: 'Check the errors reported for that source; the node keeps its current configuration until every source is readable.',
+  },
   NRC_E_REGISTRY_HOST_INVALID: {
     summary: 'A registry key is not a valid host[:port][/path] (empty, bad characters, path traversal or a bad port).',
     fix: 'Use a plain registry hostname such as registry.example.com or registry.example.com:5000 as the key.',

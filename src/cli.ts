@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+import { doctorCommand } from './commands/doctor.ts';
+import { localCommand } from './commands/local.ts';
+import { applyCommand, cleanupCommand, EXIT_FAILED, renderCommand, type Io } from './commands/oneshot.ts';
+import { COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, type Flags, type FlagSpec } from './commands/options.ts';
+import { RUN_FLAGS, runCommand } from './commands/run.ts';
+
+interface Command {
+  readonly summary: string;
+  readonly flags: readonly FlagSpec[];
+  run(f: Flags, io: Io): number | Promise<number>;
+}
+
+const OUTPUT_FLAG: FlagSpec = { name: 'output', type: 'string', default: 'text', help: 'text or json.' };
+
+export const COMMANDS: Record<string, Command> = {
+  apply: {
+    summary: 'Reconcile the host once from --dockerconfig, then exit.\nExit 0: all applied. 2: some entries rejected (coded errors on stderr), every valid one applied. 1: nothing changed.',
+    flags: [...COMMON_FLAGS, ...INPUT_FLAGS],
+    run: applyCommand,
+  },
+  render: {
+    summary: 'Print the planned changes as a diff, every secret masked to its last 4 characters; write nothing.',
+    flags: [...COMMON_FLAGS, ...INPUT_FLAGS],
+    run: renderCommand,
+  },
+  cleanup: {
+    summary: 'Remove exactly what the agent added and restore what it replaced, byte for byte. Safe to run twice.',
+    flags: COMMON_FLAGS,
+    run: cleanupCommand,
+  },
+  run: {
+    summary: 'The long-running agent: watch the credential sources and keep the host in step.',
+    flags: [...COMMON_FLAGS, ...INPUT_FLAGS, ...RUN_FLAGS],
+    run: runCommand,
+  },
+  doctor: {
+    summary: 'Report what the agent finds on the node (runtimes, containerd config_path, the file the kubelet reads, writable targets) and what to fix.',
+    flags: [...COMMON_FLAGS, OUTPUT_FLAG],
+    run: doctorCommand,
+  },
+  local: {
+    summary: 'The local demo (what `npm start` runs): a sample node under .local/, re-applied on every edit of .local/dockerconfig.json.',
+    flags: COMMON_FLAGS,
+    run: localCommand,
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary.split('\n')[0]}`);
+  return `Usage: node-registry-credentials <command> [flags]\n\nCommands:\n${lines.join('\n')}\n\nWith no command: local. \`<command> --help\` lists its flags; every flag can also be set as NRC_<FLAG> in the environment.\n`;
+}
+
+export async function main(argv: readonly string[], io: Io): Promise<number> {
+  const [name = 'local', ...rest] = argv;
+  if (name === '--help' || name === '-h' || name === 'help') {
+    io.out(usage());
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.err(`Unknown command ${JSON.stringify(name)}.\n\n${usage()}`);
+    return EXIT_FAILED;
+  }
+  let flags: Flags;
+  try {
+    flags = parseFlags(rest, command.flags);
+  } catch (err) {
+    io.err(`${(err as Error).message}\n\n${helpText(name, command.summary, command.flags)}`);
+    return EXIT_FAILED;
+  }
+  if (flags['help']) {
+    io.out(helpText(name, command.summary, command.flags));
+    return 0;
+  }
+  return command.run(flags, io);
+}
+
+const io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+main(process.argv.slice(2), io).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Never print the raw error object: its properties could carry input values.
+    process.stderr.write(`unexpected failure: ${err instanceof Error ? err.name : 'error'}\n`);
+    process.exitCode = EXIT_FAILED;
+  },
+);

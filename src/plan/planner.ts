@@ -1,0 +1,353 @@
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { AgentError } from '../errors.ts';
+import type { FileState } from '../host/host-fs.ts';
+import { ancestors } from '../host/host-fs.ts';
+import type { RegistryCredential } from '../model/credential.ts';
+import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
+import { encodeAuth } from '../sources/dockerconfig.ts';
+import type { HostOptions } from '../sources/registry-config.ts';
+import { renderHostsToml } from './containerd-hosts.ts';
+import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, type JsonObject } from './json.ts';
+import { RECORD_PATH, type JsonFileRecord, type OwnedEntry, type OwnershipRecord } from './ownership.ts';
+import type { FileChange, Operation, Plan, PlanInput } from './types.ts';
+
+const CREDENTIAL_MODE = 0o600;
+const PUBLIC_MODE = 0o644;
+
+interface WholeFile {
+  readonly bytes: Uint8Array;
+  readonly mode: number;
+}
+
+/** Mutable working state of one planning pass. */
+class Work {
+  readonly ops: Operation[] = [];
+  readonly errors: AgentError[] = [];
+  readonly changes: FileChange[] = [];
+  readonly jsonFiles: Record<string, JsonFileRecord> = {};
+  readonly files: Record<string, { sha256: string }> = {};
+  /** Every file that exists once the plan is applied and that the agent cares about. */
+  readonly keep = new Set<string>();
+  constructor(readonly input: PlanInput) {}
+
+  state(path: string): FileState {
+    return this.input.snapshot.get(path) ?? { kind: 'missing' };
+  }
+}
+
+/** The value the agent writes under its key in a docker config.json. */
+export function dockerConfigEntry(c: RegistryCredential): JsonObject {
+  const entry: JsonObject = {};
+  if (c.username !== '' || c.password !== '') entry['auth'] = encodeAuth(c.username, c.password);
+  if (c.identityToken !== undefined) entry['identitytoken'] = c.identityToken;
+  return entry;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a).equals(Buffer.from(b));
+}
+
+/** Empty "auths" and no "auths" mean the same to every reader; compare them as equal. */
+function withoutEmptyAuths(doc: JsonObject): JsonObject {
+  const auths = doc['auths'];
+  if (isJsonObject(auths) && Object.keys(auths).length === 0) {
+    const { auths: _drop, ...rest } = doc;
+    return rest;
+  }
+  return doc;
+}
+
+/** Checks that a path's ancestors are plain directories (or missing); returns the problem if not. */
+function ancestorProblem(work: Work, path: string): AgentError | undefined {
+  for (const dir of ancestors(path)) {
+    const st = work.state(dir);
+    if (st.kind === 'symlink') return new AgentError('NRC_E_UNSAFE_PATH', { subject: dir });
+    if (st.kind === 'unreadable') return new AgentError('NRC_E_WRITE_FAILED', { subject: dir, detail: `(${st.errno})` });
+    if (st.kind === 'file' || st.kind === 'other') return new AgentError('NRC_E_TARGET_NOT_FILE', { subject: dir });
+  }
+  return undefined;
+}
+
+/** A problem with the target itself (not a regular file), or undefined. */
+function targetProblem(st: FileState, path: string): AgentError | undefined {
+  if (st.kind === 'symlink') return new AgentError('NRC_E_UNSAFE_PATH', { subject: path });
+  if (st.kind === 'directory' || st.kind === 'other') return new AgentError('NRC_E_TARGET_NOT_FILE', { subject: path });
+  if (st.kind === 'unreadable') return new AgentError('NRC_E_WRITE_FAILED', { subject: path, detail: `(${st.errno})` });
+  return undefined;
+}
+
+function firstSeed(work: Work): JsonObject | undefined {
+  for (const path of work.input.targets.kubeletFallbacks) {
+    const st = work.state(path);
+    if (st.kind !== 'file') continue;
+    const doc = parseJsonObject(st.bytes);
+    if (!doc) continue;
+    // config.json carries "auths"; the legacy .dockercfg is the map itself.
+    const auths = path.endsWith('.dockercfg') ? doc : doc['auths'];
+    if (isJsonObject(auths)) return { auths: structuredClone(auths) };
+  }
+  return undefined;
+}
+
+/** Merges the agent's entries into one docker config.json, keeping every foreign entry and field. */
+function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string, JsonObject>, seed: boolean): void {
+  const rec = work.input.record.jsonFiles[path];
+  const st = work.state(path);
+  const problem = targetProblem(st, path) ?? ancestorProblem(work, path);
+  const keepRecord = (): void => {
+    if (rec) work.jsonFiles[path] = rec;
+  };
+  if (problem) {
+    if (desired.size > 0 || rec) work.errors.push(problem);
+    keepRecord();
+    return;
+  }
+
+  let doc: JsonObject;
+  let current: JsonObject | undefined;
+  let created: boolean;
+  let original: JsonFileRecord['original'];
+  let foreignAtCreation: unknown;
+  if (st.kind === 'file') {
+    current = parseJsonObject(st.bytes);
+    if (current !== undefined && current['auths'] !== undefined && !isJsonObject(current['auths'])) current = undefined;
+    if (current === undefined && !rec?.created) {
+      work.errors.push(new AgentError('NRC_E_FOREIGN_FILE_UNPARSEABLE', { subject: path }));
+      keepRecord();
+      return;
+    }
+    created = rec?.created ?? false;
+    original = rec ? rec.original : { bytes: Buffer.from(st.bytes).toString('base64'), mode: st.mode };
+    foreignAtCreation = rec?.foreignAtCreation;
+    // Our own file damaged by someone else: rebuild it from what it held at creation.
+    doc = current ?? (isJsonObject(foreignAtCreation) ? structuredClone(foreignAtCreation) : {});
+  } else {
+    if (desired.size === 0) return; // nothing to add, and the file is gone: nothing is ours any more
+    const seeded = seed ? firstSeed(work) : undefined;
+    doc = seeded ?? {};
+    created = true;
+    foreignAtCreation = structuredClone(doc);
+  }
+  doc = structuredClone(doc);
+  const auths: JsonObject = isJsonObject(doc['auths']) ? doc['auths'] : {};
+  const owned = rec?.entries ?? {};
+  const entries: Record<string, OwnedEntry> = {};
+  const added: string[] = [];
+  const updated: string[] = [];
+  const removed: string[] = [];
+
+  for (const [key, entry] of Object.entries(owned)) {
+    if (desired.has(key)) continue;
+    if ('replaced' in entry && entry.replaced !== undefined) auths[key] = structuredClone(entry.replaced);
+    else delete auths[key];
+    removed.push(key);
+  }
+  for (const [key, value] of desired) {
+    const mine = owned[key];
+    if (mine) {
+      entries[key] = mine;
+      if (!jsonEqual(auths[key], value)) updated.push(key);
+    } else {
+      entries[key] = key in auths ? { replaced: auths[key] } : {};
+      added.push(key);
+    }
+    auths[key] = value;
+  }
+  doc['auths'] = auths;
+
+  const stillOurs = Object.keys(entries).length > 0;
+  if (stillOurs) {
+    work.jsonFiles[path] = {
+      created,
+      ...(original ? { original } : {}),
+      ...(created ? { foreignAtCreation } : {}),
+      entries,
+    };
+    work.keep.add(path);
+    if (current === undefined || !jsonEqual(withoutEmptyAuths(current), withoutEmptyAuths(doc))) {
+      const keepOwner = st.kind === 'file' ? { mode: st.mode, uid: st.uid, gid: st.gid } : { mode: CREDENTIAL_MODE };
+      work.ops.push({ op: 'write', path, bytes: formatDockerConfig(doc), ...keepOwner });
+      work.changes.push({ path, change: st.kind === 'file' ? 'update' : 'create', added, updated, removed });
+    }
+    return;
+  }
+
+  // Nothing of ours remains: hand the file back as it was, when nobody else changed it meanwhile.
+  if (st.kind !== 'file') return;
+  if (created) {
+    if (jsonEqual(withoutEmptyAuths(doc), withoutEmptyAuths(isJsonObject(foreignAtCreation) ? foreignAtCreation : {}))) {
+      work.ops.push({ op: 'delete', path });
+      work.changes.push({ path, change: 'delete', added, updated, removed });
+      return;
+    }
+  } else if (original) {
+    const originalBytes = Buffer.from(original.bytes, 'base64');
+    const originalDoc = parseJsonObject(originalBytes);
+    if (originalDoc && jsonEqual(withoutEmptyAuths(doc), withoutEmptyAuths(originalDoc))) {
+      work.keep.add(path);
+      if (!bytesEqual(st.bytes, originalBytes) || st.mode !== original.mode) {
+        work.ops.push({ op: 'write', path, bytes: originalBytes, mode: original.mode, uid: st.uid, gid: st.gid });
+        work.changes.push({ path, change: 'restore', added, updated, removed });
+      }
+      return;
+    }
+  }
+  // Someone else changed the file while it held our entries: keep their changes, drop ours.
+  work.keep.add(path);
+  if (current === undefined || !jsonEqual(current, doc)) {
+    work.ops.push({ op: 'write', path, bytes: formatDockerConfig(doc), mode: st.mode, uid: st.uid, gid: st.gid });
+    work.changes.push({ path, change: 'update', added, updated, removed });
+  }
+}
+
+/** hosts.toml, ca.crt and certs.d files wanted for each registry with host options. */
+function desiredWholeFiles(work: Work): Map<string, WholeFile> {
+  const { targets, hostOptions, credentials, record } = work.input;
+  const out = new Map<string, WholeFile>();
+  const byHost = new Map<string, RegistryCredential>();
+  for (const c of credentials) if (c.key === c.host || (c.host === DOCKER_HUB_HOST && !c.key.includes('/'))) byHost.set(c.host, c);
+
+  const ownedDir = (dir: string): boolean => record.dirs.includes(dir);
+  // A directory someone else made for this registry is theirs: never write into it.
+  const foreign = (dir: string): boolean => {
+    const st = work.state(dir);
+    return st.kind !== 'missing' && !ownedDir(dir);
+  };
+
+  for (const options of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) {
+    const host = options.host;
+    if (host.includes('*')) {
+      work.errors.push(new AgentError('NRC_E_HOST_OPTIONS_UNSUPPORTED', { subject: host }));
+      continue;
+    }
+    if (options.authHeader && host === DOCKER_HUB_HOST) {
+      work.errors.push(new AgentError('NRC_E_HOST_OPTIONS_UNSUPPORTED', { subject: host, detail: 'Docker Hub uses Bearer tokens, so a Basic header would break pulls.' }));
+      continue;
+    }
+    const credential = byHost.get(host);
+    const needsHostsToml = options.ca !== undefined || options.skipVerify || (options.authHeader && credential !== undefined);
+    if (targets.containerdHostsDir !== undefined && needsHostsToml && !work.input.cleanup) {
+      const dir = posix.join(targets.containerdHostsDir, host);
+      // containerd prefers "host_port_" over "host:port": a foreign one of those would shadow ours.
+      const alt = host.includes(':') && !host.startsWith('[') ? posix.join(targets.containerdHostsDir, `${host.replace(':', '_')}_`) : undefined;
+      if (foreign(dir) || (alt !== undefined && work.state(alt).kind !== 'missing')) {
+        work.errors.push(new AgentError('NRC_E_FOREIGN_DIRECTORY', { subject: foreign(dir) ? dir : alt }));
+      } else {
+        const toml = renderHostsToml(options, credential);
+        const secret = toml.includes('Authorization');
+        out.set(posix.join(dir, 'hosts.toml'), { bytes: Buffer.from(toml, 'utf8'), mode: secret ? CREDENTIAL_MODE : PUBLIC_MODE });
+        if (options.ca !== undefined) out.set(posix.join(dir, 'ca.crt'), { bytes: Buffer.from(options.ca, 'utf8'), mode: PUBLIC_MODE });
+      }
+    }
+    if (options.ca !== undefined && !work.input.cleanup) {
+      for (const certs of targets.certsDirs) {
+        const dir = posix.join(certs, host);
+        if (foreign(dir)) work.errors.push(new AgentError('NRC_E_FOREIGN_DIRECTORY', { subject: dir }));
+        else out.set(posix.join(dir, 'ca.crt'), { bytes: Buffer.from(options.ca, 'utf8'), mode: PUBLIC_MODE });
+      }
+    }
+  }
+  return out;
+}
+
+function planWholeFiles(work: Work): void {
+  const desired = desiredWholeFiles(work);
+  for (const [path, file] of desired) {
+    const st = work.state(path);
+    const problem = targetProblem(st, path) ?? ancestorProblem(work, path);
+    if (problem) {
+      work.errors.push(problem);
+      if (work.input.record.files[path]) work.files[path] = work.input.record.files[path];
+      continue;
+    }
+    work.files[path] = { sha256: sha256(file.bytes) };
+    work.keep.add(path);
+    if (st.kind === 'file' && bytesEqual(st.bytes, file.bytes) && st.mode === file.mode) continue;
+    work.ops.push({ op: 'write', path, bytes: file.bytes, mode: file.mode });
+    work.changes.push({ path, change: st.kind === 'file' ? 'update' : 'create', added: [], updated: [], removed: [] });
+  }
+  for (const path of Object.keys(work.input.record.files)) {
+    if (desired.has(path)) continue;
+    const st = work.state(path);
+    // Only a regular file is removed: anything else at that path is no longer what the agent wrote.
+    if (st.kind === 'file') {
+      work.ops.push({ op: 'delete', path });
+      work.changes.push({ path, change: 'delete', added: [], updated: [], removed: [] });
+    }
+  }
+}
+
+/** Directories: create what wanted files need, remove those the agent made and no longer needs. */
+function planDirectories(work: Work, recordNeeded: boolean): string[] {
+  const needed = new Set<string>();
+  const wanted = [...work.keep];
+  if (recordNeeded) wanted.push(RECORD_PATH);
+  for (const path of wanted) for (const dir of ancestors(path)) needed.add(dir);
+  const dirs: string[] = [];
+  const mkdirs: string[] = [];
+  for (const dir of [...needed].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b))) {
+    const st = work.state(dir);
+    if (st.kind === 'missing') {
+      mkdirs.push(dir);
+      dirs.push(dir);
+    } else if (work.input.record.dirs.includes(dir)) {
+      dirs.push(dir);
+    }
+  }
+  const writesAndDeletes = work.ops.splice(0);
+  work.ops.push(...mkdirs.map((path) => ({ op: 'mkdir' as const, path })));
+  work.ops.push(...writesAndDeletes.filter((o) => o.op === 'write'), ...writesAndDeletes.filter((o) => o.op === 'delete'));
+  const rmdirs = work.input.record.dirs
+    .filter((d) => !needed.has(d) && work.state(d).kind === 'directory')
+    .sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
+  work.ops.push(...rmdirs.map((path) => ({ op: 'rmdir' as const, path })));
+  return dirs.sort();
+}
+
+/** Paths the planner needs in its snapshot for these targets, options and record. */
+export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
+  const { targets, hostOptions, record } = input;
+  const paths = new Set<string>([targets.kubeletConfig, ...targets.kubeletFallbacks, RECORD_PATH]);
+  if (targets.dockerConfig) paths.add(targets.dockerConfig);
+  for (const host of hostOptions.keys()) {
+    if (targets.containerdHostsDir) {
+      const dir = posix.join(targets.containerdHostsDir, host);
+      paths.add(posix.join(dir, 'hosts.toml')).add(posix.join(dir, 'ca.crt'));
+      if (host.includes(':') && !host.startsWith('[')) paths.add(posix.join(targets.containerdHostsDir, `${host.replace(':', '_')}_`));
+    }
+    for (const certs of targets.certsDirs) paths.add(posix.join(certs, host, 'ca.crt'));
+  }
+  for (const p of [...Object.keys(record.jsonFiles), ...Object.keys(record.files), ...record.dirs]) paths.add(p);
+  return [...paths].filter((p) => !p.includes('*'));
+}
+
+/**
+ * The pure planner: desired credentials + host options + what is on the host + what the agent
+ * owns → the exact operations. It reads no clock, file or environment.
+ */
+export function plan(input: PlanInput): Plan {
+  const work = new Work(input);
+  const desired = new Map<string, JsonObject>();
+  if (!input.cleanup) {
+    for (const c of [...input.credentials].sort((a, b) => a.key.localeCompare(b.key))) desired.set(c.key, dockerConfigEntry(c));
+  }
+  planDockerConfig(work, input.targets.kubeletConfig, desired, true);
+  if (input.targets.dockerConfig !== undefined && input.targets.dockerConfig !== input.targets.kubeletConfig) {
+    planDockerConfig(work, input.targets.dockerConfig, desired, false);
+  }
+  // Files the agent once managed but no longer targets (flags changed): hand them back too.
+  for (const path of Object.keys(input.record.jsonFiles)) {
+    if (path !== input.targets.kubeletConfig && path !== input.targets.dockerConfig) planDockerConfig(work, path, new Map(), false);
+  }
+  planWholeFiles(work);
+  // In cleanup, only what could not be removed stays recorded.
+  const recordNeeded = Object.keys(work.jsonFiles).length > 0 || Object.keys(work.files).length > 0;
+  const dirs = planDirectories(work, recordNeeded);
+  const record: OwnershipRecord | undefined = recordNeeded ? { version: 1, jsonFiles: work.jsonFiles, files: work.files, dirs } : undefined;
+  return { operations: work.ops, record, changes: work.changes, errors: work.errors };
+}

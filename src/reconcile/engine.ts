@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import { AgentError } from '../errors.ts';
+import { applyPlan, readRecord, type ApplyResult } from '../host/apply.ts';
+import type { HostFs, HostSnapshot } from '../host/host-fs.ts';
+import type { RegistryCredential, SourceSnapshot } from '../model/credential.ts';
+import type { OwnershipRecord } from '../plan/ownership.ts';
+import { pathsToSnapshot, plan as makePlan } from '../plan/planner.ts';
+import type { Plan } from '../plan/types.ts';
+import type { HostOptions } from '../sources/registry-config.ts';
+import { detectTargets, type DetectedTargets, type TargetOptions } from '../runtime/targets.ts';
+
+/** Merges sources in precedence order: for one registry key, the first source that has it wins. */
+export function mergeSnapshots(snapshots: readonly SourceSnapshot[]): { credentials: RegistryCredential[]; errors: AgentError[] } {
+  const byKey = new Map<string, RegistryCredential>();
+  const errors: AgentError[] = [];
+  for (const s of snapshots) {
+    errors.push(...s.errors);
+    for (const c of s.credentials) if (!byKey.has(c.key)) byKey.set(c.key, c);
+  }
+  return { credentials: [...byKey.values()], errors };
+}
+
+export interface ReconcileInput {
+  readonly host: HostFs;
+  readonly credentials: readonly RegistryCredential[];
+  readonly hostOptions: ReadonlyMap<string, HostOptions>;
+  readonly targetOptions: TargetOptions;
+  readonly cleanup?: boolean;
+}
+
+export interface Planned {
+  readonly plan: Plan;
+  readonly snapshot: HostSnapshot;
+  readonly record: OwnershipRecord;
+  readonly detected: DetectedTargets;
+}
+
+/** Reads the host and plans. A corrupt ownership record stops everything: nothing is guessed. */
+export function planOnHost(input: ReconcileInput): Planned | AgentError {
+  const record = readRecord(input.host);
+  if (record instanceof AgentError) return record;
+  const detected = detectTargets(input.host, input.targetOptions);
+  const base = { credentials: input.credentials, hostOptions: input.hostOptions, targets: detected.targets, record, ...(input.cleanup ? { cleanup: true } : {}) };
+  const snapshot = input.host.snapshot(pathsToSnapshot(base));
+  return { plan: makePlan({ ...base, snapshot }), snapshot, record, detected };
+}
+
+export interface Reconciled extends Planned {
+  readonly result: ApplyResult;
+}
+
+export function reconcileOnce(input: ReconcileInput): Reconciled | AgentError {
+  const planned = planOnHost(input);
+  if (planned instanceof AgentError) return planned;
+  return { ...planned, result: applyPlan(input.host, planned.record, planned.plan) };
+}
+
+/** A hash of what is configured (keys, hosts, content), for node status; no secret can be recovered from it. */
+export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
+  const h = createHash('sha256');
+  for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
+    h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
+  }
+  for (const o of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) h.update(JSON.stringify(o));
+  return h.digest('hex').slice(0, 16);
+}

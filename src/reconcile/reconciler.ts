@@ -1,0 +1,165 @@
+import { EventEmitter } from 'node:events';
+import { AgentError } from '../errors.ts';
+import type { HostFs } from '../host/host-fs.ts';
+import type { Logger } from '../log.ts';
+import type { Source, SourceSnapshot } from '../model/credential.ts';
+import type { FileChange } from '../plan/types.ts';
+import type { HostOptions } from '../sources/registry-config.ts';
+import type { TargetOptions } from '../runtime/targets.ts';
+import { configurationHash, mergeSnapshots, reconcileOnce } from './engine.ts';
+
+export interface ReconcilerOptions {
+  readonly host: HostFs;
+  /** In precedence order: for one registry, the first source that provides it wins. */
+  readonly sources: readonly Source[];
+  readonly hostOptions: ReadonlyMap<string, HostOptions>;
+  readonly hostOptionErrors?: readonly AgentError[];
+  readonly targetOptions: TargetOptions;
+  readonly logger: Logger;
+  /** Coalesces bursts of source changes into one apply. */
+  readonly debounceMs?: number;
+  /** Re-checks the host this often (with jitter) to repair drift. */
+  readonly resyncMs?: number;
+  readonly maxBackoffMs?: number;
+  readonly random?: () => number;
+}
+
+export interface ApplyReport {
+  readonly at: Date;
+  readonly hash: string;
+  readonly registries: number;
+  readonly changes: readonly FileChange[];
+  readonly bytesWritten: number;
+  /** Entry and host problems (rejected entries, foreign directories, write failures). */
+  readonly errors: readonly AgentError[];
+  /** True when every write went through (entry errors do not count). */
+  readonly hostOk: boolean;
+}
+
+export interface ReconcilerEvents {
+  applied: [ApplyReport];
+  waiting: [AgentError];
+}
+
+/**
+ * Wires sources to the host: keeps each source's last good snapshot, waits until every
+ * source has delivered one (so a slow source never removes what it provided), then
+ * debounces changes into snapshot → plan → apply, retrying failed writes with backoff.
+ */
+export class Reconciler extends EventEmitter<ReconcilerEvents> {
+  private readonly snapshots = new Map<string, SourceSnapshot>();
+  private readonly latestErrors = new Map<string, readonly AgentError[]>();
+  private debounce: NodeJS.Timeout | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+  private running = false;
+  private again = false;
+  applies = 0;
+  lastReport: ApplyReport | undefined;
+
+  constructor(private readonly o: ReconcilerOptions) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    for (const source of this.o.sources) {
+      await source.start((snap) => this.onSnapshot(source.name, snap));
+    }
+    this.scheduleResync();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.debounce);
+    clearTimeout(this.resync);
+    await Promise.all(this.o.sources.map((s) => s.stop().catch(() => undefined)));
+  }
+
+  private onSnapshot(name: string, snap: SourceSnapshot): void {
+    this.latestErrors.set(name, snap.errors);
+    if (snap.ok) this.snapshots.set(name, snap);
+    else {
+      for (const e of snap.errors) this.o.logger.error({ code: e.code, subject: e.subject, source: name }, e.message);
+      if (this.snapshots.has(name)) this.o.logger.warn({ source: name }, 'keeping the last good configuration of this source');
+    }
+    this.trigger(this.o.debounceMs ?? 200);
+  }
+
+  /** Asks for a pass soon; bursts of triggers collapse into one. */
+  trigger(delayMs = 0): void {
+    if (this.stopped) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.pass(), delayMs);
+  }
+
+  private scheduleResync(): void {
+    const base = this.o.resyncMs ?? 60_000;
+    const rnd = this.o.random ?? Math.random;
+    clearTimeout(this.resync);
+    this.resync = setTimeout(() => {
+      this.trigger();
+      this.scheduleResync();
+    }, base * (0.8 + 0.4 * rnd()));
+    this.resync.unref();
+  }
+
+  private async pass(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      this.applyNow();
+    } finally {
+      this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.trigger();
+      }
+    }
+  }
+
+  private applyNow(): void {
+    const missing = this.o.sources.filter((s) => !this.snapshots.has(s.name)).map((s) => s.name);
+    if (missing.length > 0) {
+      const err = new AgentError('NRC_E_SOURCE_NOT_READY', { subject: missing.join(', ') });
+      this.o.logger.warn({ code: err.code, sources: missing }, err.message);
+      this.emit('waiting', err);
+      return;
+    }
+    const ordered = this.o.sources.map((s) => this.snapshots.get(s.name)!);
+    const merged = mergeSnapshots(ordered);
+    const sourceErrors = [...this.latestErrors.values()].flat();
+    const outcome = reconcileOnce({ host: this.o.host, credentials: merged.credentials, hostOptions: this.o.hostOptions, targetOptions: this.o.targetOptions });
+    const at = new Date();
+    const hash = configurationHash(merged.credentials, this.o.hostOptions);
+    if (outcome instanceof AgentError) {
+      this.report({ at, hash, registries: merged.credentials.length, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false });
+      return;
+    }
+    const hostErrors = outcome.result.errors;
+    const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.detected.problems, ...outcome.plan.errors, ...hostErrors];
+    const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
+    this.report({ at, hash, registries: merged.credentials.length, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 });
+  }
+
+  private report(r: ApplyReport): void {
+    this.applies++;
+    this.lastReport = r;
+    for (const c of r.changes) this.o.logger.info({ path: c.path, change: c.change, added: c.added, updated: c.updated, removed: c.removed }, 'host file changed');
+    for (const e of r.errors) this.o.logger.error({ code: e.code, subject: e.subject }, e.message);
+    if (r.hostOk) {
+      this.failures = 0;
+    } else {
+      // Disk full, read-only, permissions: retry with capped exponential backoff and jitter.
+      this.failures++;
+      const cap = this.o.maxBackoffMs ?? 60_000;
+      const delay = Math.min(cap, 500 * 2 ** (this.failures - 1)) * (0.5 + (this.o.random ?? Math.random)() / 2);
+      this.o.logger.warn({ retryInMs: Math.round(delay), failures: this.failures }, 'apply failed; retrying');
+      this.trigger(delay);
+    }
+    this.emit('applied', r);
+  }
+}

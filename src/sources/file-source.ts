@@ -1,0 +1,85 @@
+import { readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import { AgentError } from '../errors.ts';
+import type { Source, SourceSnapshot } from '../model/credential.ts';
+import { parseDockerConfig } from './dockerconfig.ts';
+
+const SECRET_KEYS = ['.dockerconfigjson', '.dockercfg'];
+
+/** The file to read: the path itself, or the Secret key inside a mounted Secret volume. */
+export function resolveDockerConfigFile(input: string): string {
+  try {
+    if (statSync(input).isDirectory()) {
+      for (const key of SECRET_KEYS) {
+        const candidate = path.join(input, key);
+        try {
+          statSync(candidate);
+          return candidate;
+        } catch {
+          // next key
+        }
+      }
+      return path.join(input, SECRET_KEYS[0]!);
+    }
+  } catch {
+    // missing: reported when read
+  }
+  return input;
+}
+
+export function readDockerConfigFile(input: string, source: string): SourceSnapshot {
+  const file = resolveDockerConfigFile(input);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_UNREADABLE', { subject: file, detail: `(${(err as NodeJS.ErrnoException).code ?? 'error'})`, cause: err })], ok: false };
+  }
+  return parseDockerConfig(bytes, source);
+}
+
+/**
+ * A docker config file, or a Secret mounted as a volume. The watch is on the directory, so it
+ * sees editors' rename-into-place and the kubelet's `..data` symlink swap alike.
+ */
+export class FileSource implements Source {
+  readonly name: string;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private last: string | undefined;
+
+  constructor(private readonly input: string, private readonly debounceMs = 50) {
+    this.name = `file:${input}`;
+  }
+
+  async start(emit: (s: SourceSnapshot) => void): Promise<void> {
+    const read = (): void => {
+      const snap = readDockerConfigFile(this.input, this.name);
+      // Re-emitting the same content would only cost a planning pass; skip it.
+      const fingerprint = JSON.stringify([snap.ok, snap.credentials, snap.errors.map((e) => e.message)]);
+      if (fingerprint === this.last) return;
+      this.last = fingerprint;
+      emit(snap);
+    };
+    let isDir = false;
+    try {
+      isDir = statSync(this.input).isDirectory();
+    } catch {
+      isDir = false;
+    }
+    const dir = isDir ? this.input : path.dirname(this.input);
+    this.watcher = watch(dir, { ignoreInitial: true, depth: 0, followSymlinks: false, atomic: false });
+    this.watcher.on('all', () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(read, this.debounceMs);
+    });
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    read();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    await this.watcher?.close();
+  }
+}
