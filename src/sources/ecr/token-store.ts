@@ -1,8 +1,9 @@
 // Restart reuse: the tokens the agent last obtained, so that a restarted agent (a DaemonSet
 // rollout across the fleet) does not call AWS again while they are still valid.
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../host/atomic.ts';
 
 export const ECR_STATE_PATH = 'var/lib/node-registry-credentials/ecr-tokens.json';
 
@@ -49,6 +50,7 @@ export async function loadTokens(file: string): Promise<{ tokens: Map<string, St
 
 export async function saveTokens(file: string, tokens: ReadonlyMap<string, StoredToken>): Promise<void> {
   const body = { version: 1, tokens: Object.fromEntries([...tokens].sort(([a], [b]) => (a < b ? -1 : 1))) };
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   await writeFileAtomic(file, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600 });
 }
 
@@ -56,30 +58,4 @@ export async function saveTokens(file: string, tokens: ReadonlyMap<string, Store
 export async function readEcrTokenExpiries(hostRoot: string): Promise<Array<{ host: string; expiresAt: Date }>> {
   const { tokens } = await loadTokens(ecrStateFile(hostRoot));
   return [...tokens].map(([host, t]) => ({ host, expiresAt: new Date(t.expiresAt) })).sort((a, b) => (a.host < b.host ? -1 : 1));
-}
-
-// TODO: use writeFileAtomic from src/host/ once it is committed; this is the same recipe.
-async function writeFileAtomic(path: string, data: string, opts: { mode: number }): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, `.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`);
-  const fh = await open(tmp, 'wx', opts.mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
 }
