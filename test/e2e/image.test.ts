@@ -1,0 +1,137 @@
+// Issue 5, part 4: the project's Dockerfile builds here without pulling (its base image is
+// provided locally), and the agent runs FROM THAT IMAGE the way the DaemonSet runs it (uid 0,
+// read-only root filesystem, all capabilities dropped but CHOWN, DAC_OVERRIDE and FOWNER), with
+// the node's root bind-mounted at /host, in `run` mode on a kubelet-style mounted Secret volume.
+// Editing the Secret makes the node's CRI pull start working, and removing the entry stops it.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GenericContainer, type StartedTestContainer } from 'testcontainers';
+import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import { MountedSecret, dockerConfigJson, registryConfigToml } from '../support/e2e-agent.ts';
+import { startContainerd, type Containerd } from '../support/e2e-containerd.ts';
+import { note, run, step, tail } from '../support/e2e-exec.ts';
+import { makeHostRoot } from '../support/e2e-hostroot.ts';
+import { buildAgentImage } from '../support/e2e-images.ts';
+import { makeOciImage } from '../support/e2e-oci.ts';
+import { makePki } from '../support/e2e-pki.ts';
+import { dockerBin } from '../support/e2e-prereqs.ts';
+import { pushImage, startRegistry, type Registry } from '../support/e2e-registry.ts';
+
+const skipReason = inject('e2eSkipReason');
+const USER = 'e2e-daemonset';
+const PASSWORD = 'daemonset-Pa55word';
+
+/** GenericContainer plus the one DaemonSet setting testcontainers has no builder for. */
+class AgentContainer extends GenericContainer {
+  withReadOnlyRootFilesystem(): this {
+    this.hostConfig.ReadonlyRootfs = true;
+    return this;
+  }
+}
+
+describe.skipIf(skipReason !== '')('the agent image, run as the DaemonSet runs it', () => {
+  let work: string;
+  let registry: Registry;
+  let containerd: Containerd;
+  let agent: StartedTestContainer | undefined;
+  let agentImage: string;
+  let secret: MountedSecret;
+  let image: string;
+
+  beforeAll(async () => {
+    agentImage = await buildAgentImage();
+    work = await mkdtemp(join(tmpdir(), 'nrc-e2e-image-'));
+    const hostRoot = join(work, 'host');
+    const pki = await makePki(work);
+    registry = await startRegistry(join(work, 'registry'), pki, { [USER]: PASSWORD });
+    image = `${registry.host}/private/daemonset:v1`;
+    const oci = await makeOciImage(join(work, 'oci'), 'v1', 'pulled thanks to the agent container\n');
+    await pushImage(registry, `oci:${oci.dir}:v1`, image, USER, PASSWORD);
+    await makeHostRoot(hostRoot);
+    containerd = await startContainerd(join(work, 'containerd'), join(hostRoot, 'etc', 'containerd', 'certs.d'));
+
+    // The Secret starts without our registry (another entry only), as a kubelet secret volume.
+    secret = new MountedSecret(join(work, 'secret'));
+    await secret.write(dockerConfigJson({ 'other.example.com': { username: 'x', password: 'unrelated' } }));
+    await writeFile(join(work, 'registries.toml'), registryConfigToml({ [registry.host]: { caPem: pki.caPem, authHeader: true } }));
+
+    step(`starting ${agentImage}: run --host-root /host --dockerconfig <Secret volume> (uid 0, read-only rootfs, caps CHOWN+DAC_OVERRIDE+FOWNER, no network)`);
+    agent = await new AgentContainer(agentImage)
+      .withUser('0')
+      .withReadOnlyRootFilesystem()
+      .withDroppedCapabilities('ALL')
+      .withAddedCapabilities('CHOWN', 'DAC_OVERRIDE', 'FOWNER')
+      .withNetworkMode('none') // a file source needs no network
+      .withBindMounts([
+        { source: hostRoot, target: '/host', mode: 'rw' },
+        { source: join(work, 'secret'), target: '/etc/nrc/secret', mode: 'ro' },
+        { source: join(work, 'registries.toml'), target: '/etc/nrc/registries.toml', mode: 'ro' },
+      ])
+      .withCommand(['run', '--host-root', '/host', '--dockerconfig', '/etc/nrc/secret', '--registry-config', '/etc/nrc/registries.toml', '--debounce-ms', '100'])
+      .withStartupTimeout(60_000)
+      .start();
+  });
+
+  afterAll(async () => {
+    if (agent) {
+      const logs = await run(await dockerBin(), ['logs', '--tail', '40', agent.getId()]);
+      note(`agent container log (last lines):\n${tail(logs.stdout + logs.stderr, 40)}`);
+      await agent.stop({ timeout: 10_000 });
+    }
+    await containerd?.stop();
+    await registry?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  /** Pulls until the result matches `want` (bounded: 60 tries, 1 s apart). */
+  const pullUntil = async (want: boolean): Promise<{ ok: boolean; detail: string; tries: number }> => {
+    let last = { ok: !want, detail: '' };
+    for (let tries = 1; tries <= 60; tries++) {
+      last = await containerd.pull(image);
+      if (last.ok) await containerd.remove(image);
+      if (last.ok === want) return { ...last, tries };
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    return { ...last, tries: 60 };
+  };
+
+  test('the image holds production dependencies only and runs as uid 0', async () => {
+    const docker = await dockerBin();
+    const user = await run(docker, ['image', 'inspect', '-f', '{{.Config.User}}', agentImage]);
+    expect(user.stdout.trim()).toMatch(/^0(:0)?$/);
+    const probe = await run(docker, ['run', '--rm', '--network', 'none', '--entrypoint', 'node', agentImage, '-e',
+      "for (const m of ['pino', 'vitest', 'typescript']) { try { require.resolve(m, { paths: ['/app'] }); console.log(m + ' present'); } catch { console.log(m + ' absent'); } }"]);
+    note(probe.stdout.trim().replace(/\n/g, ', '));
+    expect(probe.stdout).toContain('pino present');
+    expect(probe.stdout).toContain('vitest absent');
+    expect(probe.stdout).toContain('typescript absent');
+  });
+
+  test('before the Secret names the registry, the node cannot pull', async () => {
+    step('IMAGE/BEFORE: the mounted Secret has no entry for the registry');
+    const r = await pullUntil(false);
+    note(`CRI PullImage → FAILED: ${r.detail}`);
+    expect(r.ok).toBe(false);
+  });
+
+  test('editing the mounted Secret makes the pull start working', async () => {
+    step('IMAGE/AFTER: the kubelet-style Secret volume is updated (..data swapped) with the registry credential');
+    await secret.write(dockerConfigJson({
+      'other.example.com': { username: 'x', password: 'unrelated' },
+      [registry.host]: { username: USER, password: PASSWORD },
+    }));
+    const r = await pullUntil(true);
+    note(`CRI PullImage → ${r.ok ? `OK ${r.detail}` : `FAILED: ${r.detail}`} (after ${r.tries} tries)`);
+    expect(r.ok, r.detail).toBe(true);
+  });
+
+  test('removing the entry from the mounted Secret makes the pull fail again', async () => {
+    step('IMAGE/REMOVE: the registry is removed from the Secret volume');
+    await secret.write(dockerConfigJson({ 'other.example.com': { username: 'x', password: 'unrelated' } }));
+    const r = await pullUntil(false);
+    note(`CRI PullImage → FAILED: ${r.detail} (after ${r.tries} tries)`);
+    expect(r.ok).toBe(false);
+    expect(agent && (await run(await dockerBin(), ['inspect', '-f', '{{.State.Running}}', agent.getId()])).stdout.trim()).toBe('true');
+  });
+});
