@@ -5,10 +5,12 @@ import { Reconciler, type ApplyReport } from '../reconcile/reconciler.ts';
 import { FileSource } from '../sources/file-source.ts';
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import { hostFromFlags, registryConfigFromFlags, str, targetOptionsFromFlags, type Flags, type FlagSpec } from './options.ts';
+import { KUBERNETES_RUN_FLAGS, startKubernetesRuntime } from './run-kubernetes.ts';
 
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'debounce-ms', type: 'string', default: '200', help: 'Coalesce source changes arriving within this window into one apply.' },
   { name: 'resync-seconds', type: 'string', default: '60', help: 'Re-check the host files this often (with jitter) to repair drift.' },
+  ...KUBERNETES_RUN_FLAGS,
 ];
 
 export interface RunningAgent {
@@ -60,18 +62,22 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 
 export async function runCommand(f: Flags, io: Io): Promise<number> {
   const logger = createLogger(str(f, 'log-level'));
-  const sources = sourcesFromFlags(f);
+  // Precedence: Registry resources > Secret (watch or mounted) > --dockerconfig (docs/kubernetes.md).
+  const kube = await startKubernetesRuntime(f, logger);
+  const sources = [...kube.sources, ...sourcesFromFlags(f)];
   if (sources.length === 0) {
-    io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG).\n');
+    await kube.stop();
+    io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG), --kubeconfig or a pod (Kubernetes), or --secret-dir.\n');
     return EXIT_FAILED;
   }
-  const agent = await startAgent(f, logger, sources);
+  const agent = await startAgent(f, logger, sources, (r) => kube.onApplied(r));
   if (agent instanceof AgentError) {
+    await kube.stop();
     io.err(`${agent.message}\n`);
     return EXIT_FAILED;
   }
   const sig = await untilSignal();
   logger.info({ signal: sig }, 'stopping; the node keeps its configuration (cleanup runs only on uninstall)');
-  await agent.stop();
+  await Promise.all([agent.stop(), kube.stop()]);
   return EXIT_OK;
 }

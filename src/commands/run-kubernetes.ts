@@ -1,0 +1,94 @@
+// The Kubernetes side of `run`: the Registry and Secret sources, the HTTP server
+// (/healthz, /readyz, /metrics) and node status. run.ts calls this with its flags.
+import { KubeConfig } from '@kubernetes/client-node';
+import { AgentError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Source } from '../model/credential.ts';
+import type { ApplyReport } from '../reconcile/reconciler.ts';
+import { NodeStatusReporter } from '../reconcile/node-status.ts';
+import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../server/metrics.ts';
+import { startAgentServer, type AgentServer } from '../server/server.ts';
+import { FileSource } from '../sources/file-source.ts';
+import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
+import { KubernetesRegistrySource } from '../sources/kubernetes/registry-source.ts';
+import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, KubernetesSecretSource } from '../sources/kubernetes/secret-source.ts';
+import { str, type Flags, type FlagSpec } from './options.ts';
+
+export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
+  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config when running in a pod.' },
+  { name: 'no-kubernetes', type: 'boolean', help: 'Do not talk to Kubernetes even in a pod (file sources only).' },
+  { name: 'secret-namespace', type: 'string', default: DEFAULT_SECRET_NAMESPACE, help: 'Namespace of the docker-config Secret and of the Registry resources.' },
+  { name: 'secret-name', type: 'string', default: DEFAULT_SECRET_NAME, help: "The docker-config Secret to watch; '' disables the watch." },
+  { name: 'secret-dir', type: 'string', help: 'Read that Secret from a mounted volume directory instead of watching it (no Secret RBAC needed).' },
+  { name: 'no-registries', type: 'boolean', help: 'Do not watch Registry resources (admin.okteto.com/v1).' },
+  { name: 'node-name', type: 'string', help: 'This node (Downward API spec.nodeName): annotations and Events go to it.' },
+  { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz and /metrics on host:port (e.g. 0.0.0.0:8080).' },
+];
+
+export interface KubernetesRuntime {
+  /** In precedence order: Registry resources, then the Secret (watch or mounted), before run's own file source. */
+  readonly sources: Source[];
+  readonly metrics: AgentMetrics;
+  /** Feed every apply report here. */
+  onApplied(r: ApplyReport): void;
+  stop(): Promise<void>;
+}
+
+function inCluster(): boolean {
+  return Boolean(process.env['KUBERNETES_SERVICE_HOST']);
+}
+
+/** Builds the Kubernetes sources and starts the server; the caller starts the reconciler. */
+export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<KubernetesRuntime> {
+  const metrics = createAgentMetrics(createMetricsRegistry());
+  const log = logger.child({ component: 'kubernetes' });
+  const onState = (e: WatchStateEvent): void => {
+    recordWatchState(metrics, e);
+    const fields = { watch: e.watch, state: e.state, failures: e.failures, retryInMs: e.retryInMs, code: e.error?.code, error: e.error?.message };
+    if (e.state === 'forbidden' || e.state === 'gave-up') log.error(fields, 'watch');
+    else if (e.state === 'disconnected' || e.state === 'stalled') log.warn(fields, 'watch');
+    else log.debug(fields, 'watch');
+  };
+
+  const sources: Source[] = [];
+  const kubeconfigPath = str(f, 'kubeconfig');
+  const useKube = f['no-kubernetes'] !== true && (kubeconfigPath !== undefined || inCluster());
+  let kc: KubeConfig | undefined;
+  if (useKube) {
+    kc = new KubeConfig();
+    if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
+    else kc.loadFromCluster();
+  }
+  const namespace = str(f, 'secret-namespace') ?? DEFAULT_SECRET_NAMESPACE;
+  if (kc && f['no-registries'] !== true) sources.push(new KubernetesRegistrySource({ kubeConfig: kc, namespace, onState }));
+  const secretDir = str(f, 'secret-dir');
+  const secretName = str(f, 'secret-name') ?? DEFAULT_SECRET_NAME;
+  if (secretDir) sources.push(new FileSource(secretDir));
+  else if (kc && secretName !== '') sources.push(new KubernetesSecretSource({ kubeConfig: kc, namespace, name: secretName, onState }));
+
+  const nodeName = str(f, 'node-name');
+  const status =
+    kc && nodeName
+      ? new NodeStatusReporter({ kubeConfig: kc, nodeName, eventNamespace: namespace, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
+      : undefined;
+
+  const listen = str(f, 'listen-address');
+  let server: AgentServer | undefined;
+  if (listen) {
+    server = await startAgentServer({ listenAddress: listen, registry: metrics.registry });
+    log.info({ address: server.address }, 'serving /healthz, /readyz, /metrics');
+  }
+
+  return {
+    sources,
+    metrics,
+    onApplied(r: ApplyReport): void {
+      recordApply(metrics, { at: r.at, errors: r.errors, registries: r.registries, ok: r.hostOk });
+      if (r.hostOk) server?.setReady(true);
+      void status?.reportApply({ hash: r.hash, at: r.at, errors: r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) })) });
+    },
+    async stop(): Promise<void> {
+      await server?.close();
+    },
+  };
+}
