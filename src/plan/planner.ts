@@ -98,7 +98,7 @@ function firstSeed(work: Work): JsonObject | undefined {
 function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string, JsonObject>, seed: boolean): void {
   const rec = work.input.record.jsonFiles[path];
   const st = work.state(path);
-  const problem = targetProblem(st, path) ?? ancestorProblem(work, path);
+  const problem = ancestorProblem(work, path) ?? targetProblem(st, path);
   const keepRecord = (): void => {
     if (rec) work.jsonFiles[path] = rec;
   };
@@ -259,7 +259,7 @@ function planWholeFiles(work: Work): void {
   const desired = desiredWholeFiles(work);
   for (const [path, file] of desired) {
     const st = work.state(path);
-    const problem = targetProblem(st, path) ?? ancestorProblem(work, path);
+    const problem = ancestorProblem(work, path) ?? targetProblem(st, path);
     if (problem) {
       work.errors.push(problem);
       if (work.input.record.files[path]) work.files[path] = work.input.record.files[path];
