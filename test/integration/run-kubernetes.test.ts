@@ -43,7 +43,7 @@ describe('run with Kubernetes sources (real CLI process)', () => {
 
   function start(extra: string[] = []): ChildProcess {
     const args = ['--import', 'tsx', join(REPO, 'src/cli.ts'), 'run', '--host-root', join(dir, 'host'), '--kubeconfig', join(dir, 'kubeconfig'), '--node-name', 'node-1', '--listen-address', '127.0.0.1:0', '--debounce-ms', '20', ...extra];
-    const env = { ...process.env, PATH: `${join(REPO, 'node_modules', '.bin')}:${process.env['PATH'] ?? ''}`, NRC_LOG_LEVEL: 'info' };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(REPO, 'node_modules', '.bin')}:${process.env['PATH'] ?? ''}`, NRC_LOG_LEVEL: 'info' };
     delete env['KUBERNETES_SERVICE_HOST'];
     const c = spawn(NODE, args, { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
