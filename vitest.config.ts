@@ -8,6 +8,7 @@ export default defineConfig({
         test: {
           name: 'unit+integration',
           include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
+          sequence: { groupOrder: 0 },
         },
       },
       './vitest.e2e.config.ts',
