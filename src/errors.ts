@@ -191,6 +191,19 @@ export const ERROR_CODES = {
     summary: 'Reporting the result to the cluster (Node annotation or Event) failed; the node itself is configured.',
     fix: 'Allow the agent to patch its Node and create Events (ClusterRole in daemonset/base/rbac.yaml).',
   },
+  // Credential check (src/check)
+  NRC_E_CREDENTIAL_REJECTED: {
+    summary: 'The registry (or its token service) rejected the credential the agent writes for it: pulls that use it will fail.',
+    fix: 'Fix the username/password in the Secret or Registry resource (the platform\'s Registry Credentials view); `node-registry-credentials check` re-checks it.',
+  },
+  NRC_E_CREDENTIAL_CHECK_FAILED: {
+    summary: 'The credential check could not reach the registry (connection, TLS, timeout, unexpected HTTP status); the credential is written anyway.',
+    fix: 'Check the registry host and port, its CA (ca/ca_file in the registry config) and the node\'s egress; or leave --check-credentials off where nodes cannot reach the registry by design.',
+  },
+  NRC_E_CREDENTIAL_DROPPED: {
+    summary: 'Docker Hub rejected its credential, so the agent did not write it (--drop-rejected-docker-hub): a wrong Docker Hub credential breaks even public pulls.',
+    fix: 'Fix the Docker Hub credential in the Secret or Registry resource; the agent writes it once Docker Hub accepts it.',
+  },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
