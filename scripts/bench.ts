@@ -1,0 +1,222 @@
+// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet]`: the agent's
+// benchmarks (issue 7). Prints a Markdown report and writes the same figures as JSON under
+// bench-results/ (git-ignored). Every section has a bounded budget so a full run stays well
+// under 10 minutes on 2 cores; --quick is a smoke run of about a minute. Not a test.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { churnSection, type ChurnResult } from './bench/churn.ts';
+import { fleetSection, type FleetResult } from './bench/fleet.ts';
+import { idleSection, type IdleResult } from './bench/idle.ts';
+import { latencySection, type LatencyResult } from './bench/latency.ts';
+import { type AgentBuild, BUILD_DIR, buildAgent, now, REPO, round, table } from './bench/lib.ts';
+import { scaleSection, type ScaleResult } from './bench/scale.ts';
+
+const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency'] as const;
+type Section = (typeof SECTIONS)[number];
+
+interface Config {
+  readonly latencyChanges: number;
+  readonly latencyBudgetMs: number;
+  readonly idleSeconds: number;
+  readonly scaleSizes: readonly number[];
+  readonly scaleTimeoutMs: number;
+  readonly churnUpdates: number;
+  readonly churnTimeoutMs: number;
+  readonly fleetSizes: readonly number[];
+  readonly fleetHours: number;
+}
+
+const FULL: Config = {
+  latencyChanges: 1000,
+  latencyBudgetMs: 330_000,
+  idleSeconds: 60,
+  scaleSizes: [1, 100, 1000, 10_000],
+  scaleTimeoutMs: 120_000,
+  churnUpdates: 10_000,
+  churnTimeoutMs: 120_000,
+  fleetSizes: [1000, 5000, 10_000],
+  fleetHours: 24,
+};
+
+const QUICK: Config = {
+  latencyChanges: 40,
+  latencyBudgetMs: 30_000,
+  idleSeconds: 5,
+  scaleSizes: [1, 100, 1000],
+  scaleTimeoutMs: 60_000,
+  churnUpdates: 500,
+  churnTimeoutMs: 30_000,
+  fleetSizes: [1000, 10_000],
+  fleetHours: 24,
+};
+
+interface Machine {
+  readonly date: string;
+  readonly nproc: number;
+  readonly memoryGiB: number;
+  readonly cpuModel: string;
+  readonly node: string;
+  readonly kernel: string;
+  readonly loadAverageAtStart: readonly number[];
+}
+
+interface Results {
+  readonly machine: Machine;
+  readonly mode: 'full' | 'quick';
+  readonly agent: { readonly kind: string; readonly note: string };
+  readonly secondsPerSection: Partial<Record<Section, number>>;
+  totalSeconds?: number;
+  fleet?: FleetResult;
+  scale?: ScaleResult;
+  churn?: ChurnResult;
+  idle?: IdleResult;
+  latency?: LatencyResult;
+  readonly errors: Partial<Record<Section, string>>;
+}
+
+function machine(): Machine {
+  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpuModel = m[1]!.trim();
+  } catch {
+    // keep os.cpus()
+  }
+  return {
+    date: new Date().toISOString(),
+    nproc: os.availableParallelism(),
+    memoryGiB: round(os.totalmem() / 1024 ** 3, 1),
+    cpuModel,
+    node: process.version,
+    kernel: os.release(),
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+  };
+}
+
+const ms = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : String(round(v, v >= 100 ? 0 : 1)));
+const yes = (b: boolean): string => (b ? 'yes' : '**no**');
+
+export function renderMarkdown(r: Results): string {
+  const out: string[] = [];
+  const m = r.machine;
+  out.push(`# Benchmark results (${r.mode} run)`);
+  out.push('');
+  out.push(`${m.date} · ${m.nproc} cores (${m.cpuModel}) · ${m.memoryGiB} GiB · Node ${m.node} · Linux ${m.kernel} · load average at start ${m.loadAverageAtStart.join(' / ')} · agent ${r.agent.note} · ${r.totalSeconds ?? '?'} s in all`);
+
+  if (r.latency) {
+    const l = r.latency;
+    out.push('', '## 1. Propagation latency: Secret change → new bytes in the kubelet config.json (ms)', '');
+    out.push(table(['source', 'how', 'changes', 'p50', 'p95', 'p99', 'max', 'timeouts'], l.rows.map((x) => [x.name, x.how, x.changes, ms(x.ms.p50), ms(x.ms.p95), ms(x.ms.p99), ms(x.ms.max), x.timeouts])));
+    out.push('', `(c)/(a): p50 ${round(l.ratioShellOverSecretWatch.p50, 2)}x, p95 ${round(l.ratioShellOverSecretWatch.p95, 2)}x, p99 ${round(l.ratioShellOverSecretWatch.p99, 2)}x. The agent's debounce (--debounce-ms, default ${l.debounceMs} ms) is most of (a) and (b).`);
+    for (const n of l.notes) out.push(`- ${n}`);
+  }
+  if (r.idle) {
+    const i = r.idle;
+    out.push('', `## 2. Cost at rest: ${i.seconds} s idle, 10 registries`, '');
+    out.push(table(['process', 'RSS MiB', 'peak RSS MiB', 'RSS vs bare', 'threads', 'CPU ms', 'CPU %', 'wake-ups/min'], i.rows.map((x) => [x.name, x.rssMiB, x.peakRssMiB, x.rssRatio === undefined ? '1' : `${x.rssRatio}x`, x.threads, x.cpuMs, x.cpuPercent, x.wakeupsPerMinute])));
+    const agents = i.rows.slice(1);
+    const memOk = agents.every((x) => (x.rssRatio ?? 0) < i.targetMemoryRatio);
+    out.push('', `Target < ${i.targetMemoryRatio}x the bare runtime's memory: ${memOk ? 'met' : '**missed**'} (${agents.map((x) => `${x.rssRatio}x`).join(', ')}).`);
+    for (const n of i.notes) out.push(`- ${n}`);
+  }
+  if (r.scale) {
+    const s = r.scale;
+    out.push('', '## 3. Scale: registries in one Secret, fresh node (ms unless noted)', '');
+    out.push(
+      table(
+        ['registries', 'Secret KiB', 'parse', 'plan', 'apply', 'total', 'bytes written', 're-apply ms', 're-apply bytes', 'peak RSS MiB', 'peak − baseline MiB'],
+        s.rows.map((x) => [x.registries, x.secretKiB, ms(x.parseMs), ms(x.planMs), ms(x.applyMs), ms(x.totalMs), x.bytesWritten, ms(x.reapplyMs), x.reapplyBytesWritten, x.peakRssMiB, x.peakOverBaselineMiB]),
+      ),
+    );
+    out.push('', `Re-apply of unchanged input writes zero bytes: ${yes(s.reapplyWritesNothing)}.`);
+    for (const n of s.notes) out.push(`- ${n}`);
+  }
+  if (r.churn) {
+    const c = r.churn;
+    out.push('', '## 4. Churn: a burst of Secret updates', '');
+    out.push(
+      table(
+        ['updates', 'agent', 'burst sent in ms', 'converged after ms', 'kubelet config.json writes', 'docker config.json writes', 'final state = last input'],
+        [[c.updates, c.mode, ms(c.burstMs), ms(c.convergeMs), c.kubeletWrites, c.dockerConfigWrites, yes(c.finalStateMatches)]],
+      ),
+    );
+    for (const n of c.notes) out.push(`- ${n}`);
+  }
+  if (r.fleet) {
+    const f = r.fleet;
+    out.push('', `## 5. Fleet ECR calls: one account and region, ${f.hours} simulated hours`, '');
+    out.push(
+      table(
+        ['agents', 'peak calls/s', 'mean calls/s', 'all hold a token after s', 'longest without a valid token s', 'calls', 'throttled'],
+        f.rows.map((x) => [x.agents, x.peakCallsPerSecond, x.meanCallsPerSecond, x.secondsUntilAllHaveToken, x.maxSecondsWithoutValidToken, x.totalCalls, x.throttledCalls]),
+      ),
+    );
+    const peakOk = f.rows.every((x) => x.peakCallsPerSecond < f.targetPeak);
+    const gapOk = f.rows.every((x) => x.maxSecondsWithoutValidToken <= f.targetMaxGapSeconds);
+    out.push('', `Target peak < ${f.targetPeak}/s: ${peakOk ? 'met' : '**missed**'}; no node more than ${f.targetMaxGapSeconds / 60} minutes without a valid token: ${gapOk ? 'met' : '**missed**'}.`);
+    for (const n of f.notes) out.push(`- ${n}`);
+  }
+  const errs = Object.entries(r.errors);
+  if (errs.length > 0) {
+    out.push('', '## Sections that failed', '');
+    for (const [s, e] of errs) out.push(`- ${s}: ${e}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } }, allowPositionals: false });
+  if (!process.version.startsWith('v24.')) {
+    process.stderr.write(`bench: needs Node 24 (the pinned dev dependency); this is ${process.version}. Run it with \`npm run bench\`.\n`);
+    return 1;
+  }
+  const cfg = values.quick ? QUICK : FULL;
+  const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
+  const started = now();
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+
+  const build: AgentBuild = buildAgent();
+  log(`agent: ${build.note}`);
+  const results: Results = { machine: machine(), mode: values.quick ? 'quick' : 'full', agent: { kind: build.kind, note: build.note }, secondsPerSection: {}, errors: {} };
+
+  const runSection = async (name: Section, fn: () => Promise<void> | void): Promise<void> => {
+    if (!only.has(name)) return;
+    log(`${name}…`);
+    const t0 = now();
+    try {
+      await fn();
+    } catch (e) {
+      results.errors[name] = e instanceof Error ? e.message : 'failed';
+    }
+    results.secondsPerSection[name] = round((now() - t0) / 1000, 1);
+    log(`${name}: ${results.secondsPerSection[name]} s`);
+  };
+
+  await runSection('fleet', () => void (results.fleet = fleetSection(cfg.fleetSizes, cfg.fleetHours)));
+  await runSection('scale', async () => void (results.scale = await scaleSection(cfg.scaleSizes, cfg.scaleTimeoutMs)));
+  await runSection('churn', async () => void (results.churn = await churnSection(build, cfg.churnUpdates, cfg.churnTimeoutMs)));
+  await runSection('idle', async () => void (results.idle = await idleSection(build, cfg.idleSeconds)));
+  await runSection('latency', async () => void (results.latency = await latencySection(build, cfg.latencyChanges, cfg.latencyBudgetMs)));
+  results.totalSeconds = round((now() - started) / 1000, 1);
+
+  const md = renderMarkdown(results);
+  const dir = join(REPO, 'bench-results');
+  fs.mkdirSync(dir, { recursive: true });
+  const jsonFile = values.out ?? join(dir, `bench-${results.mode}.json`);
+  fs.writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+  fs.writeFileSync(jsonFile.replace(/\.json$/, '') + '.md', md);
+  fs.rmSync(join(BUILD_DIR, 'tmp'), { recursive: true, force: true });
+  process.stdout.write(md);
+  log(`wrote ${jsonFile} and its .md twin`);
+  return Object.keys(results.errors).length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? e.message : 'error'}\n`);
+    process.exit(1);
+  },
+);

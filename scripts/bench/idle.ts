@@ -1,0 +1,88 @@
+// Section 2: the agent at rest (10 registries, nothing changing) against a bare Node process
+// started the same way, side by side: RSS, CPU time and wake-ups over the same window.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { FakeApiServer } from '../../test/support/fake-apiserver.ts';
+import { type AgentBuild, dockerConfig, KubeletSecretVolume, makeHostRoot, mib, NODE, now, type ProcSample, REPO, round, sampleProc, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
+import { NS, SECRET, startSecretAgent } from './secret-agent.ts';
+
+const REGISTRIES = 10;
+const TICK_MS = 10; // USER_HZ = 100
+
+export interface IdleRow {
+  readonly name: string;
+  readonly rssMiB: number;
+  readonly peakRssMiB: number;
+  readonly threads: number;
+  readonly cpuMs: number;
+  readonly cpuPercent: number;
+  readonly wakeupsPerMinute: number;
+  readonly rssRatio?: number;
+}
+
+export interface IdleResult {
+  readonly seconds: number;
+  readonly rows: IdleRow[];
+  readonly targetMemoryRatio: number;
+  readonly notes: string[];
+}
+
+function row(name: string, a: ProcSample, b: ProcSample, seconds: number): IdleRow {
+  const cpuMs = (b.cpuTicks - a.cpuTicks) * TICK_MS;
+  return {
+    name,
+    rssMiB: mib(b.rssKiB),
+    peakRssMiB: mib(b.hwmKiB),
+    threads: b.threads,
+    cpuMs,
+    cpuPercent: round((cpuMs / (seconds * 1000)) * 100, 2),
+    wakeupsPerMinute: round(((b.ctxSwitches - a.ctxSwitches) / seconds) * 60, 0),
+  };
+}
+
+export async function idleSection(build: AgentBuild, seconds: number): Promise<IdleResult> {
+  const notes: string[] = [];
+  // The agent with the mounted Secret (no Kubernetes client in use).
+  const hostM = await makeHostRoot('idle-m');
+  const vol = new KubeletSecretVolume(join(hostM.root, '..', 'secret'));
+  vol.update(dockerConfig(REGISTRIES, 1));
+  const agentM = spawnAgent(build, ['--host-root', hostM.root, '--dockerconfig', vol.dir, '--no-kubernetes']);
+  const watchM = new VersionWatcher(hostM.kubeletConfig);
+
+  // The agent watching the Secret through the fake API server (the DaemonSet's default mode).
+  const api = new FakeApiServer();
+  await api.start();
+  api.putDockerConfigSecret(NS, SECRET, dockerConfig(REGISTRIES, 1));
+  const hostK = await makeHostRoot('idle-k');
+  const agentK = await startSecretAgent(build, api, hostK.root, join(hostK.root, '..'));
+  const watchK = new VersionWatcher(hostK.kubeletConfig);
+
+  // The bare runtime, started the same way (same binary, cwd and environment).
+  const bare = spawn(NODE, ['-e', 'setInterval(()=>{}, 1e9)'], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+
+  const ok = await until(() => watchM.latest >= 1 && watchK.latest >= 1, 30_000, 50);
+  if (!ok) notes.push('an agent did not write its first configuration within 30 s');
+  watchM.close();
+  watchK.close();
+  // Let start-up settle (JIT, GC of start-up garbage) before the window opens.
+  await sleep(3000);
+  const pids: [string, number][] = [
+    ['bare node -e "setInterval(()=>{}, 1e9)"', bare.pid ?? -1],
+    ['run, mounted Secret (--no-kubernetes)', agentM.pid],
+  ];
+  if (agentK.mode === 'run process') pids.push(['run, Secret watch (fake API server)', agentK.pid]);
+  else notes.push('the Secret-watch agent could not run as a separate `run` process in this tree (no --kubeconfig); only the mounted-Secret agent was measured');
+  const before = pids.map(([, pid]) => sampleProc(pid));
+  const t0 = now();
+  await sleep(seconds * 1000);
+  const after = pids.map(([, pid]) => sampleProc(pid));
+  const elapsed = (now() - t0) / 1000;
+  const rows = pids.map(([name], i) => row(name, before[i]!, after[i]!, elapsed));
+  const bareRss = rows[0]!.rssMiB;
+  const withRatio = rows.map((r, i) => (i === 0 ? r : { ...r, rssRatio: round(r.rssMiB / bareRss, 2) }));
+
+  await Promise.all([agentM.stop(), agentK.stop(), stopChild(bare)]);
+  await api.stop();
+  await Promise.all([hostM.cleanup(), hostK.cleanup()]);
+  return { seconds: round(elapsed, 1), rows: withRatio, targetMemoryRatio: 1.5, notes };
+}
