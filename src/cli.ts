@@ -1,9 +1,12 @@
 #!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { CHECK_COMMAND_FLAGS, CHECK_SUMMARY, checkCommand } from './check/command.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { localCommand } from './commands/local.ts';
 import { applyCommand, cleanupCommand, EXIT_FAILED, renderCommand, type Io } from './commands/oneshot.ts';
 import { COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, type Flags, type FlagSpec } from './commands/options.ts';
 import { RUN_FLAGS, runCommand } from './commands/run.ts';
+import { STATUS_FLAGS, STATUS_SUMMARY, statusCommand } from './commands/status.ts';
 
 interface Command {
   readonly summary: string;
@@ -38,6 +41,16 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'Report what the agent finds on the node (runtimes, containerd config_path, the file the kubelet reads, writable targets) and what to fix.',
     flags: [...COMMON_FLAGS, OUTPUT_FLAG],
     run: doctorCommand,
+  },
+  check: {
+    summary: CHECK_SUMMARY,
+    flags: CHECK_COMMAND_FLAGS,
+    run: checkCommand,
+  },
+  status: {
+    summary: STATUS_SUMMARY,
+    flags: STATUS_FLAGS,
+    run: (f, io) => statusCommand(f, io),
   },
   local: {
     summary: 'The local demo (what `npm start` runs): a sample node under .local/, re-applied on every edit of .local/dockerconfig.json.',
@@ -76,8 +89,19 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   return command.run(flags, io);
 }
 
+/** True when this module is the program (node dist/cli.js, tsx src/cli.ts), false when imported (tests, docs). */
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(import.meta.filename);
+  } catch {
+    return false;
+  }
+}
+
 const io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
-main(process.argv.slice(2), io).then(
+if (isEntryPoint()) main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;
   },

@@ -1,0 +1,214 @@
+// `status`: the fleet view. Reads what every node's agent reported in its Node annotations
+// (src/reconcile/node-status.ts) and prints one line per node, marking the nodes that are behind
+// (another configuration than the newest one, for longer than --behind-after) or failing.
+// Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AgentError, ERROR_CODES } from '../errors.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX } from '../reconcile/node-status.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
+import { str, type Flags, type FlagSpec } from './options.ts';
+
+/**
+ * Token expiries of the node's time-limited credentials (ECR): `host=ISO-8601` pairs, comma-separated,
+ * sorted by host. Written by the node-status reporter with formatTokenExpiries().
+ */
+export const ANNOTATION_TOKEN_EXPIRIES = `${ANNOTATION_PREFIX}token-expiries`;
+
+export function formatTokenExpiries(expiries: ReadonlyMap<string, Date>): string | null {
+  if (expiries.size === 0) return null;
+  return [...expiries].sort(([a], [b]) => a.localeCompare(b)).map(([host, at]) => `${host}=${at.toISOString()}`).join(',');
+}
+
+export function parseTokenExpiries(value: string | undefined): { registry: string; expiresAt: Date }[] {
+  if (!value) return [];
+  const out: { registry: string; expiresAt: Date }[] = [];
+  for (const part of value.split(',')) {
+    const i = part.lastIndexOf('=');
+    if (i <= 0) continue;
+    const at = new Date(part.slice(i + 1).trim());
+    if (!Number.isNaN(at.getTime())) out.push({ registry: part.slice(0, i).trim(), expiresAt: at });
+  }
+  return out;
+}
+
+export const STATUS_FLAGS: readonly FlagSpec[] = [
+  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config, else $KUBECONFIG or ~/.kube/config.' },
+  { name: 'behind-after', type: 'string', default: '10m', help: 'A node still on an older configuration this long after the newest one was applied is "behind" (s, m, h).' },
+  { name: 'expiry-warning', type: 'string', default: '1h', help: 'Mark nodes whose registry tokens expire within this time (s, m, h).' },
+  { name: 'output', type: 'string', default: 'text', help: 'text or json.' },
+  { name: 'help', type: 'boolean', help: 'Show this help.' },
+];
+
+export const STATUS_SUMMARY =
+  'Fleet view: what every node reports (configuration hash, applied-at, token expiries, last error codes), one line per node; nodes behind or failing are marked with !.\nExit 0: every node in step. 2: some node behind, failing or not reporting. 1: the cluster cannot be read.';
+
+/** ok · updating (on an older configuration, within --behind-after) · behind · failing · expiring · unreported. */
+export type NodeState = 'ok' | 'updating' | 'behind' | 'failing' | 'expiring' | 'unreported';
+
+export interface NodeStatus {
+  readonly name: string;
+  readonly state: NodeState;
+  /** True for the states an operator must look at (behind, failing, expiring, unreported). */
+  readonly attention: boolean;
+  readonly hash?: string;
+  readonly appliedAt?: string;
+  readonly errors: readonly string[];
+  readonly tokenExpiries: readonly { registry: string; expiresAt: string }[];
+  /** Why the state, in words. */
+  readonly notes: readonly string[];
+}
+
+export interface FleetStatus {
+  /** The configuration of the node that applied last: what the others should converge to. */
+  readonly newestHash?: string;
+  readonly newestAppliedAt?: string;
+  readonly nodes: readonly NodeStatus[];
+  readonly counts: Readonly<Record<NodeState, number>>;
+}
+
+export interface NodeAnnotations {
+  readonly name: string;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
+const SEVERITY: Record<NodeState, number> = { ok: 0, updating: 1, expiring: 2, behind: 3, failing: 4, unreported: 5 };
+
+/** Parses 90s, 10m, 2h (or plain seconds). */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+function ago(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+/** Pure: the fleet's state from the nodes' annotations at `now`. */
+export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: { behindAfterMs: number; expiryWarningMs: number }): FleetStatus {
+  const reported = nodes
+    .map((n) => ({ n, hash: n.annotations[ANNOTATION_HASH], at: Date.parse(n.annotations[ANNOTATION_AT] ?? '') }))
+    .filter((r) => r.hash);
+  // Newest applied-at wins; without times, the most common hash.
+  const byCount = new Map<string, number>();
+  for (const r of reported) byCount.set(r.hash!, (byCount.get(r.hash!) ?? 0) + 1);
+  const newest = [...reported].sort((a, b) => (Number.isNaN(b.at) ? -Infinity : b.at) - (Number.isNaN(a.at) ? -Infinity : a.at) || (byCount.get(b.hash!) ?? 0) - (byCount.get(a.hash!) ?? 0))[0];
+  const newestHash = newest?.hash;
+  const newestAt = newest && !Number.isNaN(newest.at) ? newest.at : undefined;
+
+  const out: NodeStatus[] = [];
+  for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) {
+    const a = n.annotations;
+    const hash = a[ANNOTATION_HASH];
+    const appliedAt = a[ANNOTATION_AT];
+    const errors = (a[ANNOTATION_ERRORS] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const expiries = parseTokenExpiries(a[ANNOTATION_TOKEN_EXPIRIES]);
+    const notes: string[] = [];
+    let state: NodeState = 'ok';
+    const raise = (s: NodeState, note: string): void => {
+      notes.push(note);
+      if (SEVERITY[s] > SEVERITY[state]) state = s;
+    };
+    if (!hash) {
+      raise('unreported', 'no report from the agent (not running on this node, or it cannot patch its Node)');
+    } else if (newestHash !== undefined && hash !== newestHash) {
+      const lag = newestAt !== undefined ? now.getTime() - newestAt : Infinity;
+      if (lag > opts.behindAfterMs) raise('behind', `configuration ${hash} differs from the newest ${newestHash}, applied ${ago(lag)} ago`);
+      else raise('updating', `configuration ${hash} differs from the newest ${newestHash} (applied ${ago(lag)} ago; still within --behind-after)`);
+    }
+    for (const code of errors) {
+      const known = (ERROR_CODES as Record<string, unknown>)[code] !== undefined;
+      raise('failing', known ? `${code} (see docs/errors.md)` : code);
+    }
+    for (const e of expiries) {
+      const left = e.expiresAt.getTime() - now.getTime();
+      if (left <= 0) raise('failing', `token for ${e.registry} expired ${ago(-left)} ago`);
+      else if (left <= opts.expiryWarningMs) raise('expiring', `token for ${e.registry} expires in ${ago(left)}`);
+    }
+    out.push({
+      name: n.name,
+      state,
+      attention: state !== 'ok' && state !== 'updating',
+      ...(hash ? { hash } : {}),
+      ...(appliedAt ? { appliedAt } : {}),
+      errors,
+      tokenExpiries: expiries.map((e) => ({ registry: e.registry, expiresAt: e.expiresAt.toISOString() })),
+      notes,
+    });
+  }
+  const counts: Record<NodeState, number> = { ok: 0, updating: 0, behind: 0, failing: 0, expiring: 0, unreported: 0 };
+  for (const n of out) counts[n.state]++;
+  return {
+    ...(newestHash ? { newestHash } : {}),
+    ...(newestAt !== undefined ? { newestAppliedAt: new Date(newestAt).toISOString() } : {}),
+    nodes: out,
+    counts,
+  };
+}
+
+export function formatFleet(fleet: FleetStatus, now: Date): string {
+  const rows = fleet.nodes.map((n) => {
+    const at = n.appliedAt ? `${ago(now.getTime() - Date.parse(n.appliedAt))} ago` : '-';
+    const tokens = n.tokenExpiries.length
+      ? `${n.tokenExpiries.length} (next ${ago(Math.min(...n.tokenExpiries.map((t) => Date.parse(t.expiresAt))) - now.getTime())})`
+      : '-';
+    return [n.attention ? '!' : ' ', n.name, n.state, n.hash ?? '-', at, n.errors.length ? n.errors.join(',') : '-', tokens];
+  });
+  const header = [' ', 'NODE', 'STATE', 'HASH', 'APPLIED', 'LAST ERRORS', 'TOKENS'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
+  const c = fleet.counts;
+  const attention = fleet.nodes.filter((n) => n.attention);
+  const summary = [
+    `${fleet.nodes.length} node(s): ${c.ok} in step${fleet.newestHash ? ` (newest configuration ${fleet.newestHash})` : ''}`,
+    c.updating ? `${c.updating} updating` : '',
+    c.behind ? `${c.behind} behind` : '',
+    c.failing ? `${c.failing} failing` : '',
+    c.expiring ? `${c.expiring} with expiring tokens` : '',
+    c.unreported ? `${c.unreported} not reporting` : '',
+  ].filter(Boolean).join(', ');
+  const details = attention.flatMap((n) => n.notes.map((note) => `! ${n.name}: ${note}`));
+  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${details.length ? `${details.join('\n')}\n` : ''}`;
+}
+
+function kubeConfigFromFlags(f: Flags): KubeConfig {
+  const kc = new KubeConfig();
+  const file = str(f, 'kubeconfig');
+  if (file) kc.loadFromFile(file);
+  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  return kc;
+}
+
+export async function statusCommand(f: Flags, io: Io, now: () => Date = () => new Date()): Promise<number> {
+  const behindAfterMs = parseDuration(str(f, 'behind-after') ?? '10m');
+  const expiryWarningMs = parseDuration(str(f, 'expiry-warning') ?? '1h');
+  if (behindAfterMs === undefined || expiryWarningMs === undefined) {
+    io.err('--behind-after and --expiry-warning take a duration such as 90s, 10m or 2h.\n');
+    return EXIT_FAILED;
+  }
+  let nodes: NodeAnnotations[];
+  try {
+    const core = kubeConfigFromFlags(f).makeApiClient(CoreV1Api);
+    const list = await core.listNode();
+    nodes = list.items.map((n) => ({ name: n.metadata?.name ?? '?', annotations: n.metadata?.annotations ?? {} }));
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const e =
+      code === 403
+        ? new AgentError('NRC_E_K8S_FORBIDDEN', { detail: '(status needs "list nodes": a ClusterRole with nodes list, e.g. the view role does not include it)' })
+        : new AgentError('NRC_E_K8S_UNAVAILABLE', { detail: typeof code === 'number' ? `(HTTP ${code})` : typeof code === 'string' ? `(${code})` : '' });
+    io.err(`${e.message}\n`);
+    return EXIT_FAILED;
+  }
+  const at = now();
+  const fleet = assessFleet(nodes, at, { behindAfterMs, expiryWarningMs });
+  if (str(f, 'output') === 'json') io.out(`${JSON.stringify({ at: at.toISOString(), ...fleet }, null, 2)}\n`);
+  else io.out(formatFleet(fleet, at));
+  return fleet.nodes.some((n) => n.attention) ? EXIT_REJECTED : EXIT_OK;
+}
