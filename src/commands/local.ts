@@ -47,7 +47,7 @@ export async function localCommand(_f: Flags, io: Io): Promise<number> {
     io.out(`--- ${report.at.toISOString()} applied ${report.registries} registr${report.registries === 1 ? 'y' : 'ies'} (config ${report.hash}), ${report.bytesWritten} bytes written\n`);
     for (const c of report.changes) {
       io.out(`  ${describeChange(c)}\n`);
-      if (c.change === 'delete') continue;
+      if (c.change === 'delete' || c.path.endsWith('.crt')) continue;
       const file = path.join(hostRoot, c.path);
       if (existsSync(file)) io.out(`${maskFile(c.path, readFileSync(file), known).replace(/^/gm, '    | ')}\n`);
     }
