@@ -11,6 +11,11 @@ export default defineConfig({
           sequence: { groupOrder: 0 },
         },
       },
+      {
+        // Crashes, disk faults, drift, churn, hostile input (docs/reliability.md). Real processes
+        // and mounts: one file at a time, so kills and mounts do not compete for the 2 cores.
+        test: { name: 'reliability', include: ['test/reliability/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 120_000 },
+      },
       './vitest.e2e.config.ts',
     ],
   },

@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { AgentError, asAgentError } from '../errors.ts';
 import { isEmptyRecord, mergeRecords, parseRecord, RECORD_PATH, serializeRecord, type OwnershipRecord } from '../plan/ownership.ts';
 import type { Operation, Plan } from '../plan/types.ts';
-import { writeFileAtomicSync, unlinkDurably } from './atomic.ts';
+import { removeStaleTemps, removeStaleTempsIn, writeFileAtomicSync, unlinkDurably } from './atomic.ts';
 import type { HostFs } from './host-fs.ts';
 
 export interface ApplyResult {
@@ -56,6 +56,7 @@ function run(host: HostFs, op: Operation): number {
       return op.bytes.byteLength;
     case 'delete':
       assertSafeParent(host, op.path);
+      removeStaleTemps(host.real(op.path));
       try {
         unlinkDurably(host.real(op.path));
       } catch (err) {
@@ -64,7 +65,11 @@ function run(host: HostFs, op: Operation): number {
       return 0;
     case 'rmdir':
       try {
-        if (host.stat(op.path).kind === 'directory') fs.rmdirSync(host.real(op.path));
+        // A temp file of a writer killed mid-write would keep the directory forever.
+        if (host.stat(op.path).kind === 'directory') {
+          removeStaleTempsIn(host.real(op.path));
+          fs.rmdirSync(host.real(op.path));
+        }
       } catch (err) {
         // Someone else put files in it, or it is a mount point: it stays.
         const code = (err as NodeJS.ErrnoException).code;
@@ -99,7 +104,10 @@ export function applyPlan(host: HostFs, previous: OwnershipRecord, plan: Plan): 
     }
   };
 
-  for (const op of mkdirs) if (!attempt(op)) return { done, errors, bytesWritten };
+  // Only the record's own directory is made before the record: a directory made before the
+  // record names it would look foreign after a crash, and the agent would never manage it again.
+  const isStateDir = (o: Operation): boolean => RECORD_PATH.startsWith(`${o.path}/`);
+  for (const op of mkdirs.filter(isStateDir)) if (!attempt(op)) return { done, errors, bytesWritten };
   const intent = mergeRecords(previous, plan.record ?? previous);
   if (!isEmptyRecord(intent)) {
     try {
@@ -110,6 +118,7 @@ export function applyPlan(host: HostFs, previous: OwnershipRecord, plan: Plan): 
       return { done, errors, bytesWritten };
     }
   }
+  for (const op of mkdirs.filter((o) => !isStateDir(o))) if (!attempt(op)) return { done, errors, bytesWritten };
   let failed = false;
   for (const op of rest) if (!attempt(op)) failed = true;
   try {

@@ -32,6 +32,17 @@ export function removeStaleTemps(file: string): void {
   for (const n of names) if (n.startsWith(prefix)) fs.rmSync(path.join(dir, n), { force: true });
 }
 
+/** Removes every temp file a killed writer left in `dir` (before removing the directory itself). */
+export function removeStaleTempsIn(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith('.') && n.includes(TMP_MARK)) fs.rmSync(path.join(dir, n), { force: true });
+}
+
 /**
  * Replaces `file` atomically: a temp file in the same directory, fsync, rename, fsync of the
  * directory. Readers see the complete old or the complete new content, never a mix.

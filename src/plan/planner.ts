@@ -9,7 +9,7 @@ import { encodeAuth } from '../sources/dockerconfig.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, type JsonObject } from './json.ts';
-import { RECORD_PATH, type JsonFileRecord, type OwnedEntry, type OwnershipRecord } from './ownership.ts';
+import { RECORD_PATH, STATE_DIR, type JsonFileRecord, type OwnedEntry, type OwnershipRecord } from './ownership.ts';
 import type { FileChange, Operation, Plan, PlanInput } from './types.ts';
 
 const CREDENTIAL_MODE = 0o600;
@@ -295,14 +295,15 @@ function planDirectories(work: Work, recordNeeded: boolean): string[] {
     if (st.kind === 'missing') {
       mkdirs.push(dir);
       dirs.push(dir);
-    } else if (work.input.record.dirs.includes(dir)) {
+    } else if (work.input.record.dirs.includes(dir) || dir === STATE_DIR) {
       dirs.push(dir);
     }
   }
   const writesAndDeletes = work.ops.splice(0);
   work.ops.push(...mkdirs.map((path) => ({ op: 'mkdir' as const, path })));
   work.ops.push(...writesAndDeletes.filter((o) => o.op === 'write'), ...writesAndDeletes.filter((o) => o.op === 'delete'));
-  const rmdirs = work.input.record.dirs
+  // The state directory is the agent's by its name, even when a crash left it without a record.
+  const rmdirs = [...new Set([...work.input.record.dirs, STATE_DIR])]
     .filter((d) => !needed.has(d) && work.state(d).kind === 'directory')
     .sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
   work.ops.push(...rmdirs.map((path) => ({ op: 'rmdir' as const, path })));
