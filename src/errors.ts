@@ -68,7 +68,7 @@ export const ERROR_CODES = {
   },
   NRC_E_REGISTRY_CONFIG_INVALID: {
     summary: 'The registry config (TOML) cannot be parsed or has an invalid value.',
-    fix: 'Check the --registry-config file against the reference in the README.',
+    fix: 'Check the --registry-config file against docs/reference.md (keys ca, ca_file, skip_verify, auth_header).',
   },
   NRC_E_CA_INVALID: {
     summary: 'A registry\'s CA certificate is not a PEM certificate.',
