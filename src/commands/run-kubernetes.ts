@@ -1,17 +1,16 @@
 // The Kubernetes side of `run`: the Registry and Secret sources, the HTTP server
 // (/healthz, /readyz, /metrics) and node status. run.ts calls this with its flags.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
 import type { ApplyReport } from '../reconcile/reconciler.ts';
-import { NodeStatusReporter } from '../reconcile/node-status.ts';
+import type { NodeStatusReporter } from '../reconcile/node-status.ts';
 import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../server/metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
-import { KubernetesRegistrySource } from '../sources/kubernetes/registry-source.ts';
-import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, KubernetesSecretSource } from '../sources/kubernetes/secret-source.ts';
+import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
 import { str, type Flags, type FlagSpec } from './options.ts';
 
 export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
@@ -34,6 +33,21 @@ export interface KubernetesRuntime {
   stop(): Promise<void>;
 }
 
+async function loadKubernetes(): Promise<{
+  KubeConfig: typeof KubeConfig;
+  KubernetesRegistrySource: typeof import('../sources/kubernetes/registry-source.ts').KubernetesRegistrySource;
+  KubernetesSecretSource: typeof import('../sources/kubernetes/secret-source.ts').KubernetesSecretSource;
+  NodeStatusReporter: typeof NodeStatusReporter;
+}> {
+  const [client, registry, secret, status] = await Promise.all([
+    import('@kubernetes/client-node'),
+    import('../sources/kubernetes/registry-source.ts'),
+    import('../sources/kubernetes/secret-source.ts'),
+    import('../reconcile/node-status.ts'),
+  ]);
+  return { KubeConfig: client.KubeConfig, KubernetesRegistrySource: registry.KubernetesRegistrySource, KubernetesSecretSource: secret.KubernetesSecretSource, NodeStatusReporter: status.NodeStatusReporter };
+}
+
 function inCluster(): boolean {
   return Boolean(process.env['KUBERNETES_SERVICE_HOST']);
 }
@@ -53,23 +67,25 @@ export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<
   const sources: Source[] = [];
   const kubeconfigPath = str(f, 'kubeconfig');
   const useKube = f['no-kubernetes'] !== true && (kubeconfigPath !== undefined || inCluster());
+  // The Kubernetes client costs about 80 MiB of RSS: load it only when a Kubernetes source is in use.
+  const k8s = useKube ? await loadKubernetes() : undefined;
   let kc: KubeConfig | undefined;
-  if (useKube) {
-    kc = new KubeConfig();
+  if (k8s) {
+    kc = new k8s.KubeConfig();
     if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
     else kc.loadFromCluster();
   }
   const namespace = str(f, 'secret-namespace') ?? DEFAULT_SECRET_NAMESPACE;
-  if (kc && f['no-registries'] !== true) sources.push(new KubernetesRegistrySource({ kubeConfig: kc, namespace, onState }));
+  if (k8s && kc && f['no-registries'] !== true) sources.push(new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState }));
   const secretDir = str(f, 'secret-dir');
   const secretName = str(f, 'secret-name') ?? DEFAULT_SECRET_NAME;
   if (secretDir) sources.push(new FileSource(secretDir));
-  else if (kc && secretName !== '') sources.push(new KubernetesSecretSource({ kubeConfig: kc, namespace, name: secretName, onState }));
+  else if (k8s && kc && secretName !== '') sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: secretName, onState }));
 
   const nodeName = str(f, 'node-name');
-  const status =
-    kc && nodeName
-      ? new NodeStatusReporter({ kubeConfig: kc, nodeName, eventNamespace: namespace, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
+  const status: NodeStatusReporter | undefined =
+    k8s && kc && nodeName
+      ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, eventNamespace: namespace, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
       : undefined;
 
   const listen = str(f, 'listen-address');

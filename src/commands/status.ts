@@ -2,9 +2,9 @@
 // (src/reconcile/node-status.ts) and prints one line per node, marking the nodes that are behind
 // (another configuration than the newest one, for longer than --behind-after) or failing.
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX } from '../reconcile/node-status.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX } from '../reconcile/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
 import { str, type Flags, type FlagSpec } from './options.ts';
 
@@ -176,7 +176,10 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
   return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
-function kubeConfigFromFlags(f: Flags): KubeConfig {
+// The Kubernetes client is loaded when status runs, not when cli.ts imports this module:
+// it costs about 80 MiB of RSS that `run` without Kubernetes sources must not carry (issue 7).
+async function kubeConfigFromFlags(f: Flags): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   const file = str(f, 'kubeconfig');
   if (file) kc.loadFromFile(file);
@@ -194,7 +197,8 @@ export async function statusCommand(f: Flags, io: Io, now: () => Date = () => ne
   }
   let nodes: NodeAnnotations[];
   try {
-    const core = kubeConfigFromFlags(f).makeApiClient(CoreV1Api);
+    const { CoreV1Api } = await import('@kubernetes/client-node');
+    const core = (await kubeConfigFromFlags(f)).makeApiClient(CoreV1Api);
     const list = await core.listNode();
     nodes = list.items.map((n) => ({ name: n.metadata?.name ?? '?', annotations: n.metadata?.annotations ?? {} }));
   } catch (err) {

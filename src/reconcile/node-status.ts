@@ -4,10 +4,9 @@
 import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
 
-export const ANNOTATION_PREFIX = 'registry-credentials.okteto.com/';
-export const ANNOTATION_HASH = `${ANNOTATION_PREFIX}applied-hash`;
-export const ANNOTATION_AT = `${ANNOTATION_PREFIX}applied-at`;
-export const ANNOTATION_ERRORS = `${ANNOTATION_PREFIX}last-errors`;
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX } from './node-annotations.ts';
+
+export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX };
 export const EVENT_REASON = 'RegistryCredentialsError';
 
 export interface ApplyReport {

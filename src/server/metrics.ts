@@ -8,7 +8,9 @@ export const METRIC_PREFIX = 'nrc_';
 /** A fresh registry, with the process metrics (memory, CPU, event loop lag) unless disabled. */
 export function createMetricsRegistry(opts: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
-  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  // prom-client samples event-loop delay with a timer; its default 10 ms resolution wakes an idle
+  // agent ~100 times a second (issue 7). Every 5 s keeps the metric and lets the process sleep.
+  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 5000 });
   return registry;
 }
 

@@ -6,8 +6,9 @@ import type { Source, SourceSnapshot } from '../../model/credential.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
 import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
-export const DEFAULT_SECRET_NAMESPACE = 'okteto';
-export const DEFAULT_SECRET_NAME = 'okteto-dockerconfig-static';
+import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from './defaults.ts';
+
+export { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE };
 
 export interface SecretSourceOptions {
   readonly kubeConfig: KubeConfig;
