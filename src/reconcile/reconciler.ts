@@ -6,6 +6,7 @@ import type { Source, SourceSnapshot } from '../model/credential.ts';
 import type { FileChange } from '../plan/types.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
+import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
 import { configurationHash, mergeSnapshots, reconcileOnce } from './engine.ts';
 
 export interface ReconcilerOptions {
@@ -22,6 +23,9 @@ export interface ReconcilerOptions {
   readonly resyncMs?: number;
   readonly maxBackoffMs?: number;
   readonly random?: () => number;
+  /** Watch the managed host files and repair them when another writer changes them (default true). */
+  readonly watchDrift?: boolean;
+  readonly driftDebounceMs?: number;
 }
 
 export interface ApplyReport {
@@ -55,7 +59,13 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private stopped = false;
   private running = false;
   private again = false;
+  private drift: DriftWatch | undefined;
   applies = 0;
+  /** Host files written (write operations carried out) and their bytes, since start. */
+  writes = 0;
+  bytesWritten = 0;
+  /** Passes started because a managed host file was changed by someone else. */
+  driftRepairs = 0;
   lastReport: ApplyReport | undefined;
 
   constructor(private readonly o: ReconcilerOptions) {
@@ -73,6 +83,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.stopped = true;
     clearTimeout(this.debounce);
     clearTimeout(this.resync);
+    await this.drift?.close();
     await Promise.all(this.o.sources.map((s) => s.stop().catch(() => undefined)));
   }
 
@@ -140,6 +151,20 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       return;
     }
     const hostErrors = outcome.result.errors;
+    this.writes += outcome.result.done.filter((op) => op.op === 'write').length;
+    this.bytesWritten += outcome.result.bytesWritten;
+    if (this.o.watchDrift ?? true) {
+      this.drift ??= new DriftWatch({
+        host: this.o.host,
+        ...(this.o.driftDebounceMs !== undefined ? { debounceMs: this.o.driftDebounceMs } : {}),
+        onDrift: (paths) => {
+          this.driftRepairs++;
+          this.o.logger.warn({ paths }, 'a managed host file was changed by someone else; restoring the agent\'s entries');
+          this.trigger();
+        },
+      });
+      this.drift.update(expectedAfterApply(outcome.plan, outcome.snapshot, outcome.result.done));
+    }
     const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.detected.problems, ...outcome.plan.errors, ...hostErrors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
     this.report({ at, hash, registries: merged.credentials.length, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 });

@@ -1,0 +1,127 @@
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import type { FileState, HostFs, HostSnapshot } from '../host/host-fs.ts';
+import type { OwnershipRecord } from '../plan/ownership.ts';
+import type { Operation, Plan } from '../plan/types.ts';
+
+/**
+ * What a managed host path should hold once an apply is done: its bytes, or undefined when it
+ * should not exist. Paths whose state is not a plain file or absence (a directory in the way,
+ * a symlink, unreadable) are not watched: they are faults the next pass reports, not drift.
+ */
+export type ExpectedFiles = ReadonlyMap<string, Uint8Array | undefined>;
+
+/** Files the agent writes or merges into, according to a record. */
+export function managedPaths(record: OwnershipRecord | undefined): string[] {
+  if (!record) return [];
+  return [...new Set([...Object.keys(record.jsonFiles), ...Object.keys(record.files)])].sort();
+}
+
+/**
+ * The host as the agent left it after an apply, computed from what it planned and did rather
+ * than read back, so that another writer racing the apply still shows up as drift.
+ */
+export function expectedAfterApply(plan: Plan, snapshot: HostSnapshot, done: readonly Operation[]): ExpectedFiles {
+  const out = new Map<string, Uint8Array | undefined>();
+  // Only what the agent owns from now on: a file handed back to its owner is no longer watched.
+  const paths = new Set(managedPaths(plan.record));
+  for (const path of paths) {
+    const st: FileState = snapshot.get(path) ?? { kind: 'missing' };
+    if (st.kind === 'file') out.set(path, st.bytes);
+    else if (st.kind === 'missing') out.set(path, undefined);
+  }
+  for (const op of done) {
+    if (!paths.has(op.path)) continue;
+    if (op.op === 'write') out.set(op.path, op.bytes);
+    else if (op.op === 'delete') out.set(op.path, undefined);
+  }
+  return out;
+}
+
+function fingerprint(st: FileState): string {
+  if (st.kind === 'file') return `file:${createHash('sha256').update(st.bytes).digest('hex')}`;
+  return st.kind;
+}
+
+function expectedFingerprint(bytes: Uint8Array | undefined): string {
+  return bytes === undefined ? 'missing' : `file:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export interface DriftWatchOptions {
+  readonly host: HostFs;
+  /** Called (debounced) with the managed paths whose content is not what the agent left. */
+  readonly onDrift: (paths: readonly string[]) => void;
+  /** Coalesces the events of one edit (editors write, rename, chmod) into one check. */
+  readonly debounceMs?: number;
+}
+
+/**
+ * Watches the directories of the files the agent manages (chokidar, depth 0, never following
+ * symlinks) and reports when one of them no longer holds what the agent last wrote: rewritten,
+ * deleted, or merged into by another writer. The agent's own writes are not drift: every event
+ * only triggers a comparison of the files' content with what the last apply left there.
+ */
+export class DriftWatch {
+  private watcher: FSWatcher | undefined;
+  private watched = new Set<string>();
+  private expected = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** How many times drift was found (for logs and tests). */
+  drifts = 0;
+
+  constructor(private readonly o: DriftWatchOptions) {}
+
+  /** Sets what the managed files should hold now, and watches their directories. */
+  update(expected: ExpectedFiles): void {
+    if (this.closed) return;
+    this.expected = new Map([...expected].map(([p, b]) => [p, expectedFingerprint(b)]));
+    const dirs = new Set<string>();
+    for (const path of this.expected.keys()) {
+      const dir = posix.dirname(path);
+      // The parent too, so that removing the file's whole directory is seen.
+      for (const d of [dir, posix.dirname(dir)]) if (this.o.host.stat(d).kind === 'directory') dirs.add(this.o.host.real(d));
+    }
+    const added = [...dirs].filter((d) => !this.watched.has(d));
+    const removed = [...this.watched].filter((d) => !dirs.has(d));
+    this.watched = dirs;
+    if (!this.watcher && added.length > 0) {
+      // Not persistent: the watch never keeps the process alive on its own.
+      this.watcher = watch(added, { ignoreInitial: true, depth: 0, followSymlinks: false, persistent: false, ignorePermissionErrors: true });
+      this.watcher.on('all', () => this.schedule());
+      this.watcher.on('error', () => this.schedule());
+    } else if (this.watcher) {
+      if (removed.length > 0) this.watcher.unwatch(removed);
+      if (added.length > 0) this.watcher.add(added);
+    }
+    // Something may have changed between the apply and now, before the watch saw it.
+    this.schedule();
+  }
+
+  /** Compares the managed files with what the last apply left; returns the paths that differ. */
+  check(): string[] {
+    const drifted: string[] = [];
+    for (const [path, want] of this.expected) if (fingerprint(this.o.host.stat(path)) !== want) drifted.push(path);
+    return drifted;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (this.closed) return;
+      const drifted = this.check();
+      if (drifted.length === 0) return;
+      this.drifts++;
+      this.o.onDrift(drifted);
+    }, this.o.debounceMs ?? 100);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.watcher?.close();
+    this.watcher = undefined;
+  }
+}
