@@ -119,6 +119,7 @@ export function renderMarkdown(r: Results): string {
     const agents = i.rows.slice(1);
     const memOk = agents.every((x) => (x.rssRatio ?? 0) < i.targetMemoryRatio);
     out.push('', `Target < ${i.targetMemoryRatio}x the bare runtime's memory: ${memOk ? 'met' : '**missed**'} (${agents.map((x) => `${x.rssRatio}x`).join(', ')}).`);
+    out.push('', `RSS each dependency adds to a bare Node process when imported alone (MiB): ${Object.entries(i.moduleRssMiB).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
     for (const n of i.notes) out.push(`- ${n}`);
   }
   if (r.scale) {

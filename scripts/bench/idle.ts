@@ -23,6 +23,8 @@ export interface IdleRow {
 export interface IdleResult {
   readonly seconds: number;
   readonly rows: IdleRow[];
+  /** RSS a bare Node process gains by importing each dependency alone (what dominates memory). */
+  readonly moduleRssMiB: Record<string, number>;
   readonly targetMemoryRatio: number;
   readonly notes: string[];
 }
@@ -74,7 +76,7 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   else notes.push('the Secret-watch agent could not run as a separate `run` process in this tree (no --kubeconfig); only the mounted-Secret agent was measured');
   const before = pids.map(([, pid]) => sampleProc(pid));
   const t0 = now();
-  await sleep(seconds * 1000);
+  const [moduleRssMiB] = await Promise.all([moduleCosts(), sleep(seconds * 1000)]);
   const after = pids.map(([, pid]) => sampleProc(pid));
   const elapsed = (now() - t0) / 1000;
   const rows = pids.map(([name], i) => row(name, before[i]!, after[i]!, elapsed));
@@ -84,5 +86,23 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   await Promise.all([agentM.stop(), agentK.stop(), stopChild(bare)]);
   await api.stop();
   await Promise.all([hostM.cleanup(), hostK.cleanup()]);
-  return { seconds: round(elapsed, 1), rows: withRatio, targetMemoryRatio: 1.5, notes };
+  return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.5, notes };
+}
+
+const MODULES = ['@kubernetes/client-node', '@aws-sdk/client-ecr', 'prom-client', 'pino', 'diff', 'smol-toml', 'chokidar'];
+
+/** RSS after importing one module in a fresh process, minus a fresh process that imports nothing. */
+async function moduleCosts(): Promise<Record<string, number>> {
+  const rssAfterImport = (mod: string | undefined): Promise<number> =>
+    new Promise((resolve) => {
+      const code = `${mod ? `await import(${JSON.stringify(mod)});` : ''} await new Promise((r) => setTimeout(r, 1000)); const s = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8'); process.stdout.write(/VmRSS:\\s+(\\d+)/.exec(s)[1]);`;
+      const c = spawn(NODE, ['--input-type=module', '-e', code], { cwd: REPO, stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      c.on('exit', () => resolve(Number(out) || NaN));
+    });
+  const base = await rssAfterImport(undefined);
+  const out: Record<string, number> = {};
+  for (const m of MODULES) out[m] = mib((await rssAfterImport(m)) - base);
+  return out;
 }
