@@ -104,6 +104,8 @@ const io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr
 if (isEntryPoint()) main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;
+    // A long-running command is done once it returns: open sockets or timers must not keep it alive.
+    if (process.argv[2] === 'run' || process.argv[2] === 'local' || process.argv[2] === undefined) process.exit(code);
   },
   (err: unknown) => {
     // Never print the raw error object: its properties could carry input values.

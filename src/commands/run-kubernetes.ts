@@ -8,6 +8,7 @@ import type { ApplyReport } from '../reconcile/reconciler.ts';
 import type { NodeStatusReporter } from '../reconcile/node-status.ts';
 import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../server/metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
+import type { EcrSource } from '../sources/ecr/index.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
 import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
@@ -22,6 +23,9 @@ export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'no-registries', type: 'boolean', help: 'Do not watch Registry resources (admin.okteto.com/v1).' },
   { name: 'node-name', type: 'string', help: 'This node (Downward API spec.nodeName): annotations and Events go to it.' },
   { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz and /metrics on host:port (e.g. 0.0.0.0:8080).' },
+  { name: 'ecr-service-account', type: 'string', default: 'okteto/okteto', help: 'NAMESPACE/NAME of the service account whose tokens awsIamRole registries exchange with STS.' },
+  { name: 'ecr-default-chain', type: 'string', help: "Comma-separated ECR hosts without a Registry resource that use the node's own AWS identity (SDK default chain)." },
+  { name: 'ecr-fleet-size', type: 'string', default: '100', help: 'About how many nodes run the agent: spreads their first ECR calls to stay under the AWS quota.' },
 ];
 
 export interface KubernetesRuntime {
@@ -52,6 +56,23 @@ function inCluster(): boolean {
   return Boolean(process.env['KUBERNETES_SERVICE_HOST']);
 }
 
+/** The ECR source, when Registry resources or --ecr-default-chain can yield ECR registries. */
+async function startEcr(f: Flags, kc: KubeConfig | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
+  const defaultChainHosts = (str(f, 'ecr-default-chain') ?? '').split(',').map((h) => h.trim()).filter(Boolean);
+  if (!watchRegistries && defaultChainHosts.length === 0) return undefined;
+  const ecrModule = await import('../sources/ecr/index.ts');
+  const [saNamespace = 'okteto', saName = 'okteto'] = (str(f, 'ecr-service-account') ?? 'okteto/okteto').split('/');
+  return new ecrModule.EcrSource({
+    hostRoot: str(f, 'host-root') ?? '/',
+    aws: kc ? { serviceAccountTokens: new ecrModule.KubernetesServiceAccountTokenProvider({ kubeConfig: kc, namespace: saNamespace, serviceAccount: saName }) } : {},
+    defaultChainHosts,
+    fleetSize: Math.max(1, Number(str(f, 'ecr-fleet-size') ?? 100) || 1),
+    waitForRegistries: watchRegistries,
+    logger: log.child({ component: 'ecr' }),
+    metrics: metrics.registry,
+  });
+}
+
 /** Builds the Kubernetes sources and starts the server; the caller starts the reconciler. */
 export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<KubernetesRuntime> {
   const metrics = createAgentMetrics(createMetricsRegistry());
@@ -76,7 +97,13 @@ export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<
     else kc.loadFromCluster();
   }
   const namespace = str(f, 'secret-namespace') ?? DEFAULT_SECRET_NAMESPACE;
-  if (k8s && kc && f['no-registries'] !== true) sources.push(new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState }));
+  const watchRegistries = Boolean(k8s && kc && f['no-registries'] !== true);
+  const ecr = await startEcr(f, kc, watchRegistries, metrics, log);
+  if (k8s && kc && watchRegistries) {
+    sources.push(new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState, ...(ecr ? { onEcrRegistries: (specs) => ecr.setRegistries(specs) } : {}) }));
+  }
+  // ECR tokens come from Registry resources too: they share the top precedence.
+  if (ecr) sources.push(ecr);
   const secretDir = str(f, 'secret-dir');
   const secretName = str(f, 'secret-name') ?? DEFAULT_SECRET_NAME;
   if (secretDir) sources.push(new FileSource(secretDir));

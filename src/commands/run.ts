@@ -78,6 +78,13 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
   }
   const sig = await untilSignal();
   logger.info({ signal: sig }, 'stopping; the node keeps its configuration (cleanup runs only on uninstall)');
+  // Every write is atomic, so nothing is lost by not waiting for a slow watch or AWS call to close.
+  const deadline = setTimeout(() => {
+    logger.warn('sources did not stop within 800 ms; exiting anyway');
+    process.exit(EXIT_OK);
+  }, 800);
+  deadline.unref();
   await Promise.all([agent.stop(), kube.stop()]);
+  clearTimeout(deadline);
   return EXIT_OK;
 }

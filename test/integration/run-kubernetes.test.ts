@@ -93,7 +93,9 @@ describe('run with Kubernetes sources (real CLI process)', () => {
     });
     const { code, ms } = await exited;
     expect(code).toBe(0);
-    expect(ms).toBeLessThan(1000);
+    // The agent enforces its own 800 ms stop deadline (run.ts); the bound here only catches a hang,
+    // with slack for a loaded CI machine.
+    expect(ms).toBeLessThan(3000);
     // A restart of the pod leaves the node configured: nothing was cleaned up on SIGTERM.
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
   }, 60_000);

@@ -116,12 +116,13 @@ describe('the agent DaemonSet', () => {
     expect(agent('variants/k3s').volumes.map((v: Obj) => v.hostPath?.path)).toContain('/var/lib/rancher');
   });
 
-  it('grants only what the agent reads: its Secret by name, registries, events; nodes get/patch at cluster scope', () => {
+  it('grants only what the agent reads: its Secret by name, registries, events, one service account\'s tokens; nodes get/patch at cluster scope', () => {
     const role = ofKind(render('.'), 'Role')[0]!;
     expect(role['rules']).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['okteto-dockerconfig-static'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['admin.okteto.com'], resources: ['registries'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['okteto'], verbs: ['create'] },
     ]);
     const clusterRole = ofKind(render('.'), 'ClusterRole')[0]!;
     expect(clusterRole['rules']).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] }]);

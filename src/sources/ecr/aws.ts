@@ -1,8 +1,6 @@
 // Exchanges AWS credentials for an ECR registry token. Every failure becomes a coded AgentError
 // whose text carries the AWS error name and HTTP status only: AWS messages and SDK errors can
 // echo identifiers, and nothing here may leak a key or token into logs.
-import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
-import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { AgentError, type ErrorCode } from '../../errors.ts';
 import type { EcrHost } from './hostname.ts';
 
@@ -94,6 +92,8 @@ export function createAwsTokenFetcher(opts: AwsFetcherOptions = {}): EcrTokenFet
     } else {
       credentials = undefined; // the SDK's default chain
     }
+    // The SDK is loaded on first use: nodes without ECR registries never pay its memory.
+    const { ECRClient, GetAuthorizationTokenCommand } = await import('@aws-sdk/client-ecr');
     const client = new ECRClient({
       region: host.region,
       useFipsEndpoint: host.fips,
@@ -135,6 +135,7 @@ async function assumeRole(
     if (err instanceof AgentError) throw err;
     throw new AgentError('NRC_E_ECR_SA_TOKEN_FAILED', { subject, cause: err });
   }
+  const { AssumeRoleWithWebIdentityCommand, STSClient } = await import('@aws-sdk/client-sts');
   const sts = new STSClient({
     region: host.region,
     useFipsEndpoint: host.fips,
