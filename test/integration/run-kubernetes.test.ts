@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ANNOTATION_HASH } from '../../src/reconcile/node-status.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
+import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const NODE = join(REPO, 'node_modules', '.bin', 'node');
@@ -41,9 +42,9 @@ describe('run with Kubernetes sources (real CLI process)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  function start(extra: string[] = []): ChildProcess {
+  function start(extra: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
     const args = ['--import', 'tsx', join(REPO, 'src/cli.ts'), 'run', '--host-root', join(dir, 'host'), '--kubeconfig', join(dir, 'kubeconfig'), '--node-name', 'node-1', '--listen-address', '127.0.0.1:0', '--debounce-ms', '20', ...extra];
-    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(REPO, 'node_modules', '.bin')}:${process.env['PATH'] ?? ''}`, NRC_LOG_LEVEL: 'info' };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(REPO, 'node_modules', '.bin')}:${process.env['PATH'] ?? ''}`, NRC_LOG_LEVEL: 'info', ...extraEnv };
     delete env['KUBERNETES_SERVICE_HOST'];
     const c = spawn(NODE, args, { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -98,5 +99,27 @@ describe('run with Kubernetes sources (real CLI process)', () => {
     expect(ms).toBeLessThan(3000);
     // A restart of the pod leaves the node configured: nothing was cleaned up on SIGTERM.
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
+  }, 60_000);
+
+  it('exchanges an awsIamUser Registry for an ECR token through the real AWS SDK and writes it for the kubelet', async () => {
+    const aws = new FakeAws({ region: 'us-east-2' });
+    const url = await aws.start();
+    try {
+      const ecrHost = '123456789012.dkr.ecr.us-east-2.amazonaws.com';
+      api.putOpaqueSecret(NS, 'ecr-keys', { 'access-key-id': TEST_ACCESS_KEY_ID, 'secret-access-key': TEST_SECRET_ACCESS_KEY });
+      api.putRegistry(NS, ecrHost, {
+        awsIamUser: { accessKeyIDSecretRef: { name: 'ecr-keys', key: 'access-key-id' }, secretAccessKeySecretRef: { name: 'ecr-keys', key: 'secret-access-key' } },
+      });
+      api.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1' }));
+      start(['--ecr-fleet-size', '1'], { AWS_ENDPOINT_URL_ECR: url });
+      // The first call is spread over up to 10 s (startup jitter), then the token lands.
+      await vi.waitFor(async () => expect((await kubeletAuths())[ecrHost]).toBeDefined(), { timeout: 30_000, interval: 100 });
+      const token = aws.issued[0]!;
+      expect((await kubeletAuths())[ecrHost]?.auth).toBe(b64(`AWS:${token.password}`));
+      expect(aws.ecrCalls().every((c) => c.status === 200 && c.region === 'us-east-2')).toBe(true);
+      for (const secret of [token.password, TEST_SECRET_ACCESS_KEY]) expect(stderr).not.toContain(secret);
+    } finally {
+      await aws.stop();
+    }
   }, 60_000);
 });
