@@ -118,9 +118,13 @@ export function applyPlan(host: HostFs, previous: OwnershipRecord, plan: Plan): 
       return { done, errors, bytesWritten };
     }
   }
-  for (const op of mkdirs.filter((o) => !isStateDir(o))) if (!attempt(op)) return { done, errors, bytesWritten };
-  let failed = false;
-  for (const op of rest) if (!attempt(op)) failed = true;
+  // A directory that cannot be made (read-only /etc, ...) skips only the files in it: the other
+  // targets (the kubelet's config.json) are still written. The union record stays on disk.
+  const failedDirs: string[] = [];
+  const underFailed = (o: Operation): boolean => failedDirs.some((d) => o.path.startsWith(`${d}/`));
+  for (const op of mkdirs.filter((o) => !isStateDir(o))) if (!underFailed(op) && !attempt(op)) failedDirs.push(op.path);
+  let failed = failedDirs.length > 0;
+  for (const op of rest) if (!underFailed(op) && !attempt(op)) failed = true;
   try {
     if (failed) {
       // Keep the union: some old files may still be there and some new ones may not.

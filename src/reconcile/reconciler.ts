@@ -9,6 +9,13 @@ import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
 import { configurationHash, mergeSnapshots, reconcileOnce } from './engine.ts';
 
+/**
+ * Planner errors that are faults of the host, not of the input (a directory or symlink where a
+ * file goes, an unreadable path): retried with backoff like a failed write, so the agent recovers
+ * by itself soon after the fault is gone.
+ */
+const HOST_FAULTS: ReadonlySet<string> = new Set(['NRC_E_TARGET_NOT_FILE', 'NRC_E_UNSAFE_PATH', 'NRC_E_WRITE_FAILED']);
+
 export interface ReconcilerOptions {
   readonly host: HostFs;
   /** In precedence order: for one registry, the first source that provides it wins. */
@@ -167,7 +174,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
     const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.detected.problems, ...outcome.plan.errors, ...hostErrors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
-    this.report({ at, hash, registries: merged.credentials.length, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 });
+    this.report({ at, hash, registries: merged.credentials.length, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code)) });
   }
 
   private report(r: ApplyReport): void {
