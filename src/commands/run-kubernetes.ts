@@ -9,6 +9,8 @@ import type { NodeStatusReporter } from '../reconcile/node-status.ts';
 import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../server/metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
 import type { EcrSource } from '../sources/ecr/index.ts';
+import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../check/metrics.ts';
+import type { CheckResult } from '../check/credential-check.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
 import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
@@ -34,6 +36,8 @@ export interface KubernetesRuntime {
   readonly metrics: AgentMetrics;
   /** Feed every apply report here. */
   onApplied(r: ApplyReport): void;
+  /** Feed credential check results here (metrics). */
+  onCheckResults(results: readonly CheckResult[]): void;
   stop(): Promise<void>;
 }
 
@@ -122,13 +126,18 @@ export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<
     log.info({ address: server.address }, 'serving /healthz, /readyz, /metrics');
   }
 
+  let checkMetrics: CheckMetrics | undefined;
   return {
     sources,
     metrics,
+    onCheckResults(results: readonly CheckResult[]): void {
+      checkMetrics ??= createCheckMetrics(metrics.registry);
+      recordCheckResults(checkMetrics, results);
+    },
     onApplied(r: ApplyReport): void {
       recordApply(metrics, { at: r.at, errors: r.errors, registries: r.registries, ok: r.hostOk });
       if (r.hostOk) server?.setReady(true);
-      void status?.reportApply({ hash: r.hash, at: r.at, errors: r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) })) });
+      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors: r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) })) });
     },
     async stop(): Promise<void> {
       await server?.close();

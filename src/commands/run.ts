@@ -6,11 +6,15 @@ import { FileSource } from '../sources/file-source.ts';
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import { hostFromFlags, registryConfigFromFlags, str, targetOptionsFromFlags, type Flags, type FlagSpec } from './options.ts';
 import { KUBERNETES_RUN_FLAGS, startKubernetesRuntime } from './run-kubernetes.ts';
+import { CHECK_FLAGS, checkSettingsFromFlags } from '../check/options.ts';
+import type { CheckResult } from '../check/index.ts';
+import type { CredentialGate } from '../reconcile/credential-gate.ts';
 
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'debounce-ms', type: 'string', default: '200', help: 'Coalesce source changes arriving within this window into one apply.' },
   { name: 'resync-seconds', type: 'string', default: '60', help: 'Re-check the host files this often (with jitter) to repair drift.' },
   ...KUBERNETES_RUN_FLAGS,
+  ...CHECK_FLAGS,
 ];
 
 export interface RunningAgent {
@@ -26,13 +30,35 @@ export function sourcesFromFlags(f: Flags): Source[] {
   return sources;
 }
 
-export async function startAgent(f: Flags, logger: Logger, sources: Source[], onApplied?: (r: ApplyReport) => void): Promise<RunningAgent | AgentError> {
+export async function startAgent(
+  f: Flags,
+  logger: Logger,
+  sources: Source[],
+  onApplied?: (r: ApplyReport) => void,
+  onCheckResults?: (r: readonly CheckResult[]) => void,
+): Promise<RunningAgent | AgentError> {
   const host = hostFromFlags(f);
   if (host instanceof AgentError) return host;
   const registryConfig = registryConfigFromFlags(f);
   if (registryConfig instanceof AgentError) return registryConfig;
   if (!registryConfig.readable) return registryConfig.errors[0]!;
-  const reconciler = new Reconciler({
+  const check = checkSettingsFromFlags(f);
+  let gate: CredentialGate | undefined;
+  if (check.enabled) {
+    // Loaded only when asked for: the checker's HTTP client is not needed otherwise.
+    const [{ CredentialGate }, { CredentialChecker }] = await Promise.all([import('../reconcile/credential-gate.ts'), import('../check/index.ts')]);
+    gate = new CredentialGate({
+      checker: new CredentialChecker(check.checker),
+      policy: check.policy,
+      hostOptions: registryConfig.hosts,
+      onResults: (results) => {
+        onCheckResults?.(results);
+        reconciler.trigger();
+      },
+    });
+  }
+  const reconciler: Reconciler = new Reconciler({
+    ...(gate ? { gate } : {}),
     host,
     sources,
     hostOptions: registryConfig.hosts,
@@ -70,7 +96,7 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG), --kubeconfig or a pod (Kubernetes), or --secret-dir.\n');
     return EXIT_FAILED;
   }
-  const agent = await startAgent(f, logger, sources, (r) => kube.onApplied(r));
+  const agent = await startAgent(f, logger, sources, (r) => kube.onApplied(r), (results) => kube.onCheckResults(results));
   if (agent instanceof AgentError) {
     await kube.stop();
     io.err(`${agent.message}\n`);

@@ -4,32 +4,12 @@
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX } from '../reconcile/node-annotations.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../reconcile/node-annotations.ts';
+
+export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../reconcile/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
 import { str, type Flags, type FlagSpec } from './options.ts';
 
-/**
- * Token expiries of the node's time-limited credentials (ECR): `host=ISO-8601` pairs, comma-separated,
- * sorted by host. Written by the node-status reporter with formatTokenExpiries().
- */
-export const ANNOTATION_TOKEN_EXPIRIES = `${ANNOTATION_PREFIX}token-expiries`;
-
-export function formatTokenExpiries(expiries: ReadonlyMap<string, Date>): string | null {
-  if (expiries.size === 0) return null;
-  return [...expiries].sort(([a], [b]) => a.localeCompare(b)).map(([host, at]) => `${host}=${at.toISOString()}`).join(',');
-}
-
-export function parseTokenExpiries(value: string | undefined): { registry: string; expiresAt: Date }[] {
-  if (!value) return [];
-  const out: { registry: string; expiresAt: Date }[] = [];
-  for (const part of value.split(',')) {
-    const i = part.lastIndexOf('=');
-    if (i <= 0) continue;
-    const at = new Date(part.slice(i + 1).trim());
-    if (!Number.isNaN(at.getTime())) out.push({ registry: part.slice(0, i).trim(), expiresAt: at });
-  }
-  return out;
-}
 
 export const STATUS_FLAGS: readonly FlagSpec[] = [
   { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config, else $KUBECONFIG or ~/.kube/config.' },

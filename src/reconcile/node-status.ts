@@ -4,7 +4,7 @@
 import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
 
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX } from './node-annotations.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries } from './node-annotations.ts';
 
 export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX };
 export const EVENT_REASON = 'RegistryCredentialsError';
@@ -14,6 +14,8 @@ export interface ApplyReport {
   readonly hash: string;
   readonly at: Date;
   readonly errors: readonly { code: string; subject?: string }[];
+  /** Expiry of each time-limited credential (ECR tokens), by registry key; shown by `status`. */
+  readonly expiries?: ReadonlyMap<string, Date>;
 }
 
 export interface NodeStatusOptions {
@@ -75,6 +77,7 @@ export class NodeStatusReporter {
     const annotations: Record<string, string | null> = {
       [ANNOTATION_HASH]: result.hash,
       [ANNOTATION_ERRORS]: codes.length ? codes.join(',') : null,
+      [ANNOTATION_TOKEN_EXPIRIES]: formatTokenExpiries(result.expiries ?? new Map()),
     };
     // Skip identical reports (periodic resyncs) so a fleet does not patch Nodes for nothing;
     // applied-at changes only when the hash or the errors do.

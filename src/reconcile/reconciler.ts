@@ -7,6 +7,7 @@ import type { FileChange } from '../plan/types.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
+import type { CredentialGate } from './credential-gate.ts';
 import { configurationHash, mergeSnapshots, reconcileOnce } from './engine.ts';
 
 /**
@@ -33,6 +34,8 @@ export interface ReconcilerOptions {
   /** Watch the managed host files and repair them when another writer changes them (default true). */
   readonly watchDrift?: boolean;
   readonly driftDebounceMs?: number;
+  /** Checks credentials against their registries and applies the check policy (--check-credentials). */
+  readonly gate?: CredentialGate;
 }
 
 export interface ApplyReport {
@@ -45,6 +48,8 @@ export interface ApplyReport {
   readonly errors: readonly AgentError[];
   /** True when every write went through (entry errors do not count). */
   readonly hostOk: boolean;
+  /** When each applied credential that expires (ECR tokens) stops working, by registry key. */
+  readonly expiries: ReadonlyMap<string, Date>;
 }
 
 export interface ReconcilerEvents {
@@ -149,12 +154,16 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
     const ordered = this.o.sources.map((s) => this.snapshots.get(s.name)!);
     const merged = mergeSnapshots(ordered);
-    const sourceErrors = [...this.latestErrors.values()].flat();
-    const outcome = reconcileOnce({ host: this.o.host, credentials: merged.credentials, hostOptions: this.o.hostOptions, targetOptions: this.o.targetOptions });
+    const gated = this.o.gate ? this.o.gate.filter(merged.credentials) : { credentials: merged.credentials, errors: [] };
+    const credentials = gated.credentials;
+    const sourceErrors = [...[...this.latestErrors.values()].flat(), ...gated.errors];
+    const outcome = reconcileOnce({ host: this.o.host, credentials, hostOptions: this.o.hostOptions, targetOptions: this.o.targetOptions });
     const at = new Date();
-    const hash = configurationHash(merged.credentials, this.o.hostOptions);
+    const hash = configurationHash(credentials, this.o.hostOptions);
+    const expiries = new Map(credentials.filter((c) => c.expiresAt !== undefined).map((c) => [c.key, c.expiresAt!] as const));
+    const base = { at, hash, registries: credentials.length, expiries };
     if (outcome instanceof AgentError) {
-      this.report({ at, hash, registries: merged.credentials.length, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false });
+      this.report({ ...base, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false });
       return;
     }
     const hostErrors = outcome.result.errors;
@@ -174,7 +183,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
     const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.detected.problems, ...outcome.plan.errors, ...hostErrors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
-    this.report({ at, hash, registries: merged.credentials.length, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code)) });
+    this.report({ ...base, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code)) });
   }
 
   private report(r: ApplyReport): void {

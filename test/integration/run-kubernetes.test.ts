@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ANNOTATION_HASH } from '../../src/reconcile/node-status.ts';
+import { ANNOTATION_TOKEN_EXPIRIES } from '../../src/reconcile/node-annotations.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
 
@@ -117,6 +118,11 @@ describe('run with Kubernetes sources (real CLI process)', () => {
       const token = aws.issued[0]!;
       expect((await kubeletAuths())[ecrHost]?.auth).toBe(b64(`AWS:${token.password}`));
       expect(aws.ecrCalls().every((c) => c.status === 200 && c.region === 'us-east-2')).toBe(true);
+      // The fleet view sees when this node's token expires (status reads this annotation).
+      await vi.waitFor(() => {
+        const annotations = (api.get('nodes', undefined, 'node-1')?.['metadata'] as { annotations?: Record<string, string> }).annotations ?? {};
+        expect(annotations[ANNOTATION_TOKEN_EXPIRIES]).toBe(`${ecrHost}=${token.expiresAt.toISOString()}`);
+      });
       for (const secret of [token.password, TEST_SECRET_ACCESS_KEY]) expect(stderr).not.toContain(secret);
     } finally {
       await aws.stop();
