@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, scryptSync } from 'node:crypto';
 import { AgentError } from '../errors.ts';
 import { applyPlan, readRecord, type ApplyResult } from '../host/apply.ts';
 import type { HostFs, HostSnapshot } from '../host/host-fs.ts';
@@ -55,12 +55,23 @@ export function reconcileOnce(input: ReconcileInput): Reconciled | AgentError {
   return { ...planned, result: applyPlan(input.host, planned.record, planned.plan) };
 }
 
-/** A hash of what is configured (keys, hosts, content), for node status; no secret can be recovered from it. */
+let lastHash: { material: string; hash: string } | undefined;
+
+/**
+ * A hash of what is configured (keys, hosts, credentials, host options), equal on every node
+ * that applied the same configuration. It is published on the Node, so it is stretched with
+ * scrypt: testing a guessed password against it costs tens of milliseconds and needs every other
+ * credential of the configuration too. Computed once per distinct configuration.
+ */
 export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
   const h = createHash('sha256');
   for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
     h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
   }
   for (const o of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) h.update(JSON.stringify(o));
-  return h.digest('hex').slice(0, 16);
+  const material = h.digest('hex');
+  if (lastHash?.material === material) return lastHash.hash;
+  const hash = scryptSync(material, 'node-registry-credentials/applied-hash/v1', 8, { N: 2 ** 14, r: 8, p: 1 }).toString('hex');
+  lastHash = { material, hash };
+  return hash;
 }
