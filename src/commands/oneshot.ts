@@ -1,4 +1,4 @@
-import { createTwoFilesPatch } from 'diff';
+import { createRequire } from 'node:module';
 import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { RegistryCredential } from '../model/credential.ts';
@@ -70,6 +70,8 @@ function reportErrors(io: Io, errors: readonly AgentError[]): void {
 
 /** The planned changes as unified diffs of masked content. */
 export function renderDiff(planned: Planned, known: readonly string[]): string {
+  // Only render needs a diff library: loaded here, so the long-running agent never pays for it.
+  const { createTwoFilesPatch } = createRequire(import.meta.url)('diff') as typeof import('diff');
   const chunks: string[] = [];
   const plan: Plan = planned.plan;
   for (const op of plan.operations) {
