@@ -16,7 +16,8 @@ const PATH_SEGMENT = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;
 /** Quote untrusted input for an error subject: bounded, escaped, never raw control bytes. */
 export function quoteSubject(raw: string): string {
   const cut = raw.length > 80 ? `${raw.slice(0, 80)}…` : raw;
-  return JSON.stringify(cut);
+  // JSON leaves non-ASCII raw: escape it too, so that bidi overrides or look-alikes cannot disguise a log line.
+  return JSON.stringify(cut).replace(/[^\x20-\x7e…]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function invalid(raw: string, detail: string): AgentError {
