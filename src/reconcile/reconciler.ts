@@ -191,6 +191,9 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.lastReport = r;
     for (const c of r.changes) this.o.logger.info({ path: c.path, change: c.change, added: c.added, updated: c.updated, removed: c.removed }, 'host file changed');
     for (const e of r.errors) this.o.logger.error({ code: e.code, subject: e.subject }, e.message);
+    if (r.changes.length > 0) {
+      this.o.logger.info({ registries: r.registries, files: r.changes.length, bytesWritten: r.bytesWritten, applies: this.applies, writesTotal: this.writes, bytesWrittenTotal: this.bytesWritten }, 'applied');
+    }
     if (r.hostOk) {
       this.failures = 0;
     } else {
