@@ -125,6 +125,9 @@ export function applyPlan(host: HostFs, previous: OwnershipRecord, plan: Plan): 
   for (const op of mkdirs.filter((o) => !isStateDir(o))) if (!underFailed(op) && !attempt(op)) failedDirs.push(op.path);
   let failed = failedDirs.length > 0;
   for (const op of rest) if (!underFailed(op) && !attempt(op)) failed = true;
+  // Directories go before the record stops naming them: a crash in between must not leave a
+  // directory of the agent's that looks foreign (the record's own directory goes last).
+  if (!failed) for (const op of rmdirs.filter((o) => !isStateDir(o))) attempt(op);
   try {
     if (failed) {
       // Keep the union: some old files may still be there and some new ones may not.
@@ -137,6 +140,6 @@ export function applyPlan(host: HostFs, previous: OwnershipRecord, plan: Plan): 
     errors.push(asAgentError(err, 'NRC_E_WRITE_FAILED', RECORD_PATH));
     failed = true;
   }
-  if (!failed) for (const op of rmdirs) attempt(op);
+  if (!failed) for (const op of rmdirs.filter(isStateDir)) attempt(op);
   return { done, errors, bytesWritten };
 }
