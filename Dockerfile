@@ -8,6 +8,7 @@
 #   npm ci && docker build -t node-registry-credentials .
 
 FROM node:24-bookworm-slim AS build
+LABEL org.opencontainers.image.title="node-registry-credentials-build"
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY node_modules ./node_modules
@@ -17,6 +18,7 @@ RUN npm run build \
  && rm -rf node_modules/.cache
 
 FROM node:24-bookworm-slim
+LABEL org.opencontainers.image.title="node-registry-credentials"
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json

@@ -7,6 +7,7 @@ import { REPO_ROOT, dockerBin } from './e2e-prereqs.ts';
 export const REGISTRY_IMAGE = 'nrc-e2e/registry:local';
 export const NODE_BASE_IMAGE = 'node:24-bookworm-slim';
 export const AGENT_IMAGE = 'node-registry-credentials:e2e';
+const AGENT_BUILD_STAGE_IMAGE = 'node-registry-credentials:e2e-build';
 
 const script = (name: string): string => join(REPO_ROOT, 'scripts', 'e2e', name);
 
@@ -24,10 +25,18 @@ export async function buildAgentImage(): Promise<string> {
   step(`docker build -t ${AGENT_IMAGE} . (the project's Dockerfile)`);
   const docker = await dockerBin();
   // The classic builder builds FROM the local base image without contacting any registry.
-  const built = await runOk(docker, ['build', '--pull=false', '--network', 'none', '-t', AGENT_IMAGE, '.'], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, DOCKER_BUILDKIT: '0' },
-  });
+  const build = (args: string[]): ReturnType<typeof runOk> =>
+    runOk(docker, ['build', '--pull=false', '--network', 'none', ...args, '.'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    });
+  // Tagging the build stage keeps it as the layer cache of the next run; older builds' images
+  // (now untagged) are pruned by the Dockerfile's labels, so repeated runs do not fill the disk.
+  await build(['--target', 'build', '-t', AGENT_BUILD_STAGE_IMAGE]);
+  const built = await build(['-t', AGENT_IMAGE]);
   note(tail(built.stdout, 2));
+  for (const title of ['node-registry-credentials-build', 'node-registry-credentials']) {
+    await runOk(docker, ['image', 'prune', '-f', '--filter', `label=org.opencontainers.image.title=${title}`]);
+  }
   return AGENT_IMAGE;
 }
