@@ -19,6 +19,8 @@ import {
   registryToml,
   runCli,
   secretForms,
+  spawnCli,
+  waitFor,
   snapshotTree,
   strayTemps,
   type SampleHost,
@@ -207,5 +209,47 @@ describe('crash safety: SIGKILL at random moments of applies with changing input
     expect(cleanup.code, cleanup.stderr).toBe(0);
     expect(snapshotTree(host.root)).toEqual(original);
     for (const text of [...captured, cleanup.stdout, cleanup.stderr]) expectNoSecrets(text, allSecrets, 'the output of an apply');
+  });
+
+  it('the real `run` process, SIGKILLed while it follows a changing Secret, restarts into the right state', async () => {
+    const RUN_KILLS = 6;
+    const original = snapshotTree(host.root);
+    const input = path.join(inputs, 'live.json');
+    const options = path.join(inputs, 'live.toml');
+    fs.writeFileSync(options, registryToml(HOSTS));
+    fs.writeFileSync(input, fs.readFileSync(path.join(inputs, 'gen-0.json')));
+    let out = '';
+    for (let k = 0; k < RUN_KILLS; k++) {
+      const child = spawnCli(['run', '--host-root', host.root, '--dockerconfig', input, '--registry-config', options, '--debounce-ms', '0', '--log-level', 'warn']);
+      child.stderr!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+      const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+      await waitFor(() => fileState(host, '/var/lib/kubelet/config.json') === reference[k % GENERATIONS.length]!['/var/lib/kubelet/config.json'], `run ${k} applied its first input`, 30_000);
+      // Feed it new inputs as fast as it takes them, and kill it in the middle of that.
+      const killAt = Date.now() + Math.floor(Math.random() * 150);
+      for (let g = k + 1; Date.now() < killAt || g === k + 1; g++) {
+        fs.writeFileSync(`${input}.tmp`, fs.readFileSync(path.join(inputs, `gen-${g % GENERATIONS.length}.json`)));
+        fs.renameSync(`${input}.tmp`, input);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      child.kill('SIGKILL');
+      await closed;
+      for (const p of TRACKED) expect(fileState(host, p), p).not.toMatch(/^INVALID/);
+      // The next start takes this input and converges to it.
+      fs.writeFileSync(input, fs.readFileSync(path.join(inputs, `gen-${(k + 1) % GENERATIONS.length}.json`)));
+    }
+    const last = spawnCli(['run', '--host-root', host.root, '--dockerconfig', input, '--registry-config', path.join(inputs, `gen-${RUN_KILLS % GENERATIONS.length}.toml`), '--log-level', 'warn']);
+    last.stderr!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    const lastClosed = new Promise<number | null>((resolve) => last.on('close', (c) => resolve(c)));
+    try {
+      await waitFor(() => TRACKED.every((p) => fileState(host, p) === reference[RUN_KILLS % GENERATIONS.length]![p]), 'converged after the kills', 30_000);
+    } finally {
+      last.kill('SIGTERM');
+    }
+    expect(await lastClosed).toBe(0);
+    const cleanup = await runCli(['cleanup', '--host-root', host.root]);
+    expect(cleanup.code, cleanup.stderr).toBe(0);
+    const after = snapshotTree(host.root);
+    expect(after).toEqual(original);
+    expectNoSecrets(out, allSecrets, 'run logs');
   });
 });
