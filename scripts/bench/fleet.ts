@@ -1,16 +1,10 @@
 // Section 5: GetAuthorizationToken calls of a whole fleet against one account and region,
 // simulated with the ECR source's own scheduling functions (src/sources/ecr/fleet-sim.ts).
-import { simulateFleet } from '../../src/sources/ecr/fleet-sim.ts';
+import { simulateFleet, type FleetSimResult } from '../../src/sources/ecr/fleet-sim.ts';
 import { now, round } from './lib.ts';
 
-export interface FleetRow {
+export interface FleetRow extends FleetSimResult {
   readonly agents: number;
-  readonly peakCallsPerSecond: number;
-  readonly meanCallsPerSecond: number;
-  readonly secondsUntilAllHaveToken: number;
-  readonly maxSecondsWithoutValidToken: number;
-  readonly totalCalls: number;
-  readonly throttledCalls: number;
   readonly simulationMs: number;
 }
 

@@ -13,6 +13,7 @@ import { EcrSource } from '../../src/sources/ecr/source.ts';
 import type { EcrRegistrySpec } from '../../src/sources/ecr/types.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
+import { advanceSource } from '../support/ecr-clock.ts';
 
 const HOST = '112233445566.dkr.ecr.us-east-2.amazonaws.com';
 const AUDIENCE = 'okteto.example.com/us-east-2';
@@ -80,17 +81,7 @@ function start(specs: EcrRegistrySpec[]): Promise<EcrSource> {
   return s.start((snap) => snapshots.push(snap)).then(() => s);
 }
 
-async function advance(s: EcrSource, ms: number): Promise<void> {
-  const end = clock.now() + ms;
-  for (;;) {
-    const next = clock.nextAt();
-    if (next === undefined || next > end) break;
-    clock.advance(next - clock.now());
-    await s.idle();
-  }
-  clock.advance(end - clock.now());
-  await s.idle();
-}
+const advance = (s: EcrSource, ms: number): Promise<void> => advanceSource(clock, s, ms);
 
 const last = (): SourceSnapshot => snapshots.at(-1)!;
 

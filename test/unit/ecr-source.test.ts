@@ -14,6 +14,7 @@ import { HOUR, MINUTE, SECOND } from '../../src/sources/ecr/schedule.ts';
 import { EcrSource, type EcrSourceOptions } from '../../src/sources/ecr/source.ts';
 import { ecrStateFile, readEcrTokenExpiries } from '../../src/sources/ecr/token-store.ts';
 import type { EcrRegistrySpec } from '../../src/sources/ecr/types.ts';
+import { advanceSource } from '../support/ecr-clock.ts';
 
 const HOST = '123456789012.dkr.ecr.us-east-2.amazonaws.com';
 const SECRET = 'sEcReT/kEy+ForUnitTests0000000000000000';
@@ -76,18 +77,7 @@ function makeSource(extra: Partial<EcrSourceOptions> = {}): EcrSource {
   return s;
 }
 
-async function advance(ms: number, s: EcrSource): Promise<void> {
-  // Step through timers one by one so that refreshes that schedule new timers settle in order.
-  const end = clock.now() + ms;
-  for (;;) {
-    const next = clock.nextAt();
-    if (next === undefined || next > end) break;
-    clock.advance(next - clock.now());
-    await s.idle();
-  }
-  clock.advance(end - clock.now());
-  await s.idle();
-}
+const advance = (ms: number, s: EcrSource): Promise<void> => advanceSource(clock, s, ms);
 
 const last = (): SourceSnapshot => snapshots.at(-1)!;
 
