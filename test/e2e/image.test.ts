@@ -1,9 +1,10 @@
 // Issue 5, part 4: the project's Dockerfile builds here without pulling (its base image is
 // provided locally), and the agent runs FROM THAT IMAGE the way the DaemonSet runs it (uid 0,
 // read-only root filesystem, all capabilities dropped but CHOWN, DAC_OVERRIDE and FOWNER), with
-// the node's root bind-mounted at /host, in `run` mode on a kubelet-style mounted Secret volume.
+// the node's directories bind-mounted under /host as daemonset/ mounts them, in `run` mode on a
+// kubelet-style mounted Secret volume (the mounted-secret variant).
 // Editing the Secret makes the node's CRI pull start working, and removing the entry stops it.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GenericContainer, type StartedTestContainer } from 'testcontainers';
@@ -21,6 +22,7 @@ import { pushImage, startRegistry, type Registry } from '../support/e2e-registry
 const skipReason = inject('e2eSkipReason');
 const USER = 'e2e-daemonset';
 const PASSWORD = 'daemonset-Pa55word';
+const SECRET_MOUNT = '/etc/node-registry-credentials/secret';
 
 /** GenericContainer plus the one DaemonSet setting testcontainers has no builder for. */
 class AgentContainer extends GenericContainer {
@@ -56,19 +58,36 @@ describe.skipIf(skipReason !== '')('the agent image, run as the DaemonSet runs i
     await secret.write(dockerConfigJson({ 'other.example.com': { username: 'x', password: 'unrelated' } }));
     await writeFile(join(work, 'registries.toml'), registryConfigToml({ [registry.host]: { caPem: pki.caPem, authHeader: true } }));
 
-    step(`starting ${agentImage}: run --host-root /host --dockerconfig <Secret volume> (uid 0, read-only rootfs, caps CHOWN+DAC_OVERRIDE+FOWNER, no network)`);
+    // The DaemonSet's volumes (daemonset/base + the mounted-secret variant): only these host
+    // directories are mounted under /host, /tmp is a small tmpfs, the rest of / is read-only.
+    await mkdir(join(hostRoot, 'var/lib/node-registry-credentials'), { recursive: true });
+    const hostMounts = ['var/lib/kubelet', 'var/lib/node-registry-credentials', 'etc', 'root'].map((d) => ({
+      source: join(hostRoot, d),
+      target: `/host/${d}`,
+      mode: 'rw' as const,
+    }));
+    step(`starting ${agentImage} as the DaemonSet does: run, uid 0, read-only rootfs, caps CHOWN+DAC_OVERRIDE+FOWNER, host dirs under /host, Secret volume at ${SECRET_MOUNT}`);
     agent = await new AgentContainer(agentImage)
       .withUser('0')
       .withReadOnlyRootFilesystem()
       .withDroppedCapabilities('ALL')
       .withAddedCapabilities('CHOWN', 'DAC_OVERRIDE', 'FOWNER')
-      .withNetworkMode('none') // a file source needs no network
+      .withNetworkMode('none') // a file source needs no network; the probes are checked from inside
+      .withTmpFs({ '/tmp': 'rw,size=16m' })
       .withBindMounts([
-        { source: hostRoot, target: '/host', mode: 'rw' },
-        { source: join(work, 'secret'), target: '/etc/nrc/secret', mode: 'ro' },
-        { source: join(work, 'registries.toml'), target: '/etc/nrc/registries.toml', mode: 'ro' },
+        ...hostMounts,
+        { source: join(work, 'secret'), target: SECRET_MOUNT, mode: 'ro' },
+        { source: join(work, 'registries.toml'), target: '/etc/node-registry-credentials/registries.toml', mode: 'ro' },
       ])
-      .withCommand(['run', '--host-root', '/host', '--dockerconfig', '/etc/nrc/secret', '--registry-config', '/etc/nrc/registries.toml', '--debounce-ms', '100'])
+      .withEnvironment({
+        NRC_HOST_ROOT: '/host',
+        NRC_SECRET_DIR: SECRET_MOUNT,
+        NRC_LISTEN_ADDRESS: '0.0.0.0:8080',
+        // Not in the DaemonSet: the registry's CA and the auth header option for this test registry.
+        NRC_REGISTRY_CONFIG: '/etc/node-registry-credentials/registries.toml',
+        NRC_DEBOUNCE_MS: '100',
+      })
+      .withCommand(['run'])
       .withStartupTimeout(60_000)
       .start();
   });
@@ -124,6 +143,11 @@ describe.skipIf(skipReason !== '')('the agent image, run as the DaemonSet runs i
     const r = await pullUntil(true);
     note(`CRI PullImage → ${r.ok ? `OK ${r.detail}` : `FAILED: ${r.detail}`} (after ${r.tries} tries)`);
     expect(r.ok, r.detail).toBe(true);
+    // The DaemonSet's readiness probe, asked from inside the container (it has no network).
+    const ready = await run(await dockerBin(), ['exec', agent!.getId(), 'node', '-e',
+      "fetch('http://127.0.0.1:8080/readyz').then((r) => { console.log(r.status); process.exit(r.ok ? 0 : 1); }, () => process.exit(2))"]);
+    note(`GET /readyz → ${ready.stdout.trim() || ready.stderr.trim()}`);
+    expect(ready.code).toBe(0);
   });
 
   test('removing the entry from the mounted Secret makes the pull fail again', async () => {

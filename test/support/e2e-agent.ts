@@ -59,7 +59,7 @@ export class MountedSecret {
     await mkdir(this.dir, { recursive: true });
     const payload = `..e2e_${String(++this.generation).padStart(4, '0')}`;
     await mkdir(join(this.dir, payload));
-    await writeFile(join(this.dir, payload, '.dockerconfigjson'), dockerconfigjson, { mode: 0o644 });
+    await writeFile(join(this.dir, payload, '.dockerconfigjson'), dockerconfigjson, { mode: 0o400 }); // the DaemonSet's defaultMode
     await symlink(payload, join(this.dir, '..data_tmp'));
     await rename(join(this.dir, '..data_tmp'), join(this.dir, '..data'));
     if (this.generation === 1) await symlink('..data/.dockerconfigjson', join(this.dir, '.dockerconfigjson'));
