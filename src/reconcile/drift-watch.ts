@@ -106,10 +106,11 @@ export class DriftWatch {
     return drifted;
   }
 
+  /** The first event starts the timer and later ones join it, so a writer that never stops cannot postpone the check forever. */
   private schedule(): void {
-    if (this.closed) return;
-    clearTimeout(this.timer);
+    if (this.closed || this.timer !== undefined) return;
     this.timer = setTimeout(() => {
+      this.timer = undefined;
       if (this.closed) return;
       const drifted = this.check();
       if (drifted.length === 0) return;

@@ -72,6 +72,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private running = false;
   private again = false;
   private drift: DriftWatch | undefined;
+  /** When the pass now pending was first asked for. */
+  private pendingSince: number | undefined;
   applies = 0;
   /** Host files written (write operations carried out) and their bytes, since start. */
   writes = 0;
@@ -112,8 +114,17 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   /** Asks for a pass soon; bursts of triggers collapse into one. */
   trigger(delayMs = 0): void {
     if (this.stopped) return;
+    // A pending pass is postponed by each new trigger, but not forever: a steady stream of
+    // changes (a Secret updated every 100 ms) still reaches the node within maxWait.
+    const now = Date.now();
+    const maxWait = Math.max(1000, 5 * (this.o.debounceMs ?? 200));
+    const delay = this.pendingSince === undefined ? delayMs : Math.min(delayMs, Math.max(0, this.pendingSince + maxWait - now));
+    this.pendingSince ??= now;
     clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.pass(), delayMs);
+    this.debounce = setTimeout(() => {
+      this.pendingSince = undefined;
+      void this.pass();
+    }, delay);
   }
 
   private scheduleResync(): void {

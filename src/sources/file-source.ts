@@ -70,9 +70,15 @@ export class FileSource implements Source {
     }
     const dir = isDir ? this.input : path.dirname(this.input);
     this.watcher = watch(dir, { ignoreInitial: true, depth: 0, followSymlinks: false, atomic: false });
+    // The first event starts the timer and later ones join it: a file rewritten without pause
+    // is still read every debounceMs instead of never (a half-written file reads as not ok and
+    // the last good snapshot stays until the next read).
     this.watcher.on('all', () => {
-      clearTimeout(this.timer);
-      this.timer = setTimeout(read, this.debounceMs);
+      if (this.timer !== undefined) return;
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        read();
+      }, this.debounceMs);
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
     read();

@@ -76,4 +76,37 @@ describe('churn: a burst of Secret updates', () => {
     expect(lines.some((l) => /"writesTotal":\d+/.test(l))).toBe(true);
     expectNoSecrets(lines.join('\n'), Array.from({ length: UPDATES + 1 }, (_, i) => `churn-pw-${i}-Ty8u`).slice(-50), 'the logs');
   });
+
+  it('a steady stream of updates that never pauses still reaches the node', async () => {
+    const file = path.join(host.inputs, 'config.json');
+    fs.writeFileSync(file, dockerConfigJson(credsAt(0)));
+    const { logger } = captureLogger();
+    reconciler = new Reconciler({
+      host: new HostFs(host.root),
+      sources: [new FileSource(file)],
+      hostOptions: new Map(),
+      targetOptions: DEFAULT_TARGET_OPTIONS,
+      logger,
+      debounceMs: 200,
+      resyncMs: 3_600_000,
+    });
+    await reconciler.start();
+    const kubelet = host.real('/var/lib/kubelet/config.json');
+    const applied = (): number | undefined => {
+      const m = /churn-pw-(\d+)-Ty8u/.exec(Buffer.from(String((tryReadJson(kubelet) as { auths?: Record<string, { auth: string }> } | undefined)?.auths?.[REG]?.auth ?? ''), 'base64').toString());
+      return m ? Number(m[1]) : undefined;
+    };
+    await waitFor(() => applied() === 0, 'first apply');
+    // Updates every 20 ms, each well inside the 200 ms debounce window, until one of them is on
+    // the node (or 20 s pass, which means the debounce starved the node).
+    const end = Date.now() + 20_000;
+    let i = 0;
+    while ((applied() ?? 0) === 0 && Date.now() < end) {
+      i++;
+      fs.writeFileSync(`${file}.tmp`, dockerConfigJson(credsAt(i)));
+      fs.renameSync(`${file}.tmp`, file);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(applied(), `no update of a steady stream reached the node after ${i} updates`).toBeGreaterThan(0);
+  });
 });
