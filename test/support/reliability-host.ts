@@ -1,6 +1,6 @@
 // Shared helpers of the reliability suite (test/reliability): sample nodes under a temp host
 // root, byte-for-byte tree snapshots, inputs, a capturing logger and the secret scanner.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -159,8 +159,11 @@ const bundles = new Map<string, string>();
 export function bundle(entry: string): string {
   const done = bundles.get(entry);
   if (done) return done;
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'nrc-rel-bundle-'));
-  const file = path.join(out, `${path.basename(entry, '.ts')}.mjs`);
+  // One fixed, world-readable place (rebuilt by every test file, renamed into place), so runs leave no litter.
+  const out = path.join(os.tmpdir(), 'nrc-reliability-bundles');
+  fs.mkdirSync(out, { recursive: true });
+  const final = path.join(out, `${path.basename(entry, '.ts')}.mjs`);
+  const file = `${final}.${process.pid}.tmp.mjs`;
   // Bundle everything (no externals) so the bundle runs from anywhere, as any uid.
   execFileSync(path.join(REPO, 'node_modules/.bin/esbuild'), [
     path.join(REPO, entry), '--bundle', '--platform=node', '--format=esm', '--target=node24', `--outfile=${file}`, '--log-level=error',
@@ -168,8 +171,9 @@ export function bundle(entry: string): string {
   ], { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'] });
   fs.chmodSync(out, 0o755);
   fs.chmodSync(file, 0o644);
-  bundles.set(entry, file);
-  return file;
+  fs.renameSync(file, final);
+  bundles.set(entry, final);
+  return final;
 }
 
 /** The agent's real CLI (src/cli.ts), bundled. */
@@ -197,7 +201,29 @@ export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv;
   });
 }
 
+/**
+ * The Node binary a process of another uid can run: the project's own when that uid can reach
+ * it, else a copy in a world-readable temp directory (a CI clone may sit under a 0700 folder).
+ */
+const nodeForUid = new Map<number, string>();
+function nodeFor(uid: number | undefined): string {
+  if (uid === undefined) return NODE;
+  const known = nodeForUid.get(uid);
+  if (known) return known;
+  let bin = NODE;
+  if (spawnSync(NODE, ['-e', '0'], { uid, gid: uid, stdio: 'ignore' }).status !== 0) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nrc-rel-node-'));
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.chmodSync(dir, 0o755);
+    bin = path.join(dir, 'node');
+    fs.copyFileSync(fs.realpathSync(NODE), bin);
+    fs.chmodSync(bin, 0o755);
+  }
+  nodeForUid.set(uid, bin);
+  return bin;
+}
+
 export function spawnCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; uid?: number } = {}): ChildProcess {
   const env = { ...process.env, NRC_LOG_LEVEL: 'info', ...opts.env };
-  return spawn(NODE, [bundledCli(), ...args], { cwd: os.tmpdir(), env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}) });
+  return spawn(nodeFor(opts.uid), [bundledCli(), ...args], { cwd: os.tmpdir(), env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}) });
 }
