@@ -48,6 +48,7 @@ export class FileSource implements Source {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private last: string | undefined;
+  private firstEventAt: number | undefined;
 
   constructor(private readonly input: string, private readonly debounceMs = 50) {
     this.name = `file:${input}`;
@@ -70,15 +71,17 @@ export class FileSource implements Source {
     }
     const dir = isDir ? this.input : path.dirname(this.input);
     this.watcher = watch(dir, { ignoreInitial: true, depth: 0, followSymlinks: false, atomic: false });
-    // The first event starts the timer and later ones join it: a file rewritten without pause
-    // is still read every debounceMs instead of never (a half-written file reads as not ok and
-    // the last good snapshot stays until the next read).
+    // Read debounceMs after the last event, but no later than 10 x debounceMs after the first:
+    // a file rewritten without pause is still read (a half-written file reads as not ok and the
+    // last good snapshot stays until the next read).
     this.watcher.on('all', () => {
-      if (this.timer !== undefined) return;
+      const now = Date.now();
+      this.firstEventAt ??= now;
+      clearTimeout(this.timer);
       this.timer = setTimeout(() => {
-        this.timer = undefined;
+        this.firstEventAt = undefined;
         read();
-      }, this.debounceMs);
+      }, Math.max(0, Math.min(this.debounceMs, this.firstEventAt + 10 * this.debounceMs - now)));
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
     read();
