@@ -205,7 +205,9 @@ describe('CLI: run with a mounted Secret volume', { timeout: 120_000 }, () => {
     const secret = new MountedSecret(join(tempDir('nrc-secret-'), 'vol'));
     await secret.write(JSON.stringify({ auths: { 'one.example.com': { auth: b64('a:1') } } }));
     const bin = join(REPO_ROOT, 'node_modules', '.bin');
-    const child = spawn(join(bin, 'tsx'), [join(REPO_ROOT, 'src/cli.ts'), 'run', '--host-root', root, '--dockerconfig', secret.dir, '--debounce-ms', '20'], {
+    // node --import tsx, not the tsx binary: tsx's signal relay SIGKILLs a child that is slow to
+    // acknowledge SIGTERM, which would hide the agent's own clean exit.
+    const child = spawn(join(bin, 'node'), ['--import', 'tsx', join(REPO_ROOT, 'src/cli.ts'), 'run', '--host-root', root, '--dockerconfig', secret.dir, '--debounce-ms', '20'], {
       env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
