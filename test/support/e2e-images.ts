@@ -24,9 +24,10 @@ export async function buildAgentImage(): Promise<string> {
   note(tail(base.stdout, 1));
   step(`docker build -t ${AGENT_IMAGE} . (the project's Dockerfile)`);
   const docker = await dockerBin();
-  // The classic builder builds FROM the local base image without contacting any registry.
+  // The classic builder builds FROM the local base image without contacting any registry;
+  // --force-rm: a failed build leaves no stopped container behind.
   const build = (args: string[]): ReturnType<typeof runOk> =>
-    runOk(docker, ['build', '--pull=false', '--network', 'none', ...args, '.'], {
+    runOk(docker, ['build', '--pull=false', '--force-rm', '--network', 'none', ...args, '.'], {
       cwd: REPO_ROOT,
       env: { ...process.env, DOCKER_BUILDKIT: '0' },
     });
