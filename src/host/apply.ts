@@ -71,9 +71,10 @@ function run(host: HostFs, op: Operation): number {
           fs.rmdirSync(host.real(op.path));
         }
       } catch (err) {
-        // Someone else put files in it, or it is a mount point: it stays.
+        // Someone else put files in it, or it is a mount point (EBUSY; EROFS when the mount's parent
+        // is read-only, as the DaemonSet mounts the state directory): it stays, harmlessly empty.
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EBUSY' && code !== 'ENOENT') throw err;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EBUSY' && code !== 'EROFS' && code !== 'ENOENT') throw err;
       }
       return 0;
   }

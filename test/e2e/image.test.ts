@@ -168,12 +168,9 @@ describe.skipIf(skipReason !== '')('the agent image, run as the DaemonSet runs i
     expect(agent && (await run(await dockerBin(), ['inspect', '-f', '{{.State.Running}}', agent.getId()])).stdout.trim()).toBe('true');
   });
 
-  // KNOWN BUG (reported to the lead): in the DaemonSet's mount layout `cleanup` restores every
-  // file but then exits 1 with NRC_E_WRITE_FAILED [/var/lib/node-registry-credentials] (EROFS):
-  // it removes its state directory, a hostPath mount point under the read-only /host, so the
-  // cleanup variant's init container would crash-loop. test.fails keeps CI green while the bug
-  // stands and fails as soon as it is fixed: then make this a plain test().
-  test.fails('uninstall: the cleanup variant\'s init container restores the host byte-for-byte', async () => {
+  // In this mount layout the state directory is a hostPath mount point under a read-only /host:
+  // cleanup must leave it in place (EROFS) rather than fail, or the init container would crash-loop.
+  test('uninstall: the cleanup variant\'s init container restores the host byte-for-byte', async () => {
     step('IMAGE/UNINSTALL: stop the agent; run the image\'s `cleanup` with the cleanup variant\'s mounts');
     const docker = await dockerBin();
     await stopAgent();
