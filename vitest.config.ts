@@ -13,8 +13,16 @@ export default defineConfig({
       },
       {
         // Crashes, disk faults, drift, churn, hostile input (docs/reliability.md). Real processes
-        // and mounts: one file at a time, so kills and mounts do not compete for the 2 cores.
-        test: { name: 'reliability', include: ['test/reliability/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 120_000 },
+        // and mounts: one file at a time, in a group of its own after unit+integration, so kills and
+        // mounts do not compete with other suites for the 2 cores.
+        test: {
+          name: 'reliability',
+          include: ['test/reliability/**/*.test.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
       },
       './vitest.e2e.config.ts',
     ],

@@ -8,8 +8,8 @@ export default defineProject({
     include: ['test/e2e/**/*.test.ts'],
     globalSetup: ['test/support/e2e-global-setup.ts'],
     fileParallelism: false,
-    // After the unit and integration projects: e2e builds images and would starve them of CPU.
-    sequence: { groupOrder: 1 },
+    // Last, after unit+integration and reliability: e2e builds images and would starve them of CPU.
+    sequence: { groupOrder: 2 },
     testTimeout: 240_000,
     hookTimeout: 900_000,
     env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
