@@ -10,8 +10,10 @@ import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Clus
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
+import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
 
 const ROOT = fileURLToPath(new URL('../../daemonset/', import.meta.url));
 const VARIANTS = ['.', 'crd', 'variants/mounted-secret', 'variants/k3s', 'variants/cleanup'];
@@ -20,6 +22,7 @@ type Obj = Record<string, any>; // rendered YAML, checked field by field below
 
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount,
+  'v1/ConfigMap': ConfigMap,
   'rbac.authorization.k8s.io/v1/Role': Role,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
@@ -114,6 +117,16 @@ describe('the agent DaemonSet', () => {
     const mounted = agent('.').volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => v.hostPath.path).sort();
     expect(mounted).toEqual(['/etc', '/root', '/var/lib/kubelet', '/var/lib/node-registry-credentials']);
     expect(agent('variants/k3s').volumes.map((v: Obj) => v.hostPath?.path)).toContain('/var/lib/rancher');
+  });
+
+  it('gives the agent the registry config from a ConfigMap that the agent can parse', () => {
+    const configMap = ofKind(render('.'), 'ConfigMap')[0]!;
+    const volume = agent('.').volumes.find((v: Obj) => v.configMap)!;
+    expect(volume.configMap.name).toBe(configMap['metadata'].name);
+    const mount = agent('.').containers[0].volumeMounts.find((m: Obj) => m.name === volume.name);
+    expect(env('.')['NRC_REGISTRY_CONFIG']).toBe(`${mount.mountPath}/registry.toml`);
+    const parsed = parseRegistryConfig(configMap['data']['registry.toml']);
+    expect(parsed).toMatchObject({ readable: true, errors: [] });
   });
 
   it('grants only what the agent reads: its Secret by name, registries, events, one service account\'s tokens; nodes get/patch at cluster scope', () => {
