@@ -7,8 +7,9 @@ export const DOCKER_HUB_HOST = 'docker.io';
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
 const MAX_KEY_LENGTH = 512;
-// A DNS label; `*` is allowed as a whole label because the kubelet globs on it.
-const LABEL = /^(?:\*|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)$/;
+// A DNS label; `*` is allowed as a whole label because the kubelet globs on it. No underscore:
+// image references do not allow one, and it would let a key name containerd's `_default`.
+const LABEL = /^(?:\*|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6_BODY = /^[0-9a-f:.]+$/;
 const PATH_SEGMENT = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;

@@ -44,6 +44,8 @@ describe('normalizeRegistryKey reads keys the way the kubelet does', () => {
     ['rеgistry.example.com', 'Cyrillic look-alike'],
     ['a.*.example.com', 'inner wildcard'],
     ['-bad.example.com', 'leading hyphen'],
+    ['_default', "containerd's catch-all hosts directory"],
+    ['my_registry.example.com', 'underscore'],
   ])('rejects %j (%s) with NRC_E_REGISTRY_HOST_INVALID', (raw) => {
     const r = normalizeRegistryKey(raw);
     expect(r).toBeInstanceOf(AgentError);
