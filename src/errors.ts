@@ -81,8 +81,8 @@ export const ERROR_CODES = {
     fix: 'Mount the host\'s / at --host-root (the DaemonSet does this at /host).',
   },
   NRC_E_UNSAFE_PATH: {
-    summary: 'A path the agent would write leaves its managed directories or passes through a symlink.',
-    fix: 'Remove the symlink or fix the configured path; the agent never follows symlinks out of what it manages.',
+    summary: 'A path the agent would write is a symlink, or passes through a symlinked directory that dangles or leads outside the host root.',
+    fix: 'Replace the symlink by the file or directory itself, or point the agent at the real path; it follows symlinked directories only inside the host root.',
   },
   NRC_E_TARGET_NOT_FILE: {
     summary: 'A file the agent manages is a directory or another non-regular file on the host.',

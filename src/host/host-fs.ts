@@ -42,9 +42,17 @@ export function ancestors(hostPath: string): string[] {
   return out;
 }
 
+/** Symlinks followed while resolving one path, as the kernel's own limit. */
+const MAX_LINK_HOPS = 40;
+
+type Resolved = { readonly path: string } | { readonly problem: FileState };
+
 /**
- * The node's filesystem seen through --host-root. Every access walks the path with lstat so
- * that no symlink is ever followed, whatever it points at.
+ * The node's filesystem seen through --host-root. Paths are resolved the way the node itself
+ * would, but inside the host root, like chroot: a symlinked directory (/var/lib/kubelet →
+ * /data/kubelet, /root → /var/roothome) is followed with its target read as a host path, and no
+ * target can climb above the root. A symlink is never followed for a file, nor when it dangles:
+ * those are reported as 'symlink' and the agent refuses to write there.
  */
 export class HostFs implements HostReader {
   readonly root: string;
@@ -53,30 +61,70 @@ export class HostFs implements HostReader {
     this.root = root.replace(/\/+$/, '') || '/';
   }
 
-  real(hostPath: string): string {
-    const p = assertHostPath(hostPath);
-    return this.root === '/' ? p : `${this.root}${p}`;
+  private join(hostPath: string): string {
+    return this.root === '/' ? hostPath : `${this.root}${hostPath}`;
   }
 
-  /** lstat of every component below the root; 'symlink' if any of them is a link. */
+  /**
+   * The host path with its directories resolved (the last component is kept as it is), or why
+   * it cannot be: a directory missing, a link dangling or looping, a file where a directory is.
+   */
+  private resolveParent(hostPath: string): Resolved {
+    let todo = hostPath.split('/').filter(Boolean);
+    const last = todo.pop();
+    if (last === undefined) return { path: '/' };
+    let cur = '/';
+    let hops = 0;
+    while (todo.length > 0) {
+      const next = posix.join(cur, todo.shift()!);
+      const st = this.lstatReal(this.join(next));
+      if (st === undefined) return { problem: { kind: 'missing' } };
+      if ('errno' in st) return { problem: { kind: 'unreadable', errno: st.errno } };
+      if (st.isSymbolicLink()) {
+        if (++hops > MAX_LINK_HOPS) return { problem: { kind: 'symlink' } };
+        let target: string;
+        try {
+          target = fs.readlinkSync(this.join(next));
+        } catch {
+          return { problem: { kind: 'symlink' } };
+        }
+        // posix.normalize of an absolute path never climbs above "/": the root stays the root.
+        const resolved = posix.normalize(posix.isAbsolute(target) ? target : posix.join(cur, target));
+        todo = [...resolved.split('/').filter(Boolean), ...todo];
+        cur = '/';
+        continue;
+      }
+      if (!st.isDirectory()) return { problem: { kind: 'other' } };
+      cur = next;
+    }
+    return { path: posix.join(cur, last) };
+  }
+
+  /** Where a host path is on this machine; its directories are resolved inside the root. */
+  real(hostPath: string): string {
+    const p = assertHostPath(hostPath);
+    const r = this.resolveParent(p);
+    return this.join('path' in r ? r.path : p);
+  }
+
   stat(hostPath: string): FileState {
     const p = assertHostPath(hostPath);
-    for (const dir of ancestors(p)) {
-      const st = this.lstat(dir);
-      if (st === undefined) return { kind: 'missing' };
-      if ('errno' in st) return { kind: 'unreadable', errno: st.errno };
-      if (st.isSymbolicLink()) return { kind: 'symlink' };
-      if (!st.isDirectory()) return { kind: 'other' };
-    }
-    const st = this.lstat(p);
+    const parent = this.resolveParent(p);
+    if ('problem' in parent) return parent.problem;
+    const real = this.join(parent.path);
+    const st = this.lstatReal(real);
     if (st === undefined) return { kind: 'missing' };
     if ('errno' in st) return { kind: 'unreadable', errno: st.errno };
-    if (st.isSymbolicLink()) return { kind: 'symlink' };
+    if (st.isSymbolicLink()) {
+      // A link that resolves to a directory inside the root is that directory (resolveParent only
+      // passes through directories); a link to a file, or a dangling one, is refused.
+      return 'path' in this.resolveParent(`${p}/x`) ? { kind: 'directory' } : { kind: 'symlink' };
+    }
     if (st.isDirectory()) return { kind: 'directory' };
     if (!st.isFile()) return { kind: 'other' };
     if (st.size > MAX_READ_BYTES) return { kind: 'other' };
     try {
-      const fd = fs.openSync(this.real(p), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      const fd = fs.openSync(real, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       try {
         const bytes = fs.readFileSync(fd);
         return { kind: 'file', bytes, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
@@ -88,9 +136,10 @@ export class HostFs implements HostReader {
     }
   }
 
-  private lstat(hostPath: string): fs.Stats | { errno: string } | undefined {
+
+  private lstatReal(real: string): fs.Stats | { errno: string } | undefined {
     try {
-      return fs.lstatSync(this.real(hostPath));
+      return fs.lstatSync(real);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
       if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;

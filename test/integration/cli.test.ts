@@ -1,6 +1,6 @@
 // The real CLI as a process against temporary host roots: what an operator runs.
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,7 +41,8 @@ function listing(root: string): Record<string, string> {
       const p = join(dir, name);
       const st = lstatSync(p);
       const key = relative(root, p);
-      if (st.isDirectory()) {
+      if (st.isSymbolicLink()) out[key] = `link ${readlinkSync(p)}`;
+      else if (st.isDirectory()) {
         out[key] = `dir ${(st.mode & 0o7777).toString(8)}`;
         walk(p);
       } else out[key] = `file ${(st.mode & 0o7777).toString(8)} ${readFileSync(p).toString('base64')}`;
@@ -159,6 +160,29 @@ describe('CLI: apply, render, cleanup', { timeout: 120_000 }, () => {
     expect(r.stderr).toContain('NRC_E_UNSAFE_PATH');
     expect(readdirSync(outside)).toEqual([]);
     expect(JSON.parse(readFileSync(join(root, 'var/lib/kubelet/config.json'), 'utf8')).auths).toHaveProperty(['reg.example.com:5000']);
+  });
+
+  it('follows symlinked directories inside the host root, as the node would, and never out of it', async () => {
+    const root = makeHost();
+    // A relocated kubelet dir (absolute link, read as a host path) and CoreOS's /root (relative link).
+    mkdirSync(join(root, 'data/kubelet'), { recursive: true });
+    renameSync(join(root, 'var/lib/kubelet/config.json'), join(root, 'data/kubelet/config.json'));
+    rmSync(join(root, 'var/lib/kubelet'), { recursive: true });
+    symlinkSync('/data/kubelet', join(root, 'var/lib/kubelet'));
+    // A relative link that climbs far above "/": like chroot, it stops at the host root.
+    mkdirSync(join(root, 'var/roothome'));
+    symlinkSync('../../../../../../var/roothome', join(root, 'root'));
+    const before = listing(root);
+    const v = inputs(SECRET);
+    const r = await cli(['apply', '--host-root', root, '--dockerconfig', v.dockerconfig, '--registry-config', v.registryConfig]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(lstatSync(join(root, 'var/lib/kubelet')).isSymbolicLink()).toBe(true);
+    expect(JSON.parse(readFileSync(join(root, 'data/kubelet/config.json'), 'utf8')).auths).toHaveProperty(['reg.example.com:5000']);
+    expect(JSON.parse(readFileSync(join(root, 'var/roothome/.docker/config.json'), 'utf8')).auths).toHaveProperty(['reg.example.com:5000']);
+    expect(existsSync('/var/roothome/.docker/config.json')).toBe(false);
+    expect((await cli(['cleanup', '--host-root', root])).code).toBe(0);
+    expect(listing(root)).toEqual(before);
   });
 
   it('render prints a masked diff and writes nothing', async () => {
