@@ -60,18 +60,37 @@ function inCluster(): boolean {
   return Boolean(process.env['KUBERNETES_SERVICE_HOST']);
 }
 
+/** A node that joined minutes ago gets its first ECR token at once: joining nodes arrive slowly. */
+const NEW_NODE_MS = 10 * 60_000;
+
+async function isNewNode(kc: KubeConfig, nodeName: string | undefined, log: Logger): Promise<boolean> {
+  if (!nodeName) return false;
+  try {
+    const { CoreV1Api } = await import('@kubernetes/client-node');
+    const node = await kc.makeApiClient(CoreV1Api).readNode({ name: nodeName });
+    const created = node.metadata?.creationTimestamp;
+    return created !== undefined && Date.now() - new Date(created).getTime() < NEW_NODE_MS;
+  } catch (err) {
+    // Unknown age: keep the fleet-wide spread, the safe side for the AWS quota.
+    log.debug({ error: (err as Error).name }, 'could not read this node; treating it as part of a starting fleet');
+    return false;
+  }
+}
+
 /** The ECR source, when Registry resources or --ecr-default-chain can yield ECR registries. */
 async function startEcr(f: Flags, kc: KubeConfig | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
   const defaultChainHosts = (str(f, 'ecr-default-chain') ?? '').split(',').map((h) => h.trim()).filter(Boolean);
   if (!watchRegistries && defaultChainHosts.length === 0) return undefined;
   const ecrModule = await import('../sources/ecr/index.ts');
   const [saNamespace = 'okteto', saName = 'okteto'] = (str(f, 'ecr-service-account') ?? 'okteto/okteto').split('/');
+  const newNode = kc ? await isNewNode(kc, str(f, 'node-name'), log) : false;
   return new ecrModule.EcrSource({
     hostRoot: str(f, 'host-root') ?? '/',
     aws: kc ? { serviceAccountTokens: new ecrModule.KubernetesServiceAccountTokenProvider({ kubeConfig: kc, namespace: saNamespace, serviceAccount: saName }) } : {},
     defaultChainHosts,
     fleetSize: Math.max(1, Number(str(f, 'ecr-fleet-size') ?? 100) || 1),
     waitForRegistries: watchRegistries,
+    newNode,
     logger: log.child({ component: 'ecr' }),
     metrics: metrics.registry,
   });

@@ -112,8 +112,9 @@ describe('run with Kubernetes sources (real CLI process)', () => {
         awsIamUser: { accessKeyIDSecretRef: { name: 'ecr-keys', key: 'access-key-id' }, secretAccessKeySecretRef: { name: 'ecr-keys', key: 'secret-access-key' } },
       });
       api.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1' }));
-      start(['--ecr-fleet-size', '1'], { AWS_ENDPOINT_URL_ECR: url });
-      // The first call is spread over up to 10 s (startup jitter), then the token lands.
+      // A fleet this size spreads first calls over 30 minutes, but this node has just joined
+      // (its creationTimestamp is now): it calls AWS within seconds.
+      start(['--ecr-fleet-size', '100000'], { AWS_ENDPOINT_URL_ECR: url });
       await vi.waitFor(async () => expect((await kubeletAuths())[ecrHost]).toBeDefined(), { timeout: 30_000, interval: 100 });
       const token = aws.issued[0]!;
       expect((await kubeletAuths())[ecrHost]?.auth).toBe(b64(`AWS:${token.password}`));
