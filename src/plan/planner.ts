@@ -205,6 +205,15 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
   }
 }
 
+/**
+ * containerd's directory for a registry host, and the `host_port_` spelling it looks for first
+ * (a foreign one of those would shadow the agent's).
+ */
+function containerdDirs(hostsDir: string, host: string): { dir: string; alt: string | undefined } {
+  const alt = host.includes(':') && !host.startsWith('[') ? posix.join(hostsDir, `${host.replace(':', '_')}_`) : undefined;
+  return { dir: posix.join(hostsDir, host), alt };
+}
+
 /** hosts.toml, ca.crt and certs.d files wanted for each registry with host options. */
 function desiredWholeFiles(work: Work): Map<string, WholeFile> {
   const { targets, hostOptions, credentials, record } = work.input;
@@ -232,9 +241,7 @@ function desiredWholeFiles(work: Work): Map<string, WholeFile> {
     const credential = byHost.get(host);
     const needsHostsToml = options.ca !== undefined || options.skipVerify || (options.authHeader && credential !== undefined);
     if (targets.containerdHostsDir !== undefined && needsHostsToml && !work.input.cleanup) {
-      const dir = posix.join(targets.containerdHostsDir, host);
-      // containerd prefers "host_port_" over "host:port": a foreign one of those would shadow ours.
-      const alt = host.includes(':') && !host.startsWith('[') ? posix.join(targets.containerdHostsDir, `${host.replace(':', '_')}_`) : undefined;
+      const { dir, alt } = containerdDirs(targets.containerdHostsDir, host);
       if (foreign(dir) || (alt !== undefined && work.state(alt).kind !== 'missing')) {
         work.errors.push(new AgentError('NRC_E_FOREIGN_DIRECTORY', { subject: foreign(dir) ? dir : alt }));
       } else {
@@ -317,9 +324,9 @@ export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
   if (targets.dockerConfig) paths.add(targets.dockerConfig);
   for (const host of hostOptions.keys()) {
     if (targets.containerdHostsDir) {
-      const dir = posix.join(targets.containerdHostsDir, host);
+      const { dir, alt } = containerdDirs(targets.containerdHostsDir, host);
       paths.add(posix.join(dir, 'hosts.toml')).add(posix.join(dir, 'ca.crt'));
-      if (host.includes(':') && !host.startsWith('[')) paths.add(posix.join(targets.containerdHostsDir, `${host.replace(':', '_')}_`));
+      if (alt !== undefined) paths.add(alt);
     }
     for (const certs of targets.certsDirs) paths.add(posix.join(certs, host, 'ca.crt'));
   }
