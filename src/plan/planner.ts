@@ -9,7 +9,7 @@ import { encodeAuth } from '../sources/dockerconfig.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, type JsonObject } from './json.ts';
-import { RECORD_PATH, STATE_DIR, type JsonFileRecord, type OwnedEntry, type OwnershipRecord } from './ownership.ts';
+import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR, type JsonFileRecord, type OwnedEntry, type OwnershipRecord } from './ownership.ts';
 import type { FileChange, Operation, Plan, PlanInput } from './types.ts';
 
 const CREDENTIAL_MODE = 0o600;
@@ -320,7 +320,7 @@ function planDirectories(work: Work, recordNeeded: boolean): string[] {
 /** Paths the planner needs in its snapshot for these targets, options and record. */
 export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
   const { targets, hostOptions, record } = input;
-  const paths = new Set<string>([targets.kubeletConfig, ...targets.kubeletFallbacks, RECORD_PATH]);
+  const paths = new Set<string>([targets.kubeletConfig, ...targets.kubeletFallbacks, RECORD_PATH, ECR_CACHE_PATH]);
   if (targets.dockerConfig) paths.add(targets.dockerConfig);
   for (const host of hostOptions.keys()) {
     if (targets.containerdHostsDir) {
@@ -353,6 +353,11 @@ export function plan(input: PlanInput): Plan {
     if (path !== input.targets.kubeletConfig && path !== input.targets.dockerConfig) planDockerConfig(work, path, new Map(), false);
   }
   planWholeFiles(work);
+  // Uninstall takes the cached ECR tokens too: nothing that holds a credential stays behind.
+  if (input.cleanup && work.state(ECR_CACHE_PATH).kind === 'file') {
+    work.ops.push({ op: 'delete', path: ECR_CACHE_PATH });
+    work.changes.push({ path: ECR_CACHE_PATH, change: 'delete', added: [], updated: [], removed: [] });
+  }
   // In cleanup, only what could not be removed stays recorded.
   const recordNeeded = Object.keys(work.jsonFiles).length > 0 || Object.keys(work.files).length > 0;
   const dirs = planDirectories(work, recordNeeded);

@@ -107,6 +107,15 @@ describe('planner: kubelet and docker config.json', () => {
     expect([...host.files.keys()].filter((k) => k.startsWith('/etc/containerd/certs.d') || k.startsWith('/root'))).toEqual([]);
   });
 
+  it('removes the cached ECR tokens on cleanup, leaving no credential and no state directory behind', () => {
+    const host = new MemoryHost();
+    host.converge({ credentials: [cred('reg.example.com', 'u', 'p')] });
+    host.files.set('/var/lib/node-registry-credentials/ecr-tokens.json', { kind: 'file', bytes: Buffer.from('{"version":1,"tokens":{}}'), mode: 0o600, uid: 0, gid: 0 });
+    host.converge({ cleanup: true });
+    expect(host.listing()).toEqual({});
+    expect(host.files.has('/var/lib/node-registry-credentials')).toBe(false);
+  });
+
   it('keeps another writer\'s later changes when handing a file back', () => {
     const host = new MemoryHost({ [KUBELET]: JSON.stringify({ auths: {} }) });
     host.converge({ credentials: [cred('reg.example.com', 'u', 'p')] });

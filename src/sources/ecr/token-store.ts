@@ -4,8 +4,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../host/atomic.ts';
+import { ECR_CACHE_PATH } from '../../plan/ownership.ts';
 
-export const ECR_STATE_PATH = 'var/lib/node-registry-credentials/ecr-tokens.json';
+/** Relative to the host root: the planner's cleanup removes the same file. */
+export const ECR_STATE_PATH = ECR_CACHE_PATH.slice(1);
 
 export interface StoredToken {
   readonly username: string;
