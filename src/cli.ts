@@ -2,6 +2,7 @@
 import { realpathSync } from 'node:fs';
 import { CHECK_COMMAND_FLAGS, CHECK_SUMMARY, checkCommand } from './check/command.ts';
 import { doctorCommand } from './commands/doctor.ts';
+import { CHECK_FLAGS } from './check/options.ts';
 import { localCommand } from './commands/local.ts';
 import { applyCommand, cleanupCommand, EXIT_FAILED, renderCommand, type Io } from './commands/oneshot.ts';
 import { COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, type Flags, type FlagSpec } from './commands/options.ts';
@@ -38,8 +39,15 @@ export const COMMANDS: Record<string, Command> = {
     run: runCommand,
   },
   doctor: {
-    summary: 'Report what the agent finds on the node (runtimes, containerd config_path, the file the kubelet reads, writable targets) and what to fix.',
-    flags: [...COMMON_FLAGS, OUTPUT_FLAG],
+    summary:
+      'Report what the agent finds on the node (runtimes, containerd config_path, the file the kubelet reads, writable targets, cached ECR token expiries) and what to fix; with --check-credentials and --dockerconfig, also whether each registry accepts its credential.\nExit 0: all fine. 2: warnings. 1: errors (a rejected credential is one).',
+    flags: [
+      ...COMMON_FLAGS,
+      ...INPUT_FLAGS,
+      { name: 'check-credentials', type: 'boolean', help: "Also ask each registry of --dockerconfig whether it accepts its credential (its /v2/, with the registry config's CA)." },
+      CHECK_FLAGS.find((s) => s.name === 'check-timeout-ms')!,
+      OUTPUT_FLAG,
+    ],
     run: doctorCommand,
   },
   check: {

@@ -1,11 +1,12 @@
 import * as fs from 'node:fs';
 import { posix } from 'node:path';
-import { AgentError } from '../errors.ts';
+import { AgentError, ERROR_CODES } from '../errors.ts';
+import { checkSettingsFromFlags } from '../check/options.ts';
 import { readRecord } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import { parseJsonObject, isJsonObject } from '../plan/json.ts';
 import { detectTargets, kubeletSearchPath } from '../runtime/targets.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, readInputs, type Io } from './oneshot.ts';
 import { hostFromFlags, str, targetOptionsFromFlags, type Flags } from './options.ts';
 
 export interface Finding {
@@ -81,13 +82,40 @@ export function diagnose(host: HostFs, f: Flags): Finding[] {
   return findings;
 }
 
-export function doctorCommand(f: Flags, io: Io): number {
+/** ECR tokens the agent cached on this node: expired or soon-expiring ones need attention. */
+export async function ecrFindings(hostRoot: string, now = Date.now()): Promise<Finding[]> {
+  const { readEcrTokenExpiries } = await import('../sources/ecr/token-store.ts');
+  return (await readEcrTokenExpiries(hostRoot)).map(({ host, expiresAt }): Finding => {
+    const left = expiresAt.getTime() - now;
+    if (left <= 0) return { level: 'error', what: `ECR token for ${host} expired at ${expiresAt.toISOString()}`, code: 'NRC_E_ECR_TOKEN_EXPIRED', fix: ERROR_CODES.NRC_E_ECR_TOKEN_EXPIRED.fix };
+    const when = `ECR token for ${host} expires at ${expiresAt.toISOString()} (in ${Math.round(left / 60_000)} min)`;
+    return left < 3_600_000 ? { level: 'warn', what: `${when}: the refresh is late`, fix: 'Look for the ECR error codes in the agent logs or Events (docs/ecr.md#errors).' } : { level: 'ok', what: when };
+  });
+}
+
+/** With --check-credentials: asks each registry of --dockerconfig whether it accepts its credential. */
+export async function credentialFindings(f: Flags): Promise<Finding[]> {
+  const inputs = readInputs(f, true);
+  if (inputs instanceof AgentError) return [{ level: 'error', what: inputs.message, code: inputs.code }];
+  const { CredentialChecker } = await import('../check/credential-check.ts');
+  const settings = checkSettingsFromFlags(f);
+  const checker = new CredentialChecker({ ...settings.checker, perHostBurst: Number.MAX_SAFE_INTEGER, globalBurst: Number.MAX_SAFE_INTEGER });
+  return (await checker.checkAll(inputs.credentials, inputs.hostOptions)).map((r): Finding => {
+    const what = `credential for ${r.key}: ${r.status} (${r.detail})`;
+    if (r.status === 'rejected') return { level: 'error', what, code: 'NRC_E_CREDENTIAL_REJECTED', fix: ERROR_CODES.NRC_E_CREDENTIAL_REJECTED.fix };
+    if (r.status === 'unreachable') return { level: 'warn', what, code: 'NRC_E_CREDENTIAL_CHECK_FAILED', fix: ERROR_CODES.NRC_E_CREDENTIAL_CHECK_FAILED.fix };
+    return { level: r.status === 'valid' ? 'ok' : 'info', what };
+  });
+}
+
+export async function doctorCommand(f: Flags, io: Io): Promise<number> {
   const host = hostFromFlags(f);
   if (host instanceof AgentError) {
     io.err(`${host.message}\n`);
     return EXIT_FAILED;
   }
-  const findings = diagnose(host, f);
+  const findings = [...diagnose(host, f), ...(await ecrFindings(host.root))];
+  if (f['check-credentials'] === true) findings.push(...(await credentialFindings(f)));
   if (str(f, 'output') === 'json') io.out(`${JSON.stringify(findings, null, 2)}\n`);
   else for (const x of findings) io.out(`[${x.level.toUpperCase().padEnd(5)}] ${x.what}${x.fix ? `\n        fix: ${x.fix}` : ''}\n`);
   if (findings.some((x) => x.level === 'error')) return EXIT_FAILED;

@@ -2,7 +2,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { diagnose } from '../../src/commands/doctor.ts';
+import { credentialFindings, diagnose, ecrFindings } from '../../src/commands/doctor.ts';
+import { ecrStateFile, saveTokens } from '../../src/sources/ecr/token-store.ts';
 import { HostFs, type HostReader } from '../../src/host/host-fs.ts';
 import { detectContainerd } from '../../src/runtime/containerd.ts';
 import { detectTargets, DEFAULT_TARGET_OPTIONS, kubeletSearchPath } from '../../src/runtime/targets.ts';
@@ -123,5 +124,36 @@ describe('doctor', () => {
     const findings = diagnose(h, {});
     expect(findings.some((f) => f.level === 'ok' && f.what.includes('the kubelet reads /var/lib/kubelet/config.json'))).toBe(true);
     expect(findings.some((f) => f.level === 'warn' && f.what.includes('readable by group/others'))).toBe(true);
+  });
+});
+
+describe('doctor: tokens and credentials', () => {
+  it('reports cached ECR tokens: expired as an error, late refresh as a warning, the rest with their expiry', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'nrc-doctor-ecr-'));
+    const now = Date.UTC(2026, 10, 27, 12);
+    const token = (expiresAt: number) => ({ username: 'AWS', password: 'not-shown-token', expiresAt, fingerprint: 'f' });
+    await saveTokens(
+      ecrStateFile(root),
+      new Map([
+        ['111111111111.dkr.ecr.us-east-1.amazonaws.com', token(now - 1000)],
+        ['222222222222.dkr.ecr.us-east-1.amazonaws.com', token(now + 30 * 60_000)],
+        ['333333333333.dkr.ecr.us-east-1.amazonaws.com', token(now + 6 * 3_600_000)],
+      ]),
+    );
+    const findings = await ecrFindings(root, now);
+    expect(findings.map((f) => [f.level, f.code])).toEqual([
+      ['error', 'NRC_E_ECR_TOKEN_EXPIRED'],
+      ['warn', undefined],
+      ['ok', undefined],
+    ]);
+    expect(JSON.stringify(findings)).not.toContain('not-shown-token');
+  });
+
+  it('with --check-credentials, reports a registry that cannot be reached', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nrc-doctor-check-'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths: { '127.0.0.1:9': { auth: Buffer.from('u:doctor-secret').toString('base64') } } }));
+    const findings = await credentialFindings({ 'host-root': dir, dockerconfig: join(dir, 'config.json'), 'check-timeout-ms': '2000' });
+    expect(findings).toMatchObject([{ level: 'warn', code: 'NRC_E_CREDENTIAL_CHECK_FAILED' }]);
+    expect(JSON.stringify(findings)).not.toContain('doctor-secret');
   });
 });
