@@ -102,6 +102,14 @@ export function computeSignature(req: { method: string; url: string; headers: Re
   return hmac(kSigning, stringToSign).toString('hex');
 }
 
+/** How ECR answers each injected fault ('expired' is not an error: it returns a dead token). */
+const ECR_FAULTS: Record<Exclude<Fault, 'expired'>, { status: number; type: string; message: string }> = {
+  throttle: { status: 400, type: 'ThrottlingException', message: 'Rate exceeded' },
+  toomanyrequests: { status: 429, type: 'TooManyRequestsException', message: 'Too Many Requests' },
+  '5xx': { status: 500, type: 'ServerException', message: 'Internal error' },
+  accessdenied: { status: 400, type: 'AccessDeniedException', message: 'User is not authorized to perform: ecr:GetAuthorizationToken' },
+};
+
 export class FakeAws {
   readonly calls: FakeAwsCall[] = [];
   readonly issued: IssuedToken[] = [];
@@ -209,21 +217,10 @@ export class FakeAws {
       return this.json(res, v.status, { __type: v.code, message: v.message });
     }
     const fault = this.ecrFaults.shift();
-    if (fault === 'throttle') {
-      record(400, 'ThrottlingException');
-      return this.json(res, 400, { __type: 'ThrottlingException', message: 'Rate exceeded' });
-    }
-    if (fault === 'toomanyrequests') {
-      record(429, 'TooManyRequestsException');
-      return this.json(res, 429, { __type: 'TooManyRequestsException', message: 'Too Many Requests' });
-    }
-    if (fault === '5xx') {
-      record(500, 'ServerException');
-      return this.json(res, 500, { __type: 'ServerException', message: 'Internal error' });
-    }
-    if (fault === 'accessdenied') {
-      record(400, 'AccessDeniedException');
-      return this.json(res, 400, { __type: 'AccessDeniedException', message: 'User is not authorized to perform: ecr:GetAuthorizationToken' });
+    const failure = fault === undefined || fault === 'expired' ? undefined : ECR_FAULTS[fault];
+    if (failure) {
+      record(failure.status, failure.type);
+      return this.json(res, failure.status, { __type: failure.type, message: failure.message });
     }
     const password = randomBytes(24).toString('base64url');
     const lifetime = this.opts.tokenLifetimeMs ?? 12 * 3600_000;
