@@ -3,7 +3,9 @@ import { AgentError } from '../errors.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from '../commands/oneshot.ts';
 import { registryConfigFromFlags, str, type Flags, type FlagSpec } from '../commands/options.ts';
 import { readDockerConfigFile } from '../sources/file-source.ts';
-import { CredentialChecker } from './credential-check.ts';
+import type { RegistryCredential } from '../model/credential.ts';
+import type { HostOptions } from '../sources/registry-config.ts';
+import { CredentialChecker, type CheckResult } from './credential-check.ts';
 import { CHECK_FLAGS, checkSettingsFromFlags } from './options.ts';
 import { checkErrors, formatCheckResults } from './policy.ts';
 
@@ -17,6 +19,13 @@ export const CHECK_COMMAND_FLAGS: readonly FlagSpec[] = [
 
 export const CHECK_SUMMARY =
   "Check every credential of --dockerconfig against its registry's /v2/ (Basic, or the Bearer token flow) and print valid / rejected / unreachable per registry; writes nothing.\nExit 0: none rejected or unreachable. 2: some rejected or unreachable. 1: the input cannot be read.";
+
+/** Checks each credential once (for `check` and `doctor`): no rate limit beyond one check each. */
+export function checkOnce(f: Flags, credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): Promise<CheckResult[]> {
+  const settings = checkSettingsFromFlags(f);
+  const checker = new CredentialChecker({ ...settings.checker, perHostBurst: Number.MAX_SAFE_INTEGER, globalBurst: Number.MAX_SAFE_INTEGER });
+  return checker.checkAll(credentials, hostOptions);
+}
 
 export async function checkCommand(f: Flags, io: Io): Promise<number> {
   const file = str(f, 'dockerconfig');
@@ -39,10 +48,7 @@ export async function checkCommand(f: Flags, io: Io): Promise<number> {
     return EXIT_FAILED;
   }
   for (const e of [...registryConfig.errors, ...snap.errors]) io.err(`${e.message}\n`);
-  const settings = checkSettingsFromFlags(f);
-  // One pass over the input: no per-host limit beyond one check each.
-  const checker = new CredentialChecker({ ...settings.checker, perHostBurst: Number.MAX_SAFE_INTEGER, globalBurst: Number.MAX_SAFE_INTEGER });
-  const results = await checker.checkAll(snap.credentials, registryConfig.hosts);
+  const results = await checkOnce(f, snap.credentials, registryConfig.hosts);
   if (str(f, 'output') === 'json') {
     io.out(`${JSON.stringify({ results: results.map((r) => ({ ...r, checkedAt: r.checkedAt.toISOString() })) }, null, 2)}\n`);
   } else {

@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import { AgentError, ERROR_CODES } from '../errors.ts';
-import { checkSettingsFromFlags } from '../check/options.ts';
 import { readRecord } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import { parseJsonObject, isJsonObject } from '../plan/json.ts';
@@ -97,10 +96,8 @@ export async function ecrFindings(hostRoot: string, now = Date.now()): Promise<F
 export async function credentialFindings(f: Flags): Promise<Finding[]> {
   const inputs = readInputs(f, true);
   if (inputs instanceof AgentError) return [{ level: 'error', what: inputs.message, code: inputs.code }];
-  const { CredentialChecker } = await import('../check/credential-check.ts');
-  const settings = checkSettingsFromFlags(f);
-  const checker = new CredentialChecker({ ...settings.checker, perHostBurst: Number.MAX_SAFE_INTEGER, globalBurst: Number.MAX_SAFE_INTEGER });
-  return (await checker.checkAll(inputs.credentials, inputs.hostOptions)).map((r): Finding => {
+  const { checkOnce } = await import('../check/command.ts');
+  return (await checkOnce(f, inputs.credentials, inputs.hostOptions)).map((r): Finding => {
     const what = `credential for ${r.key}: ${r.status} (${r.detail})`;
     if (r.status === 'rejected') return { level: 'error', what, code: 'NRC_E_CREDENTIAL_REJECTED', fix: ERROR_CODES.NRC_E_CREDENTIAL_REJECTED.fix };
     if (r.status === 'unreachable') return { level: 'warn', what, code: 'NRC_E_CREDENTIAL_CHECK_FAILED', fix: ERROR_CODES.NRC_E_CREDENTIAL_CHECK_FAILED.fix };

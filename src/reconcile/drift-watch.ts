@@ -39,13 +39,14 @@ export function expectedAfterApply(plan: Plan, snapshot: HostSnapshot, done: rea
   return out;
 }
 
+const fileFingerprint = (bytes: Uint8Array): string => `file:${createHash('sha256').update(bytes).digest('hex')}`;
+
 function fingerprint(st: FileState): string {
-  if (st.kind === 'file') return `file:${createHash('sha256').update(st.bytes).digest('hex')}`;
-  return st.kind;
+  return st.kind === 'file' ? fileFingerprint(st.bytes) : st.kind;
 }
 
 function expectedFingerprint(bytes: Uint8Array | undefined): string {
-  return bytes === undefined ? 'missing' : `file:${createHash('sha256').update(bytes).digest('hex')}`;
+  return bytes === undefined ? 'missing' : fileFingerprint(bytes);
 }
 
 export interface DriftWatchOptions {
