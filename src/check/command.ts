@@ -38,10 +38,6 @@ export async function checkCommand(f: Flags, io: Io): Promise<number> {
     io.err(`${registryConfig.message}\n`);
     return EXIT_FAILED;
   }
-  if (!registryConfig.readable) {
-    io.err(`${registryConfig.errors[0]!.message}\n`);
-    return EXIT_FAILED;
-  }
   const snap = readDockerConfigFile(file, `file:${file}`);
   if (!snap.ok) {
     io.err(`${(snap.errors[0] ?? new AgentError('NRC_E_INPUT_SHAPE', { subject: file })).message}\n`);

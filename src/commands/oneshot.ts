@@ -35,7 +35,6 @@ export function readInputs(f: Flags, needDockerConfig: boolean): Inputs | AgentE
   if (host instanceof AgentError) return host;
   const registryConfig = registryConfigFromFlags(f);
   if (registryConfig instanceof AgentError) return registryConfig;
-  if (!registryConfig.readable) return registryConfig.errors[0]!;
   let credentials: readonly RegistryCredential[] = [];
   const rejected: AgentError[] = [...registryConfig.errors];
   const file = str(f, 'dockerconfig');

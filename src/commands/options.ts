@@ -85,5 +85,6 @@ export function registryConfigFromFlags(f: Flags): RegistryConfig | AgentError {
     return new AgentError('NRC_E_REGISTRY_CONFIG_INVALID', { subject: file, detail: `(${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, cause: err });
   }
   // ca_file paths are relative to the config file, like every other config of this kind.
-  return parseRegistryConfig(text, (p) => readFileSync(path.resolve(path.dirname(file), p), 'utf8'));
+  const config = parseRegistryConfig(text, (p) => readFileSync(path.resolve(path.dirname(file), p), 'utf8'));
+  return config.readable ? config : config.errors[0]!;
 }

@@ -41,7 +41,6 @@ export async function startAgent(
   if (host instanceof AgentError) return host;
   const registryConfig = registryConfigFromFlags(f);
   if (registryConfig instanceof AgentError) return registryConfig;
-  if (!registryConfig.readable) return registryConfig.errors[0]!;
   const check = checkSettingsFromFlags(f);
   let gate: CredentialGate | undefined;
   if (check.enabled) {

@@ -137,6 +137,17 @@ describe('CLI: apply, render, cleanup', { timeout: 120_000 }, () => {
     expect(listing(root)).toEqual(before);
   });
 
+  it('exits 1 and changes nothing when the registry config is not TOML', async () => {
+    const root = makeHost();
+    const before = listing(root);
+    const v = inputs(SECRET);
+    writeFileSync(v.registryConfig, '[registry."reg.example.com:5000"\nca_file = ');
+    const r = await cli(['apply', '--host-root', root, '--dockerconfig', v.dockerconfig, '--registry-config', v.registryConfig]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('NRC_E_REGISTRY_CONFIG_INVALID');
+    expect(listing(root)).toEqual(before);
+  });
+
   it('exits 1 and changes nothing when the ownership record is corrupt', async () => {
     const root = makeHost();
     mkdirSync(join(root, 'var/lib/node-registry-credentials'));
