@@ -156,11 +156,6 @@ export class CredentialChecker {
     this.endpointFor = o.endpointFor ?? registryEndpoint;
   }
 
-  /** The last result per key (for doctor, metrics and the fleet view). */
-  results(): CheckResult[] {
-    return [...this.last.values()].map((v) => v.result).sort((a, b) => a.key.localeCompare(b.key));
-  }
-
   /** Checks one credential; never throws. */
   async check(cred: RegistryCredential, hostOptions?: HostOptions): Promise<CheckResult> {
     const now = this.clock.now();

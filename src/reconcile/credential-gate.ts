@@ -73,8 +73,4 @@ export class CredentialGate {
       this.running = false;
     }
   }
-
-  results(): CheckResult[] {
-    return [...this.known.values()].map((v) => v.result);
-  }
 }
