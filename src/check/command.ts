@@ -4,7 +4,7 @@ import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from '../commands/onesho
 import { registryConfigFromFlags, str, type Flags, type FlagSpec } from '../commands/options.ts';
 import { readDockerConfigFile } from '../sources/file-source.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { CredentialChecker, type CheckResult } from './credential-check.ts';
 import { CHECK_FLAGS, checkSettingsFromFlags } from './options.ts';
 import { checkErrors, formatCheckResults } from './policy.ts';

@@ -3,12 +3,13 @@
 // (distribution token auth: WWW-Authenticate: Bearer realm="…",service="…"), GET the realm
 // with Basic credentials, then retry /v2/ with the token. The result names the registry, the
 // outcome and HTTP status codes only: never the credential, a token, or a response body.
-import { createHash } from 'node:crypto';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
+import { basicAuthorization } from '../model/basic-auth.ts';
+import { credentialFingerprint } from '../model/fingerprint.ts';
 import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { TokenBucket, type Clock } from './rate-limit.ts';
 
 /**
@@ -129,12 +130,7 @@ function describeNetError(err: unknown): string {
   return e.code && /^[A-Z0-9_]+$/.test(e.code) ? e.code : 'connection failed';
 }
 
-const basic = (c: RegistryCredential): string => `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
-
-/** A fingerprint of a credential, kept in memory only to notice that it changed. */
-function fingerprint(c: RegistryCredential): string {
-  return createHash('sha256').update(`${c.key}\u0000${c.username}\u0000${c.password}\u0000${c.identityToken ?? ''}`).digest('hex');
-}
+const basic = (c: RegistryCredential): string => basicAuthorization(c.username, c.password);
 
 /**
  * Checks credentials against their registries, rate-limited per host and overall. A check that
@@ -164,7 +160,7 @@ export class CredentialChecker {
     if (cred.host.startsWith('*.')) return notChecked('wildcard-host', 'A wildcard key names no single registry to ask.');
     if (cred.identityToken) return notChecked('identity-token', 'Identity (refresh) tokens are not checked.');
 
-    const fp = fingerprint(cred);
+    const fp = credentialFingerprint(cred);
     const prev = this.last.get(cred.key);
     if (prev && prev.fp === fp && now - prev.result.checkedAt.getTime() < (this.o.reuseMs ?? 600_000)) {
       return { ...prev.result, cached: true };

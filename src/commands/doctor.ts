@@ -83,7 +83,7 @@ export function diagnose(host: HostFs, f: Flags): Finding[] {
 
 /** ECR tokens the agent cached on this node: expired or soon-expiring ones need attention. */
 export async function ecrFindings(hostRoot: string, now = Date.now()): Promise<Finding[]> {
-  const { readEcrTokenExpiries } = await import('../sources/ecr/token-store.ts');
+  const { readEcrTokenExpiries } = await import('../host/ecr-token-cache.ts');
   return (await readEcrTokenExpiries(hostRoot)).map(({ host, expiresAt }): Finding => {
     const left = expiresAt.getTime() - now;
     if (left <= 0) return { level: 'error', what: `ECR token for ${host} expired at ${expiresAt.toISOString()}`, code: 'NRC_E_ECR_TOKEN_EXPIRED', fix: ERROR_CODES.NRC_E_ECR_TOKEN_EXPIRED.fix };

@@ -81,11 +81,11 @@ async function isNewNode(kc: KubeConfig, nodeName: string | undefined, log: Logg
 async function startEcr(f: Flags, kc: KubeConfig | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
   const defaultChainHosts = (str(f, 'ecr-default-chain') ?? '').split(',').map((h) => h.trim()).filter(Boolean);
   if (!watchRegistries && defaultChainHosts.length === 0) return undefined;
-  const ecrModule = await import('../sources/ecr/index.ts');
+  const [ecrModule, { ecrStateFile, fileTokenCache }] = await Promise.all([import('../sources/ecr/index.ts'), import('../host/ecr-token-cache.ts')]);
   const [saNamespace = 'okteto', saName = 'okteto'] = (str(f, 'ecr-service-account') ?? 'okteto/okteto').split('/');
   const newNode = kc ? await isNewNode(kc, str(f, 'node-name'), log) : false;
   return new ecrModule.EcrSource({
-    hostRoot: str(f, 'host-root') ?? '/',
+    tokenCache: fileTokenCache(ecrStateFile(str(f, 'host-root') ?? '/')),
     aws: kc ? { serviceAccountTokens: new ecrModule.KubernetesServiceAccountTokenProvider({ kubeConfig: kc, namespace: saNamespace, serviceAccount: saName }) } : {},
     defaultChainHosts,
     fleetSize: Math.max(1, Number(str(f, 'ecr-fleet-size') ?? 100) || 1),

@@ -1,8 +1,8 @@
 import { stringify } from 'smol-toml';
 import type { RegistryCredential } from '../model/credential.ts';
 import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
-import { encodeAuth } from '../sources/dockerconfig.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import { encodeAuth } from '../model/basic-auth.ts';
+import type { HostOptions } from '../model/host-options.ts';
 
 export const HOSTS_TOML_HEADER =
   '# Managed by node-registry-credentials: edits are overwritten, and the file is removed on uninstall.\n';

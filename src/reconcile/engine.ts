@@ -1,12 +1,13 @@
 import { createHash, scryptSync } from 'node:crypto';
 import { AgentError } from '../errors.ts';
 import { applyPlan, readRecord, type ApplyResult } from '../host/apply.ts';
-import type { HostFs, HostSnapshot } from '../host/host-fs.ts';
+import type { HostFs } from '../host/host-fs.ts';
+import type { HostSnapshot } from '../model/host-state.ts';
 import type { RegistryCredential, SourceSnapshot } from '../model/credential.ts';
 import type { OwnershipRecord } from '../plan/ownership.ts';
 import { pathsToSnapshot, plan as makePlan } from '../plan/planner.ts';
 import type { Plan } from '../plan/types.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { detectTargets, type DetectedTargets, type TargetOptions } from '../runtime/targets.ts';
 
 /** Merges sources in precedence order: for one registry key, the first source that has it wins. */

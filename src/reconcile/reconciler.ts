@@ -4,7 +4,7 @@ import type { HostFs } from '../host/host-fs.ts';
 import type { Logger } from '../log.ts';
 import type { Source, SourceSnapshot } from '../model/credential.ts';
 import type { FileChange } from '../plan/types.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
 import type { CredentialGate } from './credential-gate.ts';

@@ -1,11 +1,12 @@
-import type { FileState, HostSnapshot } from '../../src/host/host-fs.ts';
-import { ancestors } from '../../src/host/host-fs.ts';
+import type { FileState, HostSnapshot } from '../../src/model/host-state.ts';
+import { ancestors } from '../../src/model/host-state.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { normalizeRegistryKey } from '../../src/model/registry-key.ts';
 import { EMPTY_RECORD, type OwnershipRecord } from '../../src/plan/ownership.ts';
 import { pathsToSnapshot, plan } from '../../src/plan/planner.ts';
-import type { Plan, PlanInput, Targets } from '../../src/plan/types.ts';
-import type { HostOptions } from '../../src/sources/registry-config.ts';
+import type { HostOptions } from '../../src/model/host-options.ts';
+import type { Targets } from '../../src/model/targets.ts';
+import type { Plan, PlanInput } from '../../src/plan/types.ts';
 
 /** A host described by path → content; 'dir' and 'symlink' stand for those kinds. */
 export type HostSpec = Record<string, string | 'dir' | 'symlink' | { text: string; mode: number; uid: number }>;

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { expect } from 'vitest';
-import { encodeAuth } from '../../src/sources/dockerconfig.ts';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 

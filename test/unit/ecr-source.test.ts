@@ -12,7 +12,7 @@ import { ManualClock } from '../../src/sources/ecr/clock.ts';
 import type { EcrHost } from '../../src/sources/ecr/hostname.ts';
 import { HOUR, MINUTE, SECOND } from '../../src/sources/ecr/schedule.ts';
 import { EcrSource, type EcrSourceOptions } from '../../src/sources/ecr/source.ts';
-import { ecrStateFile, readEcrTokenExpiries } from '../../src/sources/ecr/token-store.ts';
+import { ecrStateFile, fileTokenCache, readEcrTokenExpiries } from '../../src/host/ecr-token-cache.ts';
 import type { EcrRegistrySpec } from '../../src/sources/ecr/types.ts';
 import { advanceSource } from '../support/ecr-clock.ts';
 
@@ -65,7 +65,7 @@ function makeSource(extra: Partial<EcrSourceOptions> = {}): EcrSource {
     },
   });
   const s = new EcrSource({
-    hostRoot: dir,
+    tokenCache: fileTokenCache(ecrStateFile(dir)),
     fetchToken: aws.fetch,
     clock,
     random: () => 0.5,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { credentialFindings, diagnose, ecrFindings } from '../../src/commands/doctor.ts';
-import { ecrStateFile, saveTokens } from '../../src/sources/ecr/token-store.ts';
+import { ecrStateFile, saveTokens } from '../../src/host/ecr-token-cache.ts';
 import { HostFs, type HostReader } from '../../src/host/host-fs.ts';
 import { detectContainerd } from '../../src/runtime/containerd.ts';
 import { detectTargets, DEFAULT_TARGET_OPTIONS, kubeletSearchPath } from '../../src/runtime/targets.ts';
