@@ -75,6 +75,12 @@ export const ERROR_CODES = {
     fix: 'Give the CA as PEM ("-----BEGIN CERTIFICATE-----"), inline or as a file path.',
   },
 
+  // Flags and environment
+  NRC_E_FLAG_INVALID: {
+    summary: 'A flag (or its NRC_* environment variable) has a value the agent cannot use: a number that is not a number or is out of range, or a malformed duration.',
+    fix: 'Give the value `<command> --help` describes for that flag (docs/reference.md); the command did nothing.',
+  },
+
   // Host: reading and writing files on the node
   NRC_E_HOST_ROOT_MISSING: {
     summary: 'The host root directory does not exist.',

@@ -9,7 +9,8 @@ import { maskFile } from '../plan/mask.ts';
 import type { FileChange, Plan } from '../plan/types.ts';
 import { planOnHost, reconcileOnce, type Planned } from '../reconcile/engine.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
-import { hostFromFlags, registryConfigFromFlags, str, targetOptionsFromFlags, type Flags } from './options.ts';
+import { hostConfig, inputConfig, loadRegistryConfig, openHost, type InputConfig } from './config.ts';
+import type { Flags } from './options.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -29,15 +30,15 @@ export interface Inputs {
   readonly rejected: readonly AgentError[];
 }
 
-/** Reads flags and input files; an AgentError means nothing can be done at all (exit 1). */
-export function readInputs(f: Flags, needDockerConfig: boolean): Inputs | AgentError {
-  const host = hostFromFlags(f);
+/** Reads the input files; an AgentError means nothing can be done at all (exit 1). */
+export function readInputs(c: InputConfig, needDockerConfig: boolean): Inputs | AgentError {
+  const host = openHost(c.hostRoot);
   if (host instanceof AgentError) return host;
-  const registryConfig = registryConfigFromFlags(f);
+  const registryConfig = loadRegistryConfig(c.registryConfig);
   if (registryConfig instanceof AgentError) return registryConfig;
   let credentials: readonly RegistryCredential[] = [];
   const rejected: AgentError[] = [...registryConfig.errors];
-  const file = str(f, 'dockerconfig');
+  const file = c.dockerconfig;
   if (file) {
     const snap = readDockerConfigFile(file, `file:${file}`);
     if (!snap.ok) return snap.errors[0] ?? new AgentError('NRC_E_INPUT_SHAPE', { subject: file });
@@ -46,7 +47,7 @@ export function readInputs(f: Flags, needDockerConfig: boolean): Inputs | AgentE
   } else if (needDockerConfig) {
     return new AgentError('NRC_E_INPUT_UNREADABLE', { detail: '(no --dockerconfig given)' });
   }
-  return { host, credentials, hostOptions: registryConfig.hosts, targetOptions: targetOptionsFromFlags(f), rejected };
+  return { host, credentials, hostOptions: registryConfig.hosts, targetOptions: c.targets, rejected };
 }
 
 /** Every secret value the inputs carry, to mask in anything shown to a person. */
@@ -86,7 +87,7 @@ export function renderDiff(planned: Planned, known: readonly string[]): string {
 }
 
 export function applyCommand(f: Flags, io: Io): number {
-  const inputs = readInputs(f, true);
+  const inputs = readInputs(inputConfig(f), true);
   if (inputs instanceof AgentError) {
     reportErrors(io, [inputs]);
     io.err('Nothing was changed on the host.\n');
@@ -107,7 +108,7 @@ export function applyCommand(f: Flags, io: Io): number {
 }
 
 export function renderCommand(f: Flags, io: Io): number {
-  const inputs = readInputs(f, true);
+  const inputs = readInputs(inputConfig(f), true);
   if (inputs instanceof AgentError) {
     reportErrors(io, [inputs]);
     return EXIT_FAILED;
@@ -125,12 +126,13 @@ export function renderCommand(f: Flags, io: Io): number {
 }
 
 export function cleanupCommand(f: Flags, io: Io): number {
-  const host = hostFromFlags(f);
+  const c = hostConfig(f);
+  const host = openHost(c.hostRoot);
   if (host instanceof AgentError) {
     reportErrors(io, [host]);
     return EXIT_FAILED;
   }
-  const outcome = reconcileOnce({ host, credentials: [], hostOptions: new Map(), targetOptions: targetOptionsFromFlags(f), cleanup: true });
+  const outcome = reconcileOnce({ host, credentials: [], hostOptions: new Map(), targetOptions: c.targets, cleanup: true });
   if (outcome instanceof AgentError) {
     reportErrors(io, [outcome]);
     io.err('Nothing was removed: the agent only removes what its record proves it owns.\n');

@@ -7,7 +7,7 @@ import type { FileChange } from '../plan/types.ts';
 import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
-import type { CredentialGate } from './credential-gate.ts';
+import type { CredentialGate } from '../check/gate.ts';
 import { configurationHash, mergeSnapshots, reconcileOnce } from './engine.ts';
 
 /**

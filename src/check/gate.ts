@@ -2,7 +2,8 @@ import type { AgentError } from '../errors.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import { credentialFingerprint } from '../model/fingerprint.ts';
 import type { HostOptions } from '../model/host-options.ts';
-import { checkErrors, dropRejected, type CheckPolicy, type CheckResult, type CredentialChecker } from '../check/index.ts';
+import type { CheckResult, CredentialChecker } from './credential-check.ts';
+import { checkErrors, dropRejected, type CheckPolicy } from './policy.ts';
 
 export interface CredentialGateOptions {
   readonly checker: CredentialChecker;
