@@ -168,7 +168,7 @@ export const ERROR_CODES = {
     summary: 'The ECR registry kind is not supported by this agent version (ECR Public).',
     fix: 'Pull public.ecr.aws images anonymously, or give them a static credential.',
   },
-  // Kubernetes sources, node status (src/sources/kubernetes, src/reconcile/node-status.ts)
+  // Kubernetes sources, node status (src/sources/kubernetes, src/report/node-status.ts)
   NRC_E_K8S_FORBIDDEN: {
     summary: 'The API server refused a request of the agent (403 Forbidden): its RBAC Role lacks a rule.',
     fix: 'Add the rule named in the message to the agent\'s Role (daemonset/base/rbac.yaml, docs/kubernetes.md); the agent retries and keeps the node as it is meanwhile.',

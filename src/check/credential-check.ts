@@ -10,7 +10,7 @@ import { credentialFingerprint } from '../model/fingerprint.ts';
 import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import type { HostOptions } from '../model/host-options.ts';
-import { TokenBucket, type Clock } from './rate-limit.ts';
+import { TokenBucket, type NowClock } from './rate-limit.ts';
 
 /**
  * valid: the registry accepted the credential. rejected: it answered 401/403 to it.
@@ -48,7 +48,7 @@ export interface CredentialCheckerOptions {
   readonly globalIntervalMs?: number;
   /** A result for an unchanged credential is reused for this long; default 10 minutes. */
   readonly reuseMs?: number;
-  readonly clock?: Clock;
+  readonly clock?: NowClock;
   /**
    * Where a registry host is reached; default `https://<host>` (Docker Hub: registry-1.docker.io).
    * Tests and proxies only.
@@ -139,7 +139,7 @@ const basic = (c: RegistryCredential): string => basicAuthorization(c.username, 
  */
 export class CredentialChecker {
   private readonly timeoutMs: number;
-  private readonly clock: Clock;
+  private readonly clock: NowClock;
   private readonly global: TokenBucket;
   private readonly perHost = new Map<string, TokenBucket>();
   private readonly last = new Map<string, { fp: string; result: CheckResult }>();

@@ -3,5 +3,4 @@ export { CredentialChecker, parseChallenges, registryEndpoint, type CheckResult,
 export { checkErrors, dropRejected, formatCheckResults, type CheckPolicy } from './policy.ts';
 export { CredentialGate, type CredentialGateOptions } from './gate.ts';
 export type { CheckSettings } from './settings.ts';
-export { createCheckMetrics, recordCheckResults, type CheckMetrics } from './metrics.ts';
-export { TokenBucket, type Clock } from './rate-limit.ts';
+export { TokenBucket } from './rate-limit.ts';

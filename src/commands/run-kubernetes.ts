@@ -4,12 +4,12 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
-import type { ApplyReport } from '../reconcile/reconciler.ts';
-import type { NodeStatusReporter } from '../reconcile/node-status.ts';
-import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../server/metrics.ts';
+import type { ApplyReport } from '../model/apply-report.ts';
+import type { NodeStatusReporter } from '../report/node-status.ts';
+import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../report/metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
 import type { EcrSource } from '../sources/ecr/index.ts';
-import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../check/metrics.ts';
+import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../report/check-metrics.ts';
 import type { CheckResult } from '../check/credential-check.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
@@ -36,7 +36,7 @@ async function loadKubernetes(): Promise<{
     import('@kubernetes/client-node'),
     import('../sources/kubernetes/registry-source.ts'),
     import('../sources/kubernetes/secret-source.ts'),
-    import('../reconcile/node-status.ts'),
+    import('../report/node-status.ts'),
   ]);
   return { KubeConfig: client.KubeConfig, KubernetesRegistrySource: registry.KubernetesRegistrySource, KubernetesSecretSource: secret.KubernetesSecretSource, NodeStatusReporter: status.NodeStatusReporter };
 }

@@ -1,7 +1,8 @@
 import { AgentError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
-import { Reconciler, type ApplyReport } from '../reconcile/reconciler.ts';
+import type { ApplyReport } from '../model/apply-report.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
 import { FileSource } from '../sources/file-source.ts';
 import { agentConfig, loadRegistryConfig, openHost, type AgentConfig, type InputConfig } from './config.ts';
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';

@@ -1,12 +1,12 @@
 // `status`: the fleet view. Reads what every node's agent reported in its Node annotations
-// (src/reconcile/node-status.ts) and prints one line per node, marking the nodes that are behind
+// (src/report/node-status.ts) and prints one line per node, marking the nodes that are behind
 // (another configuration than the newest one, for longer than --behind-after) or failing.
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../reconcile/node-annotations.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../report/node-annotations.ts';
 
-export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../reconcile/node-annotations.ts';
+export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
 import { str, type Flags, type FlagSpec } from './options.ts';
 

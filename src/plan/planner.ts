@@ -11,7 +11,8 @@ import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, type JsonObject } from './json.ts';
 import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR } from '../model/state-paths.ts';
 import type { JsonFileRecord, OwnedEntry, OwnershipRecord } from './ownership.ts';
-import type { FileChange, Operation, Plan, PlanInput } from './types.ts';
+import type { FileChange } from '../model/apply-report.ts';
+import type { Operation, Plan, PlanInput } from './types.ts';
 
 const CREDENTIAL_MODE = 0o600;
 const PUBLIC_MODE = 0o644;

@@ -2,6 +2,7 @@ import type { AgentError } from '../errors.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import type { HostSnapshot } from '../model/host-state.ts';
 import type { HostOptions } from '../model/host-options.ts';
+import type { FileChange } from '../model/apply-report.ts';
 import type { Targets } from '../model/targets.ts';
 import type { OwnershipRecord } from './ownership.ts';
 
@@ -29,17 +30,6 @@ export type Operation =
     }
   | { readonly op: 'delete'; readonly path: string }
   | { readonly op: 'rmdir'; readonly path: string };
-
-export type ChangeKind = 'create' | 'update' | 'delete' | 'restore';
-
-/** A human-level description of one file's change, for logs and `apply` output (no secrets). */
-export interface FileChange {
-  readonly path: string;
-  readonly change: ChangeKind;
-  readonly added: readonly string[];
-  readonly updated: readonly string[];
-  readonly removed: readonly string[];
-}
 
 export interface Plan {
   /** In execution order: mkdirs (shallow first), writes, deletes, rmdirs (deep first). */

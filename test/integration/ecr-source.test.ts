@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ecrStateFile, fileTokenCache } from '../../src/host/ecr-token-cache.ts';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
-import { ManualClock } from '../../src/sources/ecr/clock.ts';
+import { ManualClock } from '../support/manual-clock.ts';
 import { KubernetesServiceAccountTokenProvider } from '../../src/sources/ecr/sa-token.ts';
 import { HOUR, SECOND } from '../../src/sources/ecr/schedule.ts';
 import { EcrSource } from '../../src/sources/ecr/source.ts';

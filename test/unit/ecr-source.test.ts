@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { AgentError, type ErrorCode } from '../../src/errors.ts';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
 import type { EcrAuth, EcrToken } from '../../src/sources/ecr/aws.ts';
-import { ManualClock } from '../../src/sources/ecr/clock.ts';
+import { ManualClock } from '../support/manual-clock.ts';
 import type { EcrHost } from '../../src/sources/ecr/hostname.ts';
 import { HOUR, MINUTE, SECOND } from '../../src/sources/ecr/schedule.ts';
 import { EcrSource, type EcrSourceOptions } from '../../src/sources/ecr/source.ts';

@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { AgentError } from '../../errors.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';
 import { createAwsTokenFetcher, type AwsFetcherOptions, type EcrAuth, type EcrTokenFetcher } from './aws.ts';
-import { systemClock, type Clock } from './clock.ts';
+import { systemClock, type Clock } from '../../model/clock.ts';
 import { parseEcrHost, type EcrHost } from './hostname.ts';
 import { DEFAULT_POLICY, backoffDelayMs, refreshDelayMs, startupDelayMs, type Random, type SchedulePolicy } from './schedule.ts';
 import { fingerprintOf as partsFingerprint } from '../../model/fingerprint.ts';
