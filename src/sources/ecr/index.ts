@@ -4,4 +4,3 @@ export type { EcrRegistrySpec, StoredToken, TokenCache } from './types.ts';
 export { KubernetesServiceAccountTokenProvider, type KubernetesServiceAccountTokenOptions } from './sa-token.ts';
 export type { ServiceAccountTokenProvider, AwsFetcherOptions } from './aws.ts';
 export { parseEcrHost, isEcrHost, type EcrHost } from './hostname.ts';
-export { simulateFleet, type FleetSimOptions, type FleetSimResult } from './fleet-sim.ts';
