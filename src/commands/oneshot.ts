@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import { encodeAuth } from '../model/basic-auth.ts';
+import { secretsOf } from '../model/secret-forms.ts';
 import { readDockerConfigFile } from '../sources/file-source.ts';
 import type { HostOptions } from '../model/host-options.ts';
 import { maskFile } from '../plan/mask.ts';
@@ -49,11 +49,6 @@ export function readInputs(c: InputConfig, needDockerConfig: boolean): Inputs | 
     return new AgentError('NRC_E_INPUT_UNREADABLE', { detail: '(no --dockerconfig given)' });
   }
   return { host, credentials, hostOptions: registryConfig.hosts, targetOptions: c.targets, rejected };
-}
-
-/** Every secret value the inputs carry, to mask in anything shown to a person. */
-export function secretsOf(credentials: readonly RegistryCredential[]): string[] {
-  return credentials.flatMap((c) => [c.password, encodeAuth(c.username, c.password), ...(c.identityToken ? [c.identityToken] : [])]);
 }
 
 export function describeChange(c: FileChange): string {

@@ -1,5 +1,5 @@
 import type { FileState, HostSnapshot } from '../../src/model/host-state.ts';
-import { ancestors } from '../../src/model/host-state.ts';
+import { ancestors, snapshotPaths } from '../../src/model/host-state.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { normalizeRegistryKey } from '../../src/model/registry-key.ts';
 import { EMPTY_RECORD, type OwnershipRecord } from '../../src/plan/ownership.ts';
@@ -44,15 +44,15 @@ export class MemoryHost {
     }
   }
 
+  /** The state of one path as HostFs would report it: below a symlink is 'symlink'. */
+  stat(path: string): FileState {
+    const below = ancestors(path).find((x) => this.files.get(x)?.kind === 'symlink');
+    return below ? { kind: 'symlink' } : (this.files.get(path) ?? { kind: 'missing' });
+  }
+
+  /** Like HostFs.snapshot (the same snapshotPaths), over the in-memory files. */
   snapshot(paths: Iterable<string>): HostSnapshot {
-    const out = new Map<string, FileState>();
-    for (const p of paths) {
-      for (const a of [...ancestors(p), p]) {
-        const below = ancestors(a).find((x) => this.files.get(x)?.kind === 'symlink');
-        out.set(a, below ? { kind: 'symlink' } : (this.files.get(a) ?? { kind: 'missing' }));
-      }
-    }
-    return out;
+    return snapshotPaths(paths, (p) => this.stat(p));
   }
 
   text(path: string): string | undefined {
