@@ -7,7 +7,7 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { basicAuthorization } from '../model/basic-auth.ts';
 import { credentialFingerprint } from '../model/fingerprint.ts';
-import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
+import { serverUrl } from '../model/registry-endpoint.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import type { HostOptions } from '../model/host-options.ts';
 import { TokenBucket, type NowClock } from './rate-limit.ts';
@@ -57,11 +57,6 @@ export interface CredentialCheckerOptions {
 }
 
 const MAX_BODY = 64 * 1024;
-
-/** The /v2/ base of a registry host; Docker Hub's API lives on registry-1.docker.io. */
-export function registryEndpoint(host: string): string {
-  return host === DOCKER_HUB_HOST ? 'https://registry-1.docker.io' : `https://${host}`;
-}
 
 export interface Challenge {
   readonly scheme: 'basic' | 'bearer';
@@ -149,7 +144,7 @@ export class CredentialChecker {
     this.timeoutMs = o.timeoutMs ?? 5000;
     this.clock = o.clock ?? { now: () => Date.now() };
     this.global = new TokenBucket(o.globalBurst ?? 10, o.globalIntervalMs ?? 2000, this.clock);
-    this.endpointFor = o.endpointFor ?? registryEndpoint;
+    this.endpointFor = o.endpointFor ?? serverUrl;
   }
 
   /** Checks one credential; never throws. */

@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import { readRecord } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
-import { parseJsonObject, isJsonObject } from '../plan/json.ts';
+import { kubeletReads } from '../plan/kubelet-file.ts';
 import { detectTargets, kubeletSearchPath } from '../runtime/targets.ts';
 import type { CheckSettings } from '../check/settings.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
@@ -54,12 +54,7 @@ export function diagnose(host: HostFs, o: TargetOptions): Finding[] {
   if (host.listDir('/etc/docker') !== undefined) findings.push({ level: 'ok', what: 'Docker config directory /etc/docker found: CAs also go to /etc/docker/certs.d' });
 
   const search = kubeletSearchPath(o);
-  const reading = search.find((p) => {
-    const st = host.stat(p);
-    if (st.kind !== 'file') return false;
-    const doc = parseJsonObject(st.bytes);
-    return doc !== undefined && (p.endsWith('.dockercfg') || isJsonObject(doc['auths']));
-  });
+  const reading = kubeletReads(search, (p) => host.stat(p));
   if (reading === search[0]) findings.push({ level: 'ok', what: `the kubelet reads ${reading} (re-read about every 5 minutes; no restart needed)` });
   else if (reading) findings.push({ level: 'warn', what: `the kubelet reads ${reading} today; the agent will write ${search[0]} seeded from it, which then takes precedence` });
   else findings.push({ level: 'info', what: `no docker config for the kubelet yet; the agent will create ${search[0]}` });

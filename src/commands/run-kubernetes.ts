@@ -13,6 +13,7 @@ import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../re
 import type { CheckResult } from '../check/credential-check.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
+import { inCluster, loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
 import type { KubernetesConfig } from './config.ts';
 
 export interface KubernetesRuntime {
@@ -27,22 +28,16 @@ export interface KubernetesRuntime {
 }
 
 async function loadKubernetes(): Promise<{
-  KubeConfig: typeof KubeConfig;
   KubernetesRegistrySource: typeof import('../sources/kubernetes/registry-source.ts').KubernetesRegistrySource;
   KubernetesSecretSource: typeof import('../sources/kubernetes/secret-source.ts').KubernetesSecretSource;
   NodeStatusReporter: typeof NodeStatusReporter;
 }> {
-  const [client, registry, secret, status] = await Promise.all([
-    import('@kubernetes/client-node'),
+  const [registry, secret, status] = await Promise.all([
     import('../sources/kubernetes/registry-source.ts'),
     import('../sources/kubernetes/secret-source.ts'),
     import('../report/node-status.ts'),
   ]);
-  return { KubeConfig: client.KubeConfig, KubernetesRegistrySource: registry.KubernetesRegistrySource, KubernetesSecretSource: secret.KubernetesSecretSource, NodeStatusReporter: status.NodeStatusReporter };
-}
-
-function inCluster(): boolean {
-  return Boolean(process.env['KUBERNETES_SERVICE_HOST']);
+  return { KubernetesRegistrySource: registry.KubernetesRegistrySource, KubernetesSecretSource: secret.KubernetesSecretSource, NodeStatusReporter: status.NodeStatusReporter };
 }
 
 /** A node that joined minutes ago gets its first ECR token at once: joining nodes arrive slowly. */
@@ -97,12 +92,8 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const useKube = c.useKubernetes && (kubeconfigPath !== undefined || inCluster());
   // The Kubernetes client costs about 80 MiB of RSS: load it only when a Kubernetes source is in use.
   const k8s = useKube ? await loadKubernetes() : undefined;
-  let kc: KubeConfig | undefined;
-  if (k8s) {
-    kc = new k8s.KubeConfig();
-    if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-    else kc.loadFromCluster();
-  }
+  // useKube means a --kubeconfig or a pod, so this never falls back to ~/.kube/config.
+  const kc: KubeConfig | undefined = k8s ? await loadKubeConfig(kubeconfigPath) : undefined;
   const namespace = c.namespace;
   const watchRegistries = Boolean(k8s && kc && c.watchRegistries);
   const ecr = await startEcr(c, kc, watchRegistries, metrics, log);

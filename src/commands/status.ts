@@ -2,8 +2,8 @@
 // (src/report/node-status.ts) and prints one line per node, marking the nodes that are behind
 // (another configuration than the newest one, for longer than --behind-after) or failing.
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
-import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
+import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
 import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../report/node-annotations.ts';
 
 export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
@@ -156,18 +156,6 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
   return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
-// The Kubernetes client is loaded when status runs, not when cli.ts imports this module:
-// it costs about 80 MiB of RSS that `run` without Kubernetes sources must not carry (issue 7).
-async function kubeConfigFromFlags(f: Flags): Promise<KubeConfig> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  const file = str(f, 'kubeconfig');
-  if (file) kc.loadFromFile(file);
-  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
-
 export async function statusCommand(f: Flags, io: Io, now: () => Date = () => new Date()): Promise<number> {
   const behindAfterMs = parseDuration(str(f, 'behind-after') ?? '10m');
   const expiryWarningMs = parseDuration(str(f, 'expiry-warning') ?? '1h');
@@ -178,7 +166,8 @@ export async function statusCommand(f: Flags, io: Io, now: () => Date = () => ne
   let nodes: NodeAnnotations[];
   try {
     const { CoreV1Api } = await import('@kubernetes/client-node');
-    const core = (await kubeConfigFromFlags(f)).makeApiClient(CoreV1Api);
+    // The Kubernetes client is loaded when status runs, not when cli.ts imports this module (issue 7).
+    const core = (await loadKubeConfig(str(f, 'kubeconfig'))).makeApiClient(CoreV1Api);
     const list = await core.listNode();
     nodes = list.items.map((n) => ({ name: n.metadata?.name ?? '?', annotations: n.metadata?.annotations ?? {} }));
   } catch (err) {
