@@ -97,10 +97,9 @@ export function applyCommand(f: Flags, io: Io): number {
   }
   for (const c of outcome.plan.changes) io.out(`${describeChange(c)}\n`);
   if (outcome.plan.changes.length === 0) io.out('Host already up to date: nothing written.\n');
-  const problems = [...inputs.rejected, ...outcome.detected.problems, ...outcome.plan.errors];
-  reportErrors(io, [...problems, ...outcome.result.errors]);
+  reportErrors(io, [...inputs.rejected, ...outcome.errors]);
   if (outcome.result.errors.length > 0) return EXIT_FAILED;
-  return problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
+  return inputs.rejected.length + outcome.problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
 }
 
 export function renderCommand(f: Flags, io: Io): number {
@@ -116,7 +115,7 @@ export function renderCommand(f: Flags, io: Io): number {
   }
   const diff = renderDiff(planned, secretsOf(inputs.credentials));
   io.out(diff === '' ? 'No changes.\n' : diff);
-  const problems = [...inputs.rejected, ...planned.detected.problems, ...planned.plan.errors];
+  const problems = [...inputs.rejected, ...planned.problems];
   reportErrors(io, problems);
   return problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
 }

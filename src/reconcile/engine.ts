@@ -33,6 +33,8 @@ export interface Planned {
   readonly snapshot: HostSnapshot;
   readonly record: OwnershipRecord;
   readonly detected: DetectedTargets;
+  /** Every problem found planning, in report order: the targets' (runtime detection), then the plan's. */
+  readonly problems: readonly AgentError[];
 }
 
 /** Reads the host and plans. A corrupt ownership record stops everything: nothing is guessed. */
@@ -42,15 +44,19 @@ export function planOnHost(input: ReconcileInput): Planned | AgentError {
   const detected = detectTargets(input.host, input.targetOptions);
   const base = { credentials: input.credentials, hostOptions: input.hostOptions, targets: detected.targets, record, ...(input.cleanup ? { cleanup: true } : {}) };
   const snapshot = input.host.snapshot(pathsToSnapshot(base));
-  return { plan: makePlan({ ...base, snapshot }), snapshot, record, detected };
+  const plan = makePlan({ ...base, snapshot });
+  return { plan, snapshot, record, detected, problems: [...detected.problems, ...plan.errors] };
 }
 
 export interface Reconciled extends Planned {
   readonly result: ApplyResult;
+  /** One list, in report order: the problems of planning, then the writes that failed. */
+  readonly errors: readonly AgentError[];
 }
 
 export function reconcileOnce(input: ReconcileInput): Reconciled | AgentError {
   const planned = planOnHost(input);
   if (planned instanceof AgentError) return planned;
-  return { ...planned, result: applyPlan(input.host, planned.record, planned.plan) };
+  const result = applyPlan(input.host, planned.record, planned.plan);
+  return { ...planned, result, errors: [...planned.problems, ...result.errors] };
 }

@@ -179,7 +179,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       });
       this.drift.update(expectedAfterApply(outcome.plan, outcome.snapshot, outcome.result.done));
     }
-    const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.detected.problems, ...outcome.plan.errors, ...hostErrors];
+    const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.errors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
     this.report({ ...base, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code)) });
   }
