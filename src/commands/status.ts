@@ -3,12 +3,13 @@
 // (another configuration than the newest one, for longer than --behind-after) or failing.
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
 import { AgentError, ERROR_CODES } from '../errors.ts';
+import { quoteSubject } from '../model/registry-key.ts';
 import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
 import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../report/node-annotations.ts';
 
 export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
-import { str, type Flags, type FlagSpec } from './options.ts';
+import { str, withDefault, type Flags, type FlagSpec } from './options.ts';
 
 
 export const STATUS_FLAGS: readonly FlagSpec[] = [
@@ -156,11 +157,18 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
   return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
+/** A duration flag (its default from STATUS_FLAGS when not given); a malformed one is NRC_E_FLAG_INVALID. */
+function durationFlag(name: string, value: string | undefined): number | AgentError {
+  const text = withDefault(STATUS_FLAGS, name, value) ?? '';
+  const ms = parseDuration(text);
+  return ms ?? new AgentError('NRC_E_FLAG_INVALID', { subject: `--${name}`, detail: `(got ${quoteSubject(text)}; --behind-after and --expiry-warning take a duration such as 90s, 10m or 2h)` });
+}
+
 export async function statusCommand(f: Flags, io: Io, now: () => Date = () => new Date()): Promise<number> {
-  const behindAfterMs = parseDuration(str(f, 'behind-after') ?? '10m');
-  const expiryWarningMs = parseDuration(str(f, 'expiry-warning') ?? '1h');
-  if (behindAfterMs === undefined || expiryWarningMs === undefined) {
-    io.err('--behind-after and --expiry-warning take a duration such as 90s, 10m or 2h.\n');
+  const behindAfterMs = durationFlag('behind-after', str(f, 'behind-after'));
+  const expiryWarningMs = durationFlag('expiry-warning', str(f, 'expiry-warning'));
+  if (behindAfterMs instanceof AgentError || expiryWarningMs instanceof AgentError) {
+    io.err(`${(behindAfterMs instanceof AgentError ? behindAfterMs : (expiryWarningMs as AgentError)).message}\n`);
     return EXIT_FAILED;
   }
   let nodes: NodeAnnotations[];

@@ -60,3 +60,14 @@ describe('typed configuration', () => {
     expect(err).toContain('NRC_E_FLAG_INVALID [--check-timeout-ms]');
   });
 });
+
+describe('status durations', () => {
+  it('a malformed --behind-after is NRC_E_FLAG_INVALID and exit 1, before the cluster is asked', async () => {
+    const { statusCommand } = await import('../../src/commands/status.ts');
+    let err = '';
+    const code = await statusCommand({ 'behind-after': 'soon', kubeconfig: '/nonexistent' }, { out: () => undefined, err: (t) => (err += t) });
+    expect(code).toBe(1);
+    expect(err).toContain('NRC_E_FLAG_INVALID [--behind-after]');
+    expect(err).toContain('take a duration such as 90s, 10m or 2h');
+  });
+});
