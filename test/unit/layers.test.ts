@@ -133,6 +133,15 @@ describe('layers of src/', () => {
     expect(folderCycles(edges)).toEqual([]);
   });
 
+  it("matches README's layout table: every folder of src/ is a row, in layer order", () => {
+    const readme = readFileSync(resolve(SRC, '../README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('| folder | role |')).split('\n\n')[0]!.split('\n').slice(2);
+    const rows = table.map((row) => [...row.split('|')[1]!.matchAll(/`src\/([^`]+)`/g)].map((m) => unitOf(m[1]!.replace(/\/$/, ''))));
+    expect(new Set(rows.flat())).toEqual(new Set(srcFiles().map(unitOf)));
+    const ranks = rows.map((units) => Math.min(...units.map(rankOf)));
+    expect(ranks, 'README rows out of layer order').toEqual([...ranks].sort((a, b) => a - b));
+  });
+
   it('names the file and the import when one goes up, sideways or round in a cycle', () => {
     const bad: Edge[] = [
       { from: 'plan/planner.ts', to: 'host/host-fs.ts', specifier: '../host/host-fs.ts' },
