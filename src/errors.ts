@@ -92,6 +92,18 @@ export const ERROR_CODES = {
     summary: 'An existing host file that the agent merges into is not valid JSON.',
     fix: 'Repair or remove the file; the agent does not overwrite what it cannot read, to keep what others wrote.',
   },
+  NRC_E_FOREIGN_ENTRY_INVALID: {
+    summary: 'A foreign entry in the kubelet\'s config.json is one the kubelet cannot decode (not an object, a non-string field, an "auth" that is not base64 of user:password), which makes the kubelet ignore the WHOLE file; the agent moved it aside (recorded, and put back by cleanup).',
+    fix: 'Repair or remove that entry where it comes from; until then the agent keeps it out of the file so that every other credential stays usable.',
+  },
+  NRC_E_FOREIGN_ENTRY_REPLACED: {
+    summary: 'A foreign entry in the kubelet\'s config.json would be tried before the agent\'s credential for the same images (the same key spelled another way, a narrower key, or a docker.io key that shadows the Docker Hub fallback key); the agent moved it aside (recorded, and put back when the agent\'s entry goes or on cleanup).',
+    fix: 'Nothing, if the Secret is meant to rule that registry; otherwise remove the registry from the Secret.',
+  },
+  NRC_E_FOREIGN_ENTRY_SHADOWS: {
+    summary: 'A foreign entry in the kubelet\'s config.json matches more images than the agent\'s credential and is tried before it for some of them; the agent leaves it (removing it would break the other images), so the kubelet tries both.',
+    fix: 'Narrow or remove the foreign entry (often a wildcard key), or give the Secret the same key.',
+  },
   NRC_E_WRITE_FAILED: {
     summary: 'Writing a host file failed (disk full, read-only filesystem, permission denied, ...).',
     fix: 'Free space or fix permissions on the node; the agent retries with backoff and the old file stays intact.',
