@@ -30,6 +30,10 @@ export const ERROR_CODES = {
     summary: 'A credential source has not delivered a valid configuration yet, so the agent changes nothing on the node.',
     fix: 'Check the errors reported for that source; the node keeps its current configuration until every source is readable.',
   },
+  NRC_E_FLAG_INVALID: {
+    summary: 'A flag (or its NRC_* variable) has a value the agent does not accept.',
+    fix: 'Use one of the values that `<command> --help` lists for that flag.',
+  },
   NRC_E_REGISTRY_HOST_INVALID: {
     summary: 'A registry key is not a valid host[:port][/path] (empty, bad characters, path traversal or a bad port).',
     fix: 'Use a plain registry hostname such as registry.example.com or registry.example.com:5000 as the key.',

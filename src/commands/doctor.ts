@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import { readRecord } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
-import { parseJsonObject, isJsonObject } from '../plan/json.ts';
+import { readKubeletFile } from '../model/kubelet-config.ts';
 import { detectTargets, kubeletSearchPath } from '../runtime/targets.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, readInputs, type Io } from './oneshot.ts';
 import { hostFromFlags, str, targetOptionsFromFlags, type Flags } from './options.ts';
@@ -42,7 +42,7 @@ export function diagnose(host: HostFs, f: Flags): Finding[] {
   const detected = detectTargets(host, o);
   const c = detected.containerd;
   if (c) {
-    findings.push({ level: 'ok', what: `container runtime: ${c.flavor} (config ${c.configFile}, version ${c.configVersion}; read ${c.filesRead.join(', ')})` });
+    findings.push({ level: 'ok', what: `container runtime: ${c.flavor} (config ${c.configFile}, version ${c.configVersion}, merged as containerd ${c.family}; read ${c.filesRead.join(', ')})` });
     if (c.hostsDir) findings.push({ level: 'ok', what: `containerd config_path: ${c.configPaths.join(':')} → hosts.toml files go to ${c.hostsDir}` });
   } else {
     findings.push({ level: 'info', what: 'containerd: no config found at /etc/containerd/config.toml (nor k3s/RKE2): only config.json files are written' });
@@ -52,11 +52,10 @@ export function diagnose(host: HostFs, f: Flags): Finding[] {
   if (host.listDir('/etc/docker') !== undefined) findings.push({ level: 'ok', what: 'Docker config directory /etc/docker found: CAs also go to /etc/docker/certs.d' });
 
   const search = kubeletSearchPath(o);
+  // The kubelet takes the first file it can read: one undecodable entry makes it skip a file.
   const reading = search.find((p) => {
     const st = host.stat(p);
-    if (st.kind !== 'file') return false;
-    const doc = parseJsonObject(st.bytes);
-    return doc !== undefined && (p.endsWith('.dockercfg') || isJsonObject(doc['auths']));
+    return st.kind === 'file' && readKubeletFile(st.bytes, p.endsWith('.dockercfg')).readable;
   });
   if (reading === search[0]) findings.push({ level: 'ok', what: `the kubelet reads ${reading} (re-read about every 5 minutes; no restart needed)` });
   else if (reading) findings.push({ level: 'warn', what: `the kubelet reads ${reading} today; the agent will write ${search[0]} seeded from it, which then takes precedence` });

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.ts';
 import { HostFs } from '../host/host-fs.ts';
+import type { ContainerdVersionOption } from '../runtime/containerd.ts';
 import { DEFAULT_TARGET_OPTIONS, type TargetOptions } from '../runtime/targets.ts';
 import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
 
@@ -11,6 +12,8 @@ export interface FlagSpec {
   readonly type: 'string' | 'boolean';
   readonly help: string;
   readonly default?: string;
+  /** The only values a string flag takes. */
+  readonly choices?: readonly string[];
 }
 
 /** Flags every command understands; each is also read from NRC_<NAME> (e.g. NRC_HOST_ROOT). */
@@ -19,6 +22,13 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
   { name: 'kubelet-root-dir', type: 'string', default: DEFAULT_TARGET_OPTIONS.kubeletRootDir, help: "The kubelet's --root-dir; its config.json is the main output." },
   { name: 'docker-config-path', type: 'string', default: DEFAULT_TARGET_OPTIONS.dockerConfig, help: "Docker config for tools on the node; '' leaves it alone." },
   { name: 'no-containerd', type: 'boolean', help: 'Do not write containerd hosts.toml files.' },
+  {
+    name: 'containerd-version',
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', '1.x', '2.0', '2.2'],
+    help: "The node's containerd: 1.x replaces whole plugin tables on import, 2.0 merges them, 2.2 (and later) also defaults an unset config_path; auto reads `version = 3` as 2.2, anything else as 1.x.",
+  },
   { name: 'log-level', type: 'string', default: 'info', help: 'pino log level (logs are JSON on stderr).' },
   { name: 'help', type: 'boolean', help: 'Show this help.' },
 ];
@@ -44,6 +54,10 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[], 
     if (v !== undefined) out[s.name] = v;
     else if (e !== undefined) out[s.name] = s.type === 'boolean' ? ['1', 'true', 'yes'].includes(e.toLowerCase()) : e;
     else if (s.default !== undefined) out[s.name] = s.default;
+    const value = out[s.name];
+    if (s.choices && typeof value === 'string' && !s.choices.includes(value)) {
+      throw new AgentError('NRC_E_FLAG_INVALID', { subject: `--${s.name}`, detail: `Use one of: ${s.choices.join(', ')}.` });
+    }
   }
   return out;
 }
@@ -71,6 +85,7 @@ export function targetOptionsFromFlags(f: Flags): TargetOptions {
     kubeletRootDir: str(f, 'kubelet-root-dir') ?? DEFAULT_TARGET_OPTIONS.kubeletRootDir,
     dockerConfig: str(f, 'docker-config-path') ?? DEFAULT_TARGET_OPTIONS.dockerConfig,
     writeContainerd: f['no-containerd'] !== true,
+    containerdVersion: (str(f, 'containerd-version') ?? 'auto') as ContainerdVersionOption,
   };
 }
 

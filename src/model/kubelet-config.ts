@@ -231,3 +231,17 @@ export function readKubeletDocument(doc: unknown, legacy: boolean): KubeletDocum
   }
   return { readable, entries };
 }
+
+/**
+ * The file's bytes as the kubelet's search reads them: JSON (a syntax error skips the file), then
+ * readKubeletDocument. `doc` is the parsed JSON when readable.
+ */
+export function readKubeletFile(bytes: Uint8Array, legacy: boolean): { readonly readable: boolean; readonly doc?: unknown } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return { readable: false };
+  }
+  return readKubeletDocument(doc, legacy).readable ? { readable: true, doc } : { readable: false };
+}

@@ -7,7 +7,7 @@ import type { RegistryCredential } from '../model/credential.ts';
 import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../model/registry-key.ts';
 import { encodeAuth } from '../sources/dockerconfig.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
-import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, readKubeletDocument, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
+import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
@@ -92,15 +92,9 @@ function firstSeed(work: Work): JsonObject | undefined {
   for (const path of work.input.targets.kubeletFallbacks) {
     const st = work.state(path);
     if (st.kind !== 'file') continue;
-    let doc: unknown;
-    try {
-      doc = JSON.parse(Buffer.from(st.bytes).toString('utf8'));
-    } catch {
-      continue;
-    }
-    if (tooDeep(doc)) continue;
     const legacy = path.endsWith('.dockercfg');
-    if (!readKubeletDocument(doc, legacy).readable) continue;
+    const { readable, doc } = readKubeletFile(st.bytes, legacy);
+    if (!readable || tooDeep(doc)) continue;
     if (!isJsonObject(doc)) return {};
     if (legacy) return { auths: structuredClone(doc) };
     let auths: JsonObject = {};
