@@ -95,18 +95,11 @@ function deepMerge(to: Table, from: Table): void {
   }
 }
 
-/** containerd 2.x's migration of a version 1 or 2 config to version 3, as far as config_path goes. */
-function migrate(doc: Table, from: number, to: number): void {
-  const plugins = isTable(doc['plugins']) ? doc['plugins'] : undefined;
-  if (!plugins) return;
-  if (from <= 1 && to >= 2 && isTable(plugins['cri'])) {
+/** containerd 2.x v1Migrate: a version 1 file's short plugin names become URIs. */
+function renameV1Plugins(plugins: Table): void {
+  if (isTable(plugins['cri'])) {
     plugins[GRPC_CRI] = plugins['cri'];
     delete plugins['cri'];
-  }
-  if (from <= 2 && to >= 3 && isTable(plugins[GRPC_CRI]) && plugins[GRPC_CRI]['registry'] !== undefined) {
-    const images = isTable(plugins[CRI_IMAGES]) ? plugins[CRI_IMAGES] : {};
-    images['registry'] = plugins[GRPC_CRI]['registry'];
-    plugins[CRI_IMAGES] = images;
   }
 }
 
@@ -152,9 +145,10 @@ export function readContainerdConfig(fs: HostReader, file: string, flavor: Conta
   const mainVersion = main && typeof main['version'] === 'number' ? main['version'] : 0;
   const family: ContainerdFamily = version !== 'auto' ? version : mainVersion >= 3 ? '2.2' : '1.x';
 
-  // LoadConfig: breadth first, each file once, imports of imports too.
+  // LoadConfig: breadth first, each file once, imports of imports too. 2.x starts from its
+  // default config, which is version 3.
   const merged: Table = { plugins: {} };
-  let mergedVersion = 0;
+  let mergedVersion = family === '1.x' ? 0 : 3;
   const loaded = new Set<string>();
   const pending: [string, Table | undefined][] = [[file, main]];
   while (pending.length > 0) {
@@ -163,15 +157,18 @@ export function readContainerdConfig(fs: HostReader, file: string, flavor: Conta
     loaded.add(path);
     const doc = parsed ?? parseFile(path);
     if (!doc) continue;
-    const v = typeof doc['version'] === 'number' ? doc['version'] : 0;
+    let v = typeof doc['version'] === 'number' ? doc['version'] : 0;
     const plugins = isTable(doc['plugins']) ? structuredClone(doc['plugins']) : {};
     if (family === '1.x') {
       for (const [k, t] of Object.entries(plugins)) (merged['plugins'] as Table)[k] = t;
     } else {
-      // 2.x migrates a version 0/1 import to the version read so far, then merges.
-      const copy: Table = { plugins };
-      if (v <= 1) migrate(copy, v, mergedVersion);
-      deepMerge(merged['plugins'] as Table, copy['plugins'] as Table);
+      // A version 0/1 file is migrated to the version read so far: renames only, so a v1 CRI
+      // registry table lands where a version 3 config no longer reads it.
+      if (v <= 1) {
+        renameV1Plugins(plugins);
+        v = mergedVersion;
+      }
+      deepMerge(merged['plugins'] as Table, plugins);
     }
     if (v !== 0) mergedVersion = v;
     const imports = Array.isArray(doc['imports']) ? doc['imports'].filter((i): i is string => typeof i === 'string') : [];
@@ -182,8 +179,10 @@ export function readContainerdConfig(fs: HostReader, file: string, flavor: Conta
   if (family === '1.x') {
     registry = dig(merged, ['plugins', mergedVersion >= 2 ? GRPC_CRI : 'cri', 'registry']);
   } else {
-    if (mergedVersion < 3) migrate(merged, mergedVersion, 3);
-    registry = dig(merged, ['plugins', CRI_IMAGES, 'registry']);
+    const plugins = merged['plugins'] as Table;
+    // The images plugin's ConfigMigration runs only for a merged config below version 3.
+    const grpc = plugins[GRPC_CRI];
+    registry = mergedVersion < 3 && isTable(grpc) && grpc['registry'] !== undefined ? grpc['registry'] : dig(merged, ['plugins', CRI_IMAGES, 'registry']);
   }
   const rawPath = isTable(registry) ? registry['config_path'] : undefined;
   const configuredPath = typeof rawPath === 'string' ? rawPath : '';
