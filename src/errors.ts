@@ -128,6 +128,10 @@ export const ERROR_CODES = {
     summary: 'A registry directory (hosts.toml or certs.d) already exists and was not created by the agent, so the agent leaves it alone.',
     fix: 'Remove the directory if the agent should manage that registry, or keep managing it by hand.',
   },
+  NRC_E_CONTAINERD_DEFAULT_BYPASSED: {
+    summary: 'containerd\'s hosts directory has a _default directory (e.g. a mirror for every registry); containerd uses the first directory that exists, so the agent\'s per-registry directory replaces _default for that registry.',
+    fix: 'Copy what _default configures (mirrors) into the registry config for that registry, or give that registry no host options if it must keep going through _default.',
+  },
   NRC_E_HOST_OPTIONS_UNSUPPORTED: {
     summary: 'Host options (CA, skip_verify, auth header) cannot be applied to this registry key (wildcard hosts have no hosts.toml).',
     fix: 'Give host options for concrete hostnames only.',

@@ -313,6 +313,9 @@ function desiredWholeFiles(work: Work): Map<string, WholeFile> {
       if (foreign(dir) || (alt !== undefined && work.state(alt).kind !== 'missing')) {
         work.errors.push(new AgentError('NRC_E_FOREIGN_DIRECTORY', { subject: foreign(dir) ? dir : alt }));
       } else {
+        // containerd takes the first directory that exists, without merging: ours wins over _default.
+        const fallback = posix.join(targets.containerdHostsDir, '_default');
+        if (work.state(fallback).kind === 'directory') work.errors.push(new AgentError('NRC_E_CONTAINERD_DEFAULT_BYPASSED', { subject: dir, detail: `(${fallback} no longer applies to ${host})` }));
         const toml = renderHostsToml(options, credential);
         const secret = toml.includes('Authorization');
         out.set(posix.join(dir, 'hosts.toml'), { bytes: Buffer.from(toml, 'utf8'), mode: secret ? CREDENTIAL_MODE : PUBLIC_MODE });
@@ -393,7 +396,7 @@ export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
   for (const host of hostOptions.keys()) {
     if (targets.containerdHostsDir) {
       const { dir, alt } = containerdDirs(targets.containerdHostsDir, host);
-      paths.add(posix.join(dir, 'hosts.toml')).add(posix.join(dir, 'ca.crt'));
+      paths.add(posix.join(dir, 'hosts.toml')).add(posix.join(dir, 'ca.crt')).add(posix.join(targets.containerdHostsDir, '_default'));
       if (alt !== undefined) paths.add(alt);
     }
     for (const certs of targets.certsDirs) paths.add(posix.join(certs, host, 'ca.crt'));
