@@ -7,7 +7,7 @@ import type { RegistryCredential } from '../model/credential.ts';
 import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../model/registry-key.ts';
 import { encodeAuth } from '../sources/dockerconfig.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
-import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
+import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
@@ -129,6 +129,8 @@ function displaceForeign(work: Work, path: string, auths: JsonObject, desired: R
     } else if (theirs !== undefined) {
       for (const mine of ours) {
         if (!takesPrecedence(theirs, mine)) continue;
+        // With docker.io written too, the fallback key no longer has to win on its own.
+        if (mine.key === KUBELET_HUB_FALLBACK && desired.has(DOCKER_HUB_HOST) && !keyCovers(HUB_DIRECT, theirs)) continue;
         const narrower = theirs.key === mine.key || keyCovers(mine, theirs) || (mine.key === KUBELET_HUB_FALLBACK && keyCovers(HUB_DIRECT, theirs));
         if (narrower) {
           code = 'NRC_E_FOREIGN_ENTRY_REPLACED';
@@ -258,6 +260,30 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     work.ops.push({ op: 'write', path, bytes: formatDockerConfig(doc), mode: st.mode, uid: st.uid, gid: st.gid });
     work.changes.push({ path, change: 'update', added, updated, removed });
   }
+}
+
+/**
+ * The kubelet tries the Docker Hub fallback key only when no other key matched. A foreign key
+ * broader than docker.io that matches Docker Hub images (`*.io`) would hide it, and cannot be
+ * moved aside without breaking the other registries it serves: then the agent writes its Docker
+ * Hub credential as `docker.io` too, which the kubelet tries before that key.
+ */
+function withHubPromoted(work: Work, desired: ReadonlyMap<string, JsonObject>): ReadonlyMap<string, JsonObject> {
+  const hub = desired.get(DOCKER_HUB_KEY);
+  if (hub === undefined || desired.has(DOCKER_HUB_HOST)) return desired;
+  const st = work.state(work.input.targets.kubeletConfig);
+  const doc = st.kind === 'file' ? parseJsonObject(st.bytes) : firstSeed(work);
+  const auths = doc && isJsonObject(doc['auths']) ? doc['auths'] : {};
+  const ours = work.input.record.jsonFiles[work.input.targets.kubeletConfig]?.entries ?? {};
+  const mine = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
+  const hidden = Object.keys(auths).some((raw) => {
+    if (desired.has(raw) || raw in ours) return false;
+    const k = kubeletKey(raw);
+    // A foreign key that one of ours covers is moved aside anyway (displaceForeign).
+    if (k === undefined || mine.some((m) => keyCovers(m, k))) return false;
+    return k.key !== DOCKER_HUB_HOST && matchesDockerHub(k) && !keyCovers(HUB_DIRECT, k);
+  });
+  return hidden ? new Map<string, JsonObject>([...desired, [DOCKER_HUB_HOST, hub] as const].sort(([a], [b]) => a.localeCompare(b))) : desired;
 }
 
 /**
@@ -415,7 +441,7 @@ export function plan(input: PlanInput): Plan {
   if (!input.cleanup) {
     for (const c of [...input.credentials].sort((a, b) => a.key.localeCompare(b.key))) desired.set(c.key, dockerConfigEntry(c));
   }
-  planDockerConfig(work, input.targets.kubeletConfig, desired, true);
+  planDockerConfig(work, input.targets.kubeletConfig, withHubPromoted(work, desired), true);
   if (input.targets.dockerConfig !== undefined && input.targets.dockerConfig !== input.targets.kubeletConfig) {
     planDockerConfig(work, input.targets.dockerConfig, forDockerCli(desired), false);
   }

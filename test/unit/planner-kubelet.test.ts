@@ -39,19 +39,24 @@ describe('planner: what the kubelet reads from its config.json', () => {
     expect(auths(host)).toEqual({ 'reg.example.com': { auth: b64('ours:new') } });
   });
 
-  it('replaces a narrower foreign key that the kubelet would try first, and leaves a broader one with a warning', () => {
+  it('replaces a narrower foreign key that the kubelet would try first, and leaves a broader one', () => {
     const host = new MemoryHost({
       [KUBELET]: JSON.stringify({ auths: { 'reg.example.com/team': { auth: b64('t:t') }, 'reg-*.example.com': { auth: b64('w:w') }, 'reg.example.com:5000': { auth: b64('p:p') } } }),
     });
     const p = host.converge({ credentials: [cred('reg.example.com', 'u', 'p'), cred('reg-a.example.com/app', 'a', 'a')], targets: kubeletOnly });
     expect(Object.keys(auths(host)).sort()).toEqual(['reg-*.example.com', 'reg-a.example.com/app', 'reg.example.com', 'reg.example.com:5000']);
     expect(p.errors.map((e) => e.code).sort()).toEqual(['NRC_E_FOREIGN_ENTRY_REPLACED']);
+  });
+
+  it('writes Docker Hub as docker.io too when a broader foreign key would hide the fallback key', () => {
     // A wildcard sorts before letters, so a broader key can only get ahead of the Docker Hub
-    // fallback, which the kubelet tries after every other match.
+    // fallback, which the kubelet tries after every other match; docker.io sorts after `*.io`.
     const wider = new MemoryHost({ [KUBELET]: JSON.stringify({ auths: { '*.io': { auth: b64('w:w') } } }) });
     const q = wider.converge({ credentials: [cred(DOCKER_HUB_KEY, 'u', 'p')], targets: kubeletOnly });
-    expect(Object.keys(auths(wider)).sort()).toEqual(['*.io', DOCKER_HUB_KEY]);
-    expect(q.errors.map((e) => [e.code, e.subject])).toEqual([['NRC_E_FOREIGN_ENTRY_SHADOWS', `${KUBELET} "*.io"`]]);
+    expect(Object.keys(auths(wider)).sort()).toEqual(['*.io', 'docker.io', DOCKER_HUB_KEY]);
+    expect(q.errors).toEqual([]);
+    wider.converge({ cleanup: true, targets: kubeletOnly });
+    expect(auths(wider)).toEqual({ '*.io': { auth: b64('w:w') } });
   });
 
   it('seeds a new file from the one the kubelet reads today, skipping a file it would refuse', () => {
