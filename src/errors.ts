@@ -137,8 +137,8 @@ export const ERROR_CODES = {
     fix: 'Give host options for concrete hostnames only.',
   },
   NRC_E_CONTAINERD_COLON_LIST: {
-    summary: 'containerd\'s config_path is a colon-separated list, which containerd 2.1+ ignores in its transfer-service pull path.',
-    fix: 'Use a single directory for config_path on containerd 2.1 or later.',
+    summary: 'containerd\'s config_path is a colon-separated list (on containerd 2.2 also when it is unset: the default is /etc/containerd/certs.d:/etc/docker/certs.d). containerd 2.x CRI pulls through the transfer service read the whole list as ONE directory name, so no hosts.toml is read at all.',
+    fix: 'Set config_path to a single directory (e.g. /etc/containerd/certs.d) on containerd 2.x; this needs a one-time containerd restart, which the agent never does.',
   },
 
   // AWS ECR tokens (src/sources/ecr)

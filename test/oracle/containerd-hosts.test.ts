@@ -13,7 +13,7 @@ import { ContainerdOracle, type ContainerdAnswer } from '../support/oracle-clien
 import { b64, cred, MemoryHost, options, TARGETS } from '../support/plan-fixtures.ts';
 
 const HOSTS_DIR = '/etc/containerd/certs.d';
-const REGISTRIES = ['reg.example.com', 'reg.example.com:5000', '127.0.0.1:5000', 'localhost:5000', 'docker.io', '10.0.0.7', 'registry.example.com:443'];
+const REGISTRIES = ['reg.example.com', 'reg.example.com:5000', '127.0.0.1:5000', 'localhost:5000', 'docker.io', '10.0.0.7', 'registry.example.com:443', '[fd00::1]:5000', '[fd00::2]'];
 const roots: string[] = [];
 let ca = '';
 let oracles: { name: string; oracle: ContainerdOracle; mode?: 'cri' | 'transfer' | 'local' }[] = [];
@@ -103,6 +103,17 @@ describe.skipIf(skipWithout(['containerd1-oracle', 'containerd2-oracle']))('cont
 
   it('a missing tag on a CA-only registry meets the CA: no second host without it', async () => {
     await check([{ registry: '127.0.0.1:5000', ca: true, skipVerify: false, header: false }]);
+  });
+
+  it('containerd 2.2 pulls (transfer service) read no directory of a colon list, which is why the agent warns about one', async () => {
+    const host = new MemoryHost();
+    host.converge({ credentials: [cred('reg.example.com', 'u', 'p')], hostOptions: [options('reg.example.com', { ca })], targets: { ...TARGETS, certsDirs: [] } });
+    const root = materialize(host.listing());
+    const list = `${join(root, HOSTS_DIR)}:${join(root, '/etc/docker/certs.d')}`;
+    const [transfer, local, v16] = [oracles[1]!, oracles[2]!, oracles[0]!];
+    expect((await transfer.oracle.hosts(list, ['reg.example.com'], 'transfer'))['reg.example.com']!.dir).toBeNull();
+    expect((await local.oracle.hosts(list, ['reg.example.com'], 'local'))['reg.example.com']!.dir).toBe(join(root, HOSTS_DIR, 'reg.example.com'));
+    expect((await v16.oracle.hosts(list, ['reg.example.com'], 'cri'))['reg.example.com']!.dir).toBe(join(root, HOSTS_DIR, 'reg.example.com'));
   });
 
   it('reports a _default directory that the per-host directory bypasses', async () => {
