@@ -108,6 +108,10 @@ export const ERROR_CODES = {
     summary: 'A foreign entry in the kubelet\'s config.json matches more images than the agent\'s credential and is tried before it for some of them; the agent leaves it (removing it would break the other images), so the kubelet tries both.',
     fix: 'Narrow or remove the foreign entry (often a wildcard key), or give the Secret the same key.',
   },
+  NRC_E_KUBELET_CANNOT_READ: {
+    summary: 'The kubelet\'s config.json holds something besides the registry entries that makes the kubelet ignore the whole file (e.g. "HttpHeaders" with a value that is not a string), so the credentials the agent wrote there are not used.',
+    fix: 'Repair that part of the file (HttpHeaders must map names to strings); the agent does not rewrite what is not a registry entry.',
+  },
   NRC_E_WRITE_FAILED: {
     summary: 'Writing a host file failed (disk full, read-only filesystem, permission denied, ...).',
     fix: 'Free space or fix permissions on the node; the agent retries with backoff and the old file stays intact.',

@@ -7,7 +7,7 @@ import type { RegistryCredential } from '../model/credential.ts';
 import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../model/registry-key.ts';
 import { encodeAuth } from '../sources/dockerconfig.ts';
 import type { HostOptions } from '../sources/registry-config.ts';
-import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
+import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletDocument, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
@@ -215,6 +215,10 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
   }
   const displaced = kubelet ? displaceForeign(work, path, auths, desired) : {};
   doc['auths'] = auths;
+  // Something besides the entries (HttpHeaders that are not strings) can still make the kubelet skip the file.
+  if (kubelet && Object.keys(entries).length > 0 && !readKubeletDocument(doc, false).readable) {
+    work.errors.push(new AgentError('NRC_E_KUBELET_CANNOT_READ', { subject: path }));
+  }
 
   const stillOurs = Object.keys(entries).length > 0;
   if (stillOurs) {

@@ -80,4 +80,10 @@ describe('planner: what the kubelet reads from its config.json', () => {
     expect(Object.keys(auths(host))).toEqual(['docker.io']);
     expect(Object.keys(auths(host, ROOT_DOCKER))).toEqual([DOCKER_HUB_KEY]);
   });
+
+  it('says so when the rest of the file would still make the kubelet skip it', () => {
+    const host = new MemoryHost({ [KUBELET]: JSON.stringify({ auths: {}, HttpHeaders: { 'X-Meta': 7 } }) });
+    const p = host.plan({ credentials: [cred('reg.example.com', 'u', 'p')], targets: kubeletOnly });
+    expect(p.errors.map((e) => e.code)).toEqual(['NRC_E_KUBELET_CANNOT_READ']);
+  });
 });
