@@ -7,9 +7,9 @@ export const DOCKER_HUB_KEY = DOCKER_CLI_HUB_KEY;
 export const DOCKER_HUB_HOST = 'docker.io';
 
 const MAX_KEY_LENGTH = 512;
-// A DNS label; `*` is allowed as a whole label because the kubelet globs on it. No underscore:
+// A DNS label; `*` is allowed anywhere in it because the kubelet globs labels with filepath.Match. No underscore:
 // image references do not allow one, and it would let a key name containerd's `_default`.
-const LABEL = /^(?:\*|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/;
+const LABEL = /^[a-z0-9*](?:[a-z0-9*-]{0,61}[a-z0-9*])?$/;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6_BODY = /^[0-9a-f:.]+$/;
 
@@ -62,8 +62,7 @@ export function validateRegistryHost(raw: string): string | AgentError {
     if (name.endsWith('.')) name = name.slice(0, -1);
     if (!IPV4.test(name)) {
       const labels = name.split('.');
-      if (labels.some((l) => !LABEL.test(l))) return invalid(raw, 'Each dot-separated part must be letters, digits and hyphens.');
-      if (labels.slice(1).includes('*')) return invalid(raw, 'Only the first label may be the wildcard *.');
+      if (labels.some((l) => !LABEL.test(l))) return invalid(raw, 'Each dot-separated part must be letters, digits and hyphens (the kubelet globs "*" in any of them).');
     }
   }
   if (portText !== undefined) {
@@ -108,5 +107,7 @@ export function normalizeRegistryKey(raw: string): RegistryKey | AgentError {
   if (k.port !== '' && (Number(k.port) < 1 || Number(k.port) > 65535)) return invalid(raw, 'The port must be between 1 and 65535.');
   if (k.key === KUBELET_HUB_FALLBACK) return { key: DOCKER_HUB_KEY, host: DOCKER_HUB_HOST, dockerHub: true };
   const hostPort = k.key.slice(0, k.key.length - k.path.length);
-  return { key: k.key, host: hostPort.toLowerCase(), dockerHub: hostPort === DOCKER_HUB_HOST };
+  // The host part in its canonical form (lower case, IPv6 compressed), as host options name it.
+  const host = validateRegistryHost(hostPort);
+  return { key: k.key, host: typeof host === 'string' ? host : hostPort.toLowerCase(), dockerHub: hostPort === DOCKER_HUB_HOST };
 }

@@ -20,7 +20,7 @@ describe('normalizeRegistryKey reads keys the way the kubelet does', () => {
     ['https://registry-1.docker.io/v2/', 'registry-1.docker.io', 'registry-1.docker.io'],
     ['10.0.0.7:5000', '10.0.0.7:5000', '10.0.0.7:5000'],
     ['[fd00::1]:5000', '[fd00::1]:5000', '[fd00::1]:5000'],
-    ['[FD00:0::1]', '[FD00:0::1]', '[fd00:0::1]'],
+    ['[FD00:0::1]', '[FD00:0::1]', '[fd00::1]'],
   ])('%s → key %s, host %s', (raw, key, host) => {
     const r = normalizeRegistryKey(raw);
     expect(r).not.toBeInstanceOf(AgentError);
