@@ -12,6 +12,16 @@ export default defineConfig({
         },
       },
       {
+        // Differential suites: the agent's output read by the kubelet's and containerd's own code
+        // (testenv/ oracles, real containerd binaries). Needs scripts/build-go-tools.sh.
+        test: {
+          name: 'oracle',
+          include: ['test/oracle/**/*.test.ts'],
+          sequence: { groupOrder: 0 },
+          testTimeout: 120_000,
+        },
+      },
+      {
         // Crashes, disk faults, drift, churn, hostile input (docs/reliability.md). Real processes
         // and mounts: one file at a time, in a group of its own after unit+integration, so kills and
         // mounts do not compete with other suites for the 2 cores.

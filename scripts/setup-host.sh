@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time (idempotent) host setup for the test suites: the Debian packages the e2e suite drives
 # (Docker engine, containerd with CRI, the distribution registry, skopeo, htpasswd, openssl,
-# debootstrap for the locally built base image) and a running Docker engine.
+# debootstrap for the locally built base image), a running Docker engine, and the Go-built test
+# tools (scripts/build-go-tools.sh).
 # Needs root (or sudo). Safe to run again: installs only what is missing, starts dockerd only if down.
 set -euo pipefail
 
@@ -53,4 +54,14 @@ else
     exit 1
   fi
   log "dockerd is up"
+fi
+
+# The Go-built test tools (oracles on the kubelet's and containerd's own code, containerd 2.x),
+# from the pinned modules in testenv/, cached outside the clone by their go.sum.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
+if command -v go >/dev/null 2>&1; then
+  log "Go test tools: $(bash "$(dirname "$0")/build-go-tools.sh" | tail -n 1)"
+else
+  log "WARNING: no Go toolchain on PATH; the oracle suites need scripts/build-go-tools.sh"
+  [ -z "${CI:-}" ] || exit 1
 fi

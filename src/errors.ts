@@ -30,6 +30,10 @@ export const ERROR_CODES = {
     summary: 'A credential source has not delivered a valid configuration yet, so the agent changes nothing on the node.',
     fix: 'Check the errors reported for that source; the node keeps its current configuration until every source is readable.',
   },
+  NRC_E_FLAG_INVALID: {
+    summary: 'A flag (or its NRC_* variable) has a value the agent does not accept: not one of its choices, a number that is not a number or is out of range, or a malformed duration.',
+    fix: 'Use a value that `<command> --help` lists or describes for that flag; the command did nothing.',
+  },
   NRC_E_REGISTRY_HOST_INVALID: {
     summary: 'A registry key is not a valid host[:port][/path] (empty, bad characters, path traversal or a bad port).',
     fix: 'Use a plain registry hostname such as registry.example.com or registry.example.com:5000 as the key.',
@@ -75,12 +79,6 @@ export const ERROR_CODES = {
     fix: 'Give the CA as PEM ("-----BEGIN CERTIFICATE-----"), inline or as a file path.',
   },
 
-  // Flags and environment
-  NRC_E_FLAG_INVALID: {
-    summary: 'A flag (or its NRC_* environment variable) has a value the agent cannot use: a number that is not a number or is out of range, or a malformed duration.',
-    fix: 'Give the value `<command> --help` describes for that flag (docs/reference.md); the command did nothing.',
-  },
-
   // Host: reading and writing files on the node
   NRC_E_HOST_ROOT_MISSING: {
     summary: 'The host root directory does not exist.',
@@ -97,6 +95,22 @@ export const ERROR_CODES = {
   NRC_E_FOREIGN_FILE_UNPARSEABLE: {
     summary: 'An existing host file that the agent merges into is not valid JSON.',
     fix: 'Repair or remove the file; the agent does not overwrite what it cannot read, to keep what others wrote.',
+  },
+  NRC_E_FOREIGN_ENTRY_INVALID: {
+    summary: 'A foreign entry in the kubelet\'s config.json is one the kubelet cannot decode (not an object, a non-string field, an "auth" that is not base64 of user:password), which makes the kubelet ignore the WHOLE file; the agent moved it aside (recorded, and put back by cleanup).',
+    fix: 'Repair or remove that entry where it comes from; until then the agent keeps it out of the file so that every other credential stays usable.',
+  },
+  NRC_E_FOREIGN_ENTRY_REPLACED: {
+    summary: 'A foreign entry in the kubelet\'s config.json would be tried before the agent\'s credential for the same images (the same key spelled another way, a narrower key, or a docker.io key that shadows the Docker Hub fallback key); the agent moved it aside (recorded, and put back when the agent\'s entry goes or on cleanup).',
+    fix: 'Nothing, if the Secret is meant to rule that registry; otherwise remove the registry from the Secret.',
+  },
+  NRC_E_FOREIGN_ENTRY_SHADOWS: {
+    summary: 'A foreign entry in the kubelet\'s config.json matches more images than the agent\'s credential and is tried before it for some of them; the agent leaves it (removing it would break the other images), so the kubelet tries both.',
+    fix: 'Narrow or remove the foreign entry (often a wildcard key), or give the Secret the same key.',
+  },
+  NRC_E_KUBELET_CANNOT_READ: {
+    summary: 'The kubelet\'s config.json holds something besides the registry entries that makes the kubelet ignore the whole file (e.g. "HttpHeaders" with a value that is not a string), so the credentials the agent wrote there are not used.',
+    fix: 'Repair that part of the file (HttpHeaders must map names to strings); the agent does not rewrite what is not a registry entry.',
   },
   NRC_E_WRITE_FAILED: {
     summary: 'Writing a host file failed (disk full, read-only filesystem, permission denied, ...).',
@@ -118,13 +132,17 @@ export const ERROR_CODES = {
     summary: 'A registry directory (hosts.toml or certs.d) already exists and was not created by the agent, so the agent leaves it alone.',
     fix: 'Remove the directory if the agent should manage that registry, or keep managing it by hand.',
   },
+  NRC_E_CONTAINERD_DEFAULT_BYPASSED: {
+    summary: 'containerd\'s hosts directory has a _default directory (e.g. a mirror for every registry); containerd uses the first directory that exists, so the agent\'s per-registry directory replaces _default for that registry.',
+    fix: 'Copy what _default configures (mirrors) into the registry config for that registry, or give that registry no host options if it must keep going through _default.',
+  },
   NRC_E_HOST_OPTIONS_UNSUPPORTED: {
     summary: 'Host options (CA, skip_verify, auth header) cannot be applied to this registry key (wildcard hosts have no hosts.toml).',
     fix: 'Give host options for concrete hostnames only.',
   },
   NRC_E_CONTAINERD_COLON_LIST: {
-    summary: 'containerd\'s config_path is a colon-separated list, which containerd 2.1+ ignores in its transfer-service pull path.',
-    fix: 'Use a single directory for config_path on containerd 2.1 or later.',
+    summary: 'containerd\'s config_path is a colon-separated list (on containerd 2.2 also when it is unset: the default is /etc/containerd/certs.d:/etc/docker/certs.d). containerd 2.x CRI pulls through the transfer service read the whole list as ONE directory name, so no hosts.toml is read at all.',
+    fix: 'Set config_path to a single directory (e.g. /etc/containerd/certs.d) on containerd 2.x; this needs a one-time containerd restart, which the agent never does.',
   },
 
   // AWS ECR tokens (src/sources/ecr)

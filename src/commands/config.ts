@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { CheckSettings } from '../check/settings.ts';
 import { AgentError } from '../errors.ts';
 import { HostFs } from '../host/host-fs.ts';
+import type { ContainerdVersionOption } from '../runtime/containerd.ts';
 import { DEFAULT_TARGET_OPTIONS, type TargetOptions } from '../runtime/targets.ts';
 import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
 import { CHECK_FLAGS, COMMON_FLAGS, KUBERNETES_RUN_FLAGS, numberFlag, RUN_FLAGS, str, withDefault, type Flags } from './options.ts';
@@ -59,6 +60,7 @@ export function hostConfig(f: Flags): HostConfig {
       kubeletRootDir: str(f, 'kubelet-root-dir') ?? DEFAULT_TARGET_OPTIONS.kubeletRootDir,
       dockerConfig: str(f, 'docker-config-path') ?? DEFAULT_TARGET_OPTIONS.dockerConfig,
       writeContainerd: f['no-containerd'] !== true,
+      containerdVersion: withDefault(COMMON_FLAGS, 'containerd-version', str(f, 'containerd-version')) as ContainerdVersionOption,
     },
   };
 }

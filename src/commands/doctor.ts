@@ -44,7 +44,7 @@ export function diagnose(host: HostFs, o: TargetOptions): Finding[] {
   const detected = detectTargets(host, o);
   const c = detected.containerd;
   if (c) {
-    findings.push({ level: 'ok', what: `container runtime: ${c.flavor} (config ${c.configFile}, version ${c.configVersion}; read ${c.filesRead.join(', ')})` });
+    findings.push({ level: 'ok', what: `container runtime: ${c.flavor} (config ${c.configFile}, version ${c.configVersion}, merged as containerd ${c.family}; read ${c.filesRead.join(', ')})` });
     if (c.hostsDir) findings.push({ level: 'ok', what: `containerd config_path: ${c.configPaths.join(':')} → hosts.toml files go to ${c.hostsDir}` });
   } else {
     findings.push({ level: 'info', what: 'containerd: no config found at /etc/containerd/config.toml (nor k3s/RKE2): only config.json files are written' });

@@ -21,6 +21,8 @@ export interface FlagSpec {
   readonly help: string;
   /** The one place a flag's default is written. */
   readonly default?: string;
+  /** The only values a string flag takes. */
+  readonly choices?: readonly string[];
   /** A string flag that holds a number. */
   readonly number?: NumberRule;
 }
@@ -31,6 +33,13 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
   { name: 'kubelet-root-dir', type: 'string', default: DEFAULT_TARGET_OPTIONS.kubeletRootDir, help: "The kubelet's --root-dir; its config.json is the main output." },
   { name: 'docker-config-path', type: 'string', default: DEFAULT_TARGET_OPTIONS.dockerConfig, help: "Docker config for tools on the node; '' leaves it alone." },
   { name: 'no-containerd', type: 'boolean', help: 'Do not write containerd hosts.toml files.' },
+  {
+    name: 'containerd-version',
+    type: 'string',
+    default: 'auto',
+    choices: ['auto', '1.x', '2.0', '2.2'],
+    help: "The node's containerd: 1.x replaces whole plugin tables on import, 2.0 merges them, 2.2 (and later) also defaults an unset config_path; auto reads `version = 3` as 2.2, anything else as 1.x.",
+  },
   { name: 'log-level', type: 'string', default: 'info', help: 'pino log level (logs are JSON on stderr).' },
   { name: 'help', type: 'boolean', help: 'Show this help.' },
 ];
@@ -85,6 +94,10 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[], 
     if (v !== undefined) out[s.name] = v;
     else if (e !== undefined) out[s.name] = s.type === 'boolean' ? ['1', 'true', 'yes'].includes(e.toLowerCase()) : e;
     else if (s.default !== undefined) out[s.name] = s.default;
+    const value = out[s.name];
+    if (s.choices && typeof value === 'string' && !s.choices.includes(value)) {
+      throw new AgentError('NRC_E_FLAG_INVALID', { subject: `--${s.name}`, detail: `Use one of: ${s.choices.join(', ')}.` });
+    }
   }
   return out;
 }

@@ -1,18 +1,17 @@
 import { AgentError } from '../errors.ts';
+import { DOCKER_CLI_HUB_KEY, KUBELET_HUB_FALLBACK, kubeletKey } from './kubelet-config.ts';
 
 /** The key the docker CLI and the kubelet use for Docker Hub. */
-export const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
+export const DOCKER_HUB_KEY = DOCKER_CLI_HUB_KEY;
 /** containerd's host directory name for Docker Hub. */
 export const DOCKER_HUB_HOST = 'docker.io';
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
 const MAX_KEY_LENGTH = 512;
-// A DNS label; `*` is allowed as a whole label because the kubelet globs on it. No underscore:
+// A DNS label; `*` is allowed anywhere in it because the kubelet globs labels with filepath.Match. No underscore:
 // image references do not allow one, and it would let a key name containerd's `_default`.
-const LABEL = /^(?:\*|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/;
+const LABEL = /^[a-z0-9*](?:[a-z0-9*-]{0,61}[a-z0-9*])?$/;
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6_BODY = /^[0-9a-f:.]+$/;
-const PATH_SEGMENT = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;
 
 /** Quote untrusted input for an error subject: bounded, escaped, never raw control bytes. */
 export function quoteSubject(raw: string): string {
@@ -63,8 +62,7 @@ export function validateRegistryHost(raw: string): string | AgentError {
     if (name.endsWith('.')) name = name.slice(0, -1);
     if (!IPV4.test(name)) {
       const labels = name.split('.');
-      if (labels.some((l) => !LABEL.test(l))) return invalid(raw, 'Each dot-separated part must be letters, digits and hyphens.');
-      if (labels.slice(1).includes('*')) return invalid(raw, 'Only the first label may be the wildcard *.');
+      if (labels.some((l) => !LABEL.test(l))) return invalid(raw, 'Each dot-separated part must be letters, digits and hyphens (the kubelet globs "*" in any of them).');
     }
   }
   if (portText !== undefined) {
@@ -77,43 +75,39 @@ export function validateRegistryHost(raw: string): string | AgentError {
 }
 
 export interface RegistryKey {
-  /** The key written into config.json: `host[:port][/path]`, or DOCKER_HUB_KEY for Docker Hub. */
+  /**
+   * The key written into config.json: the kubelet's own key for the entry (keyring.go Add:
+   * `host[:port][/path]`, case kept), spelled DOCKER_HUB_KEY for the Docker Hub fallback key.
+   */
   readonly key: string;
-  /** `host[:port]`; for Docker Hub always `docker.io`. */
+  /** `host[:port]` in lower case, for containerd and the registry check; `docker.io` for Docker Hub. */
   readonly host: string;
   readonly dockerHub: boolean;
 }
 
 /**
- * Normalizes a docker config key the way the kubelet's keyring reads it: scheme dropped,
- * a leading /v1/ or /v2/ dropped, `host[:port][/path]`; Docker Hub aliases collapse to one key.
+ * A docker config key as the kubelet's keyring reads it, nothing widened or narrowed: a scheme
+ * and a leading /v1/ or /v2/ dropped, host case, port digits and a trailing slash kept.
+ * `docker.io` matches Docker Hub images directly; `index.docker.io` (DOCKER_HUB_KEY) only when no
+ * other key matched; `registry-1.docker.io` never matches them. Keys the kubelet would never match
+ * to an image (underscores, a trailing dot, query or escape characters) are refused.
  */
 export function normalizeRegistryKey(raw: string): RegistryKey | AgentError {
   if (typeof raw !== 'string' || raw.trim() === '') return invalid(String(raw), 'The key is empty.');
   if (raw.length > MAX_KEY_LENGTH) return invalid(raw, `The key is longer than ${MAX_KEY_LENGTH} characters.`);
-  let rest = raw;
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(rest);
-  if (scheme) {
-    const s = scheme[1]!.toLowerCase();
-    if (s !== 'http' && s !== 'https') return invalid(raw, 'Only http:// and https:// schemes are understood.');
-    rest = rest.slice(scheme[0].length);
+  const k = kubeletKey(raw);
+  if (k === undefined) {
+    return invalid(raw, 'Use host[:port][/path] with letters, digits, "-", "." and "*" in the host, optionally after https://.');
   }
-  const slash = rest.indexOf('/');
-  const hostPart = slash < 0 ? rest : rest.slice(0, slash);
-  let path = slash < 0 ? '' : rest.slice(slash);
-  const host = validateRegistryHost(hostPart);
-  if (host instanceof AgentError) return invalid(raw, 'The host part is not a valid host[:port].');
-  if (/^\/v[12](\/|$)/.test(path)) path = path.slice(3);
-  path = path.replace(/\/+$/, '');
-  if (path !== '') {
-    const segments = path.slice(1).split('/');
-    if (segments.some((s) => !PATH_SEGMENT.test(s) || s === '.' || s === '..' || s.includes('..'))) {
-      return invalid(raw, 'The repository path may only hold lower-case letters, digits, ".", "_" and "-" separated by "/".');
-    }
+  if (k.path.split('/').some((s) => s === '.' || s === '..')) return invalid(raw, 'The path may not hold "." or ".." segments.');
+  // Keys no image reference can match: a label with a hyphen at its edge, port 0 or above 65535.
+  if (!k.key.startsWith('[') && k.hostname.split('.').some((l) => !l.includes('*') && !/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/.test(l))) {
+    return invalid(raw, 'Each dot-separated part must be letters, digits and hyphens (not at either end), or hold the wildcard *.');
   }
-  if (DOCKER_HUB_ALIASES.has(host)) {
-    if (path === '') return { key: DOCKER_HUB_KEY, host: DOCKER_HUB_HOST, dockerHub: true };
-    return { key: `${DOCKER_HUB_HOST}${path}`, host: DOCKER_HUB_HOST, dockerHub: true };
-  }
-  return { key: `${host}${path}`, host, dockerHub: false };
+  if (k.port !== '' && (Number(k.port) < 1 || Number(k.port) > 65535)) return invalid(raw, 'The port must be between 1 and 65535.');
+  if (k.key === KUBELET_HUB_FALLBACK) return { key: DOCKER_HUB_KEY, host: DOCKER_HUB_HOST, dockerHub: true };
+  const hostPort = k.key.slice(0, k.key.length - k.path.length);
+  // The host part in its canonical form (lower case, IPv6 compressed), as host options name it.
+  const host = validateRegistryHost(hostPort);
+  return { key: k.key, host: typeof host === 'string' ? host : hostPort.toLowerCase(), dockerHub: hostPort === DOCKER_HUB_HOST };
 }

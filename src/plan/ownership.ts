@@ -14,6 +14,8 @@ export interface JsonFileRecord {
   /** For a created file: what it held besides the agent's entries when created (the seed). */
   readonly foreignAtCreation?: unknown;
   readonly entries: Readonly<Record<string, OwnedEntry>>;
+  /** Foreign entries moved out of the kubelet's file while it holds the agent's (raw key → value). */
+  readonly displaced?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -51,6 +53,7 @@ export function parseRecord(bytes: Uint8Array | undefined): OwnershipRecord | Ag
     if (!isAbs(path) || !isObj(rec) || typeof rec['created'] !== 'boolean' || !isObj(rec['entries'])) return bad('bad json file entry');
     const orig = rec['original'];
     if (orig !== undefined && (!isObj(orig) || typeof orig['bytes'] !== 'string' || typeof orig['mode'] !== 'number')) return bad('bad original');
+    if (rec['displaced'] !== undefined && !isObj(rec['displaced'])) return bad('bad displaced entries');
   }
   for (const [path, rec] of Object.entries(files)) {
     if (!isAbs(path) || !isObj(rec) || typeof rec['sha256'] !== 'string') return bad('bad file entry');
@@ -68,7 +71,10 @@ export function mergeRecords(a: OwnershipRecord, b: OwnershipRecord): OwnershipR
   const jsonFiles: Record<string, JsonFileRecord> = { ...b.jsonFiles };
   for (const [path, rec] of Object.entries(a.jsonFiles)) {
     const other = jsonFiles[path];
-    jsonFiles[path] = other ? { ...other, ...(rec.original ? { original: rec.original } : {}), entries: { ...other.entries, ...rec.entries } } : rec;
+    const displaced = { ...other?.displaced, ...rec.displaced };
+    jsonFiles[path] = other
+      ? { ...other, ...(rec.original ? { original: rec.original } : {}), entries: { ...other.entries, ...rec.entries }, ...(Object.keys(displaced).length > 0 ? { displaced } : {}) }
+      : rec;
   }
   return {
     version: 1,

@@ -4,11 +4,13 @@ import { AgentError } from '../errors.ts';
 import type { FileState } from '../model/host-state.ts';
 import { ancestors } from '../model/host-state.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
+import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../model/registry-key.ts';
 import { encodeAuth } from '../model/basic-auth.ts';
 import type { HostOptions } from '../model/host-options.ts';
+import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletDocument, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
+import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
-import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, type JsonObject } from './json.ts';
+import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
 import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR } from '../model/state-paths.ts';
 import type { JsonFileRecord, OwnedEntry, OwnershipRecord } from './ownership.ts';
 import type { FileChange } from '../model/apply-report.ts';
@@ -83,21 +85,73 @@ function targetProblem(st: FileState, path: string): AgentError | undefined {
   return undefined;
 }
 
+/**
+ * The auths of the file the kubelet reads today when its own config.json is missing: the first
+ * in its search order that it can read (one bad entry makes it skip a file; `{}` or `null` stops
+ * the search with no credential).
+ */
 function firstSeed(work: Work): JsonObject | undefined {
   for (const path of work.input.targets.kubeletFallbacks) {
     const st = work.state(path);
     if (st.kind !== 'file') continue;
-    const doc = parseJsonObject(st.bytes);
-    if (!doc) continue;
-    // config.json carries "auths"; the legacy .dockercfg is the map itself.
-    const auths = path.endsWith('.dockercfg') ? doc : doc['auths'];
-    if (isJsonObject(auths)) return { auths: structuredClone(auths) };
+    const legacy = path.endsWith('.dockercfg');
+    const { readable, doc } = readKubeletFile(st.bytes, legacy);
+    if (!readable || tooDeep(doc)) continue;
+    if (!isJsonObject(doc)) return {};
+    if (legacy) return { auths: structuredClone(doc) };
+    let auths: JsonObject = {};
+    for (const member of goFieldAll(doc, 'auths')) if (isJsonObject(member)) auths = { ...auths, ...structuredClone(member) };
+    return { auths };
   }
   return undefined;
 }
 
+/** Docker Hub images as the kubelet's keyring matches them directly. */
+const HUB_DIRECT = kubeletKey(DOCKER_HUB_HOST)!;
+
+/**
+ * For the kubelet's own file: moves aside the foreign entries that would make the kubelet ignore
+ * the whole file, or that it would try before the agent's credential for the agent's images
+ * (another spelling of the same key, a narrower key, a docker.io key over the Docker Hub
+ * fallback). What was moved is returned for the record. The caller first puts back what was moved
+ * earlier, so an entry comes back once nothing requires it, and all do when no entry of ours is left.
+ */
+function displaceForeign(work: Work, path: string, auths: JsonObject, desired: ReadonlyMap<string, JsonObject>): Record<string, unknown> {
+  const displaced: Record<string, unknown> = {};
+  if (desired.size === 0) return displaced;
+  const ours = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
+  for (const raw of Object.keys(auths)) {
+    if (desired.has(raw)) continue;
+    let code: 'NRC_E_FOREIGN_ENTRY_INVALID' | 'NRC_E_FOREIGN_ENTRY_REPLACED' | undefined;
+    let detail = '';
+    const entry = decodeKubeletEntry(auths[raw]);
+    const theirs = kubeletKey(raw);
+    if (typeof entry === 'string' && entry !== 'auth-not-utf8') {
+      code = 'NRC_E_FOREIGN_ENTRY_INVALID';
+    } else if (theirs !== undefined) {
+      for (const mine of ours) {
+        if (!takesPrecedence(theirs, mine)) continue;
+        // With docker.io written too, the fallback key no longer has to win on its own.
+        if (mine.key === KUBELET_HUB_FALLBACK && desired.has(DOCKER_HUB_HOST) && !keyCovers(HUB_DIRECT, theirs)) continue;
+        const narrower = theirs.key === mine.key || keyCovers(mine, theirs) || (mine.key === KUBELET_HUB_FALLBACK && keyCovers(HUB_DIRECT, theirs));
+        if (narrower) {
+          code = 'NRC_E_FOREIGN_ENTRY_REPLACED';
+          detail = `It stood before the agent's ${quoteSubject(mine.key)}.`;
+          break;
+        }
+        work.errors.push(new AgentError('NRC_E_FOREIGN_ENTRY_SHADOWS', { subject: `${path} ${quoteSubject(raw)}`, detail: `It is tried before the agent's ${quoteSubject(mine.key)}.` }));
+      }
+    }
+    if (code === undefined) continue;
+    displaced[raw] = auths[raw];
+    delete auths[raw];
+    work.errors.push(new AgentError(code, { subject: `${path} ${quoteSubject(raw)}`, ...(detail ? { detail } : {}) }));
+  }
+  return displaced;
+}
+
 /** Merges the agent's entries into one docker config.json, keeping every foreign entry and field. */
-function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string, JsonObject>, seed: boolean): void {
+function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string, JsonObject>, kubelet: boolean): void {
   const rec = work.input.record.jsonFiles[path];
   const st = work.state(path);
   const problem = ancestorProblem(work, path) ?? targetProblem(st, path);
@@ -130,13 +184,14 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     doc = current ?? (isJsonObject(foreignAtCreation) ? structuredClone(foreignAtCreation) : {});
   } else {
     if (desired.size === 0) return; // nothing to add, and the file is gone: nothing is ours any more
-    const seeded = seed ? firstSeed(work) : undefined;
+    const seeded = kubelet ? firstSeed(work) : undefined;
     doc = seeded ?? {};
     created = true;
     foreignAtCreation = structuredClone(doc);
   }
   doc = structuredClone(doc);
   const auths: JsonObject = isJsonObject(doc['auths']) ? doc['auths'] : {};
+  for (const [raw, value] of Object.entries(rec?.displaced ?? {})) if (!(raw in auths)) auths[raw] = structuredClone(value);
   const owned = rec?.entries ?? {};
   const entries: Record<string, OwnedEntry> = {};
   const added: string[] = [];
@@ -160,7 +215,12 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     }
     auths[key] = value;
   }
+  const displaced = kubelet ? displaceForeign(work, path, auths, desired) : {};
   doc['auths'] = auths;
+  // Something besides the entries (HttpHeaders that are not strings) can still make the kubelet skip the file.
+  if (kubelet && Object.keys(entries).length > 0 && !readKubeletDocument(doc, false).readable) {
+    work.errors.push(new AgentError('NRC_E_KUBELET_CANNOT_READ', { subject: path }));
+  }
 
   const stillOurs = Object.keys(entries).length > 0;
   if (stillOurs) {
@@ -169,6 +229,7 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
       ...(original ? { original } : {}),
       ...(created ? { foreignAtCreation } : {}),
       entries,
+      ...(Object.keys(displaced).length > 0 ? { displaced } : {}),
     };
     work.keep.add(path);
     if (current === undefined || !jsonEqual(withoutEmptyAuths(current), withoutEmptyAuths(doc))) {
@@ -205,6 +266,43 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     work.ops.push({ op: 'write', path, bytes: formatDockerConfig(doc), mode: st.mode, uid: st.uid, gid: st.gid });
     work.changes.push({ path, change: 'update', added, updated, removed });
   }
+}
+
+/**
+ * The kubelet tries the Docker Hub fallback key only when no other key matched. A foreign key
+ * broader than docker.io that matches Docker Hub images (`*.io`) would hide it, and cannot be
+ * moved aside without breaking the other registries it serves: then the agent writes its Docker
+ * Hub credential as `docker.io` too, which the kubelet tries before that key.
+ */
+function withHubPromoted(work: Work, desired: ReadonlyMap<string, JsonObject>): ReadonlyMap<string, JsonObject> {
+  const hub = desired.get(DOCKER_HUB_KEY);
+  if (hub === undefined || desired.has(DOCKER_HUB_HOST)) return desired;
+  const st = work.state(work.input.targets.kubeletConfig);
+  const doc = st.kind === 'file' ? parseJsonObject(st.bytes) : firstSeed(work);
+  const auths = doc && isJsonObject(doc['auths']) ? doc['auths'] : {};
+  const ours = work.input.record.jsonFiles[work.input.targets.kubeletConfig]?.entries ?? {};
+  const mine = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
+  const hidden = Object.keys(auths).some((raw) => {
+    if (desired.has(raw) || raw in ours) return false;
+    const k = kubeletKey(raw);
+    // A foreign key that one of ours covers is moved aside anyway (displaceForeign).
+    if (k === undefined || mine.some((m) => keyCovers(m, k))) return false;
+    return k.key !== DOCKER_HUB_HOST && matchesDockerHub(k) && !keyCovers(HUB_DIRECT, k);
+  });
+  return hidden ? new Map<string, JsonObject>([...desired, [DOCKER_HUB_HOST, hub] as const].sort(([a], [b]) => a.localeCompare(b))) : desired;
+}
+
+/**
+ * The docker CLI looks Docker Hub up only under DOCKER_HUB_KEY: give it the `docker.io` entry
+ * (which the kubelet prefers too) under that name.
+ */
+function forDockerCli(desired: ReadonlyMap<string, JsonObject>): ReadonlyMap<string, JsonObject> {
+  const direct = desired.get(DOCKER_HUB_HOST);
+  if (direct === undefined) return desired;
+  const out = new Map(desired);
+  out.delete(DOCKER_HUB_HOST);
+  out.set(DOCKER_HUB_KEY, direct);
+  return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /**
@@ -247,6 +345,9 @@ function desiredWholeFiles(work: Work): Map<string, WholeFile> {
       if (foreign(dir) || (alt !== undefined && work.state(alt).kind !== 'missing')) {
         work.errors.push(new AgentError('NRC_E_FOREIGN_DIRECTORY', { subject: foreign(dir) ? dir : alt }));
       } else {
+        // containerd takes the first directory that exists, without merging: ours wins over _default.
+        const fallback = posix.join(targets.containerdHostsDir, '_default');
+        if (work.state(fallback).kind === 'directory') work.errors.push(new AgentError('NRC_E_CONTAINERD_DEFAULT_BYPASSED', { subject: dir, detail: `(${fallback} no longer applies to ${host})` }));
         const toml = renderHostsToml(options, credential);
         const secret = toml.includes('Authorization');
         out.set(posix.join(dir, 'hosts.toml'), { bytes: Buffer.from(toml, 'utf8'), mode: secret ? CREDENTIAL_MODE : PUBLIC_MODE });
@@ -327,7 +428,7 @@ export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
   for (const host of hostOptions.keys()) {
     if (targets.containerdHostsDir) {
       const { dir, alt } = containerdDirs(targets.containerdHostsDir, host);
-      paths.add(posix.join(dir, 'hosts.toml')).add(posix.join(dir, 'ca.crt'));
+      paths.add(posix.join(dir, 'hosts.toml')).add(posix.join(dir, 'ca.crt')).add(posix.join(targets.containerdHostsDir, '_default'));
       if (alt !== undefined) paths.add(alt);
     }
     for (const certs of targets.certsDirs) paths.add(posix.join(certs, host, 'ca.crt'));
@@ -346,9 +447,9 @@ export function plan(input: PlanInput): Plan {
   if (!input.cleanup) {
     for (const c of [...input.credentials].sort((a, b) => a.key.localeCompare(b.key))) desired.set(c.key, dockerConfigEntry(c));
   }
-  planDockerConfig(work, input.targets.kubeletConfig, desired, true);
+  planDockerConfig(work, input.targets.kubeletConfig, withHubPromoted(work, desired), true);
   if (input.targets.dockerConfig !== undefined && input.targets.dockerConfig !== input.targets.kubeletConfig) {
-    planDockerConfig(work, input.targets.dockerConfig, desired, false);
+    planDockerConfig(work, input.targets.dockerConfig, forDockerCli(desired), false);
   }
   // Files the agent once managed but no longer targets (flags changed): hand them back too.
   for (const path of Object.keys(input.record.jsonFiles)) {

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import type { AgentError } from '../errors.ts';
 import type { HostReader } from '../host/host-fs.ts';
 import type { Targets } from '../model/targets.ts';
-import { detectContainerd, type ContainerdInfo } from './containerd.ts';
+import { detectContainerd, type ContainerdInfo, type ContainerdVersionOption } from './containerd.ts';
 
 export interface TargetOptions {
   /** The kubelet's --root-dir. */
@@ -13,6 +13,7 @@ export interface TargetOptions {
   /** Docker config for tools on the node; '' leaves it alone. */
   readonly dockerConfig: string;
   readonly writeContainerd: boolean;
+  readonly containerdVersion: ContainerdVersionOption;
 }
 
 export const DEFAULT_TARGET_OPTIONS: TargetOptions = {
@@ -21,6 +22,7 @@ export const DEFAULT_TARGET_OPTIONS: TargetOptions = {
   kubeletCwd: '/',
   dockerConfig: '/root/.docker/config.json',
   writeContainerd: true,
+  containerdVersion: 'auto',
 };
 
 /** The kubelet's search order (pkg/credentialprovider/config.go): config.json files first, then .dockercfg. */
@@ -38,7 +40,7 @@ export interface DetectedTargets {
 
 export function detectTargets(fs: HostReader, o: TargetOptions): DetectedTargets {
   const search = kubeletSearchPath(o);
-  const containerd = o.writeContainerd ? detectContainerd(fs) : undefined;
+  const containerd = o.writeContainerd ? detectContainerd(fs, o.containerdVersion) : undefined;
   const certsDirs: string[] = [];
   // Other runtimes' trust stores, only where that runtime's config directory exists.
   if (fs.listDir('/etc/docker') !== undefined) certsDirs.push('/etc/docker/certs.d');

@@ -1,5 +1,6 @@
-import { AgentError } from '../errors.ts';
+import { AgentError, type ErrorCode } from '../errors.ts';
 import type { RegistryCredential, SourceSnapshot } from '../model/credential.ts';
+import { decodeKubeletEntry, goField, goFieldAll, type EntryFault } from '../model/kubelet-config.ts';
 import { normalizeRegistryKey, quoteSubject } from '../model/registry-key.ts';
 
 /** Larger inputs are refused whole: Kubernetes caps a Secret at 1 MiB, so this is garbage or an attack. */
@@ -7,6 +8,9 @@ export const MAX_DOCKERCONFIG_BYTES = 16 * 1024 * 1024;
 export const MAX_FIELD_BYTES = 64 * 1024;
 
 const STRICT_BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** config.json (`.dockerconfigjson`), the legacy `.dockercfg` map, or either (a local file). */
+export type DockerConfigFormat = 'config.json' | 'dockercfg' | 'auto';
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -33,29 +37,31 @@ interface EntryResult {
   identityToken?: string;
 }
 
+const ENTRY_FAULTS: Record<EntryFault, ErrorCode> = {
+  'not-object': 'NRC_E_ENTRY_NOT_OBJECT',
+  'field-type': 'NRC_E_FIELD_TYPE',
+  'auth-base64': 'NRC_E_AUTH_BASE64',
+  'auth-not-utf8': 'NRC_E_AUTH_BASE64',
+  'auth-no-colon': 'NRC_E_AUTH_NO_COLON',
+};
+
+/**
+ * One entry, read as the kubelet reads it (field names case-insensitive, Go's base64 rules,
+ * "auth" wins). On top of that the agent refuses an entry with no credential at all and one with
+ * control characters: both are almost always a copy-paste mistake that the registry would reject.
+ */
 function readEntry(entry: unknown, subject: string): EntryResult | AgentError {
-  if (!isObject(entry)) return new AgentError('NRC_E_ENTRY_NOT_OBJECT', { subject });
-  const fields: Record<string, string> = {};
-  for (const name of ['auth', 'username', 'password', 'identitytoken']) {
-    const v = entry[name];
-    if (v === undefined || v === null) continue;
-    if (typeof v !== 'string') return new AgentError('NRC_E_FIELD_TYPE', { subject, detail: `Field "${name}".` });
-    if (v.length > MAX_FIELD_BYTES) return new AgentError('NRC_E_FIELD_TOO_LARGE', { subject, detail: `Field "${name}".` });
-    fields[name] = v;
+  if (isObject(entry)) {
+    for (const v of Object.values(entry)) {
+      if (typeof v === 'string' && v.length > MAX_FIELD_BYTES) return new AgentError('NRC_E_FIELD_TOO_LARGE', { subject });
+    }
   }
-  let username = fields['username'] ?? '';
-  let password = fields['password'] ?? '';
-  const auth = fields['auth'];
-  if (auth !== undefined && auth !== '') {
-    const decoded = decodeBase64(auth);
-    if (decoded === undefined) return new AgentError('NRC_E_AUTH_BASE64', { subject });
-    const colon = decoded.indexOf(':');
-    if (colon < 0) return new AgentError('NRC_E_AUTH_NO_COLON', { subject });
-    // Like the kubelet and the docker CLI, "auth" wins over username/password.
-    username = decoded.slice(0, colon);
-    password = decoded.slice(colon + 1);
-  }
-  const identityToken = fields['identitytoken'] || undefined;
+  const decoded = decodeKubeletEntry(entry);
+  if (typeof decoded === 'string') return new AgentError(ENTRY_FAULTS[decoded], { subject });
+  const { username, password } = decoded;
+  // The kubelet ignores identitytoken; tools on the node (docker CLI) use it.
+  const token = isObject(entry) ? goField(entry, 'identitytoken') : undefined;
+  const identityToken = typeof token === 'string' && token !== '' ? token : undefined;
   if (username === '' && password === '' && identityToken === undefined) {
     return new AgentError('NRC_E_AUTH_MISSING', { subject });
   }
@@ -73,7 +79,7 @@ function sameCredential(a: RegistryCredential, b: EntryResult): boolean {
  * Parses a `kubernetes.io/dockerconfigjson` payload (`{"auths": {...}}`) or the legacy
  * `.dockercfg` map into credentials. A bad entry yields a coded error for that entry only.
  */
-export function parseDockerConfig(bytes: Uint8Array | string, source: string): SourceSnapshot {
+export function parseDockerConfig(bytes: Uint8Array | string, source: string, format: DockerConfigFormat = 'auto'): SourceSnapshot {
   const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
   if (size > MAX_DOCKERCONFIG_BYTES) {
     return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_TOO_LARGE', { subject: source, detail: `(${size} bytes)` })], ok: false };
@@ -89,15 +95,21 @@ export function parseDockerConfig(bytes: Uint8Array | string, source: string): S
   if (!isObject(doc)) {
     return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_SHAPE', { subject: source })], ok: false };
   }
-  let auths: JsonObject;
-  if ('auths' in doc) {
-    if (!isObject(doc['auths'])) {
-      return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_SHAPE', { subject: source, detail: '"auths" is not an object.' })], ok: false };
-    }
-    auths = doc['auths'];
-  } else {
-    // Legacy .dockercfg: the registries are the top-level keys.
+  // Like the kubelet: config.json carries "auths" (any case; repeated members merge), the legacy
+  // .dockercfg is the map itself. A file of unknown kind is legacy only when it has no "auths".
+  const authsMembers = goFieldAll(doc, 'auths');
+  const legacy = format === 'dockercfg' || (format === 'auto' && authsMembers.length === 0);
+  let auths: JsonObject = {};
+  if (legacy) {
     auths = doc;
+  } else {
+    for (const member of authsMembers) {
+      if (member === null) continue;
+      if (!isObject(member)) {
+        return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_SHAPE', { subject: source, detail: '"auths" is not an object.' })], ok: false };
+      }
+      auths = { ...auths, ...member };
+    }
   }
 
   const credentials: RegistryCredential[] = [];

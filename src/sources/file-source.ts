@@ -36,7 +36,9 @@ export function readDockerConfigFile(input: string, source: string): SourceSnaps
   } catch (err) {
     return { source, credentials: [], errors: [new AgentError('NRC_E_INPUT_UNREADABLE', { subject: file, detail: `(${(err as NodeJS.ErrnoException).code ?? 'error'})`, cause: err })], ok: false };
   }
-  return parseDockerConfig(bytes, source);
+  // A Secret's key says which format it is; any other file may be either.
+  const base = path.basename(file);
+  return parseDockerConfig(bytes, source, base === '.dockerconfigjson' ? 'config.json' : base === '.dockercfg' ? 'dockercfg' : 'auto');
 }
 
 /**

@@ -166,7 +166,7 @@ describe('disk and filesystem faults', () => {
       await expectRetrying(agent.reports, 'NRC_E_WRITE_FAILED', 'EROFS');
       remount(certs, 'rw');
       await waitFor(() => fs.existsSync(host.real(HOSTS_TOML)), 'hosts.toml written once writable');
-      expect(fs.readFileSync(host.real(HOSTS_TOML), 'utf8')).toContain(`[host."https://${REG}"]`);
+      expect(fs.readFileSync(host.real(HOSTS_TOML), 'utf8')).toContain(`server = "https://${REG}"`);
     });
 
     it('EROFS: a read-only kubelet directory keeps the existing config.json byte for byte', () => {

@@ -26,7 +26,7 @@ async function settle(): Promise<void> {
 }
 
 describe('credential gate (--check-credentials)', () => {
-  const hub = (password: string) => cred('docker.io', 'user', password);
+  const hub = (password: string) => cred('https://index.docker.io/v1/', 'user', password);
   const reg = (password: string) => cred('reg.example.com', 'user', password);
 
   it('never waits for the network: the first pass keeps every credential, results come after', async () => {

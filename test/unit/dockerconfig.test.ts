@@ -61,10 +61,38 @@ describe('parseDockerConfig', () => {
     expect(s.errors.map((e) => e.code)).toEqual(['NRC_E_DUPLICATE_REGISTRY']);
   });
 
-  it('accepts the same credential under two aliases silently', () => {
-    const s = parse({ auths: { 'docker.io': { auth: b64('a:1') }, 'https://index.docker.io/v1/': { auth: b64('a:1') } } });
+  it('accepts the same credential under two spellings of one key silently', () => {
+    const s = parse({ auths: { 'index.docker.io': { auth: b64('a:1') }, 'https://index.docker.io/v1/': { auth: b64('a:1') } } });
     expect(s.errors).toEqual([]);
     expect(s.credentials).toHaveLength(1);
+  });
+
+  it('keeps docker.io and the Docker Hub fallback key apart, as the kubelet does', () => {
+    const s = parse({ auths: { 'docker.io': { auth: b64('a:1') }, 'https://index.docker.io/v1/': { auth: b64('b:2') } } });
+    expect(s.errors).toEqual([]);
+    expect(s.credentials.map((c) => c.key)).toEqual(['docker.io', 'https://index.docker.io/v1/']);
+  });
+
+  it('reads field names in any case and the last of repeated members, as Go does', () => {
+    const s = parse({ Auths: { 'reg.example.com': { Username: 'u', PASSWORD: 'p' } } });
+    expect(s.credentials).toMatchObject([{ key: 'reg.example.com', username: 'u', password: 'p' }]);
+    const t = parseDockerConfig('{"auths":{"a.example.com":{"auth":"' + b64('x:1') + '"}},"AUTHS":{"b.example.com":{"auth":"' + b64('y:2') + '"}}}', 'test');
+    expect(t.credentials.map((c) => c.key)).toEqual(['a.example.com', 'b.example.com']);
+  });
+
+  it('decodes "auth" with the kubelet\'s base64 rules: padded or not, wrapped lines, no spaces', () => {
+    const ok = parse({ auths: { 'a.example.com': { auth: 'dTpw' }, 'b.example.com': { auth: 'dTpwcQ' }, 'c.example.com': { auth: 'dTpw\ncQ==' } } });
+    expect(ok.errors).toEqual([]);
+    expect(ok.credentials.map((c) => c.password)).toEqual(['p', 'pq', 'pq']);
+    const bad = parse({ auths: { 'a.example.com': { auth: ' dTpw' }, 'b.example.com': { auth: 'dTpwcQ=' } } });
+    expect(bad.errors.map((e) => e.code)).toEqual(['NRC_E_AUTH_BASE64', 'NRC_E_AUTH_BASE64']);
+  });
+
+  it('reads only "auths" of a .dockerconfigjson, and the bare map of a .dockercfg, as the kubelet does', () => {
+    const legacyShape = JSON.stringify({ 'reg.example.com': { auth: b64('u:p') } });
+    expect(parseDockerConfig(legacyShape, 'test', 'config.json').credentials).toEqual([]);
+    expect(parseDockerConfig(legacyShape, 'test', 'dockercfg').credentials).toHaveLength(1);
+    expect(parseDockerConfig(legacyShape, 'test').credentials).toHaveLength(1);
   });
 
   it.each([

@@ -55,6 +55,24 @@ describe('containerd config_path detection', () => {
     expect(info?.problems.map((p) => p.code)).toEqual(['NRC_E_CONTAINERD_NO_CONFIG_PATH']);
   });
 
+  it('on containerd 2.2 defaults an unset config_path, unless mirrors are set (plugins/cri/images, at plugin start)', () => {
+    const bare = detectContainerd(reader({ '/etc/containerd/config.toml': 'version = 3\n' }));
+    expect(bare).toMatchObject({ family: '2.2', configuredPath: '', configPaths: ['/etc/containerd/certs.d', '/etc/docker/certs.d'], hostsDir: '/etc/containerd/certs.d' });
+    const mirrored = detectContainerd(reader({ '/etc/containerd/config.toml': 'version = 3\n[plugins."io.containerd.cri.v1.images".registry.mirrors."docker.io"]\nendpoint = ["https://m.example.com"]\n' }));
+    expect(mirrored?.hostsDir).toBeUndefined();
+    expect(mirrored?.problems.map((p) => p.code)).toEqual(['NRC_E_CONTAINERD_NO_CONFIG_PATH']);
+  });
+
+  it('follows --containerd-version: containerd 2.0 has no default, and a version 2 config on 2.x is merged, not replaced', () => {
+    expect(detectContainerd(reader({ '/etc/containerd/config.toml': 'version = 3\n' }), '2.0')?.hostsDir).toBeUndefined();
+    const files = {
+      '/etc/containerd/config.toml': 'version = 2\nimports = ["/etc/containerd/config.d/*.toml"]\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/etc/containerd/certs.d"\n',
+      '/etc/containerd/config.d/gpu.toml': 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\nruntime_type = "io.containerd.runc.v2"\n',
+    };
+    expect(detectContainerd(reader(files))?.hostsDir).toBeUndefined();
+    expect(detectContainerd(reader(files), '2.2')?.hostsDir).toBe('/etc/containerd/certs.d');
+  });
+
   it('reports a broken config and writes no hosts.toml', () => {
     const info = detectContainerd(reader({ '/etc/containerd/config.toml': 'version = [' }));
     expect(info?.hostsDir).toBeUndefined();

@@ -31,7 +31,7 @@ export function secretToSnapshot(secret: KubeObject | undefined, source: string)
     if (text === undefined) {
       return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source, detail: `(${key} is not base64 of UTF-8 text)` })], ok: false };
     }
-    return parseDockerConfig(text, source);
+    return parseDockerConfig(text, source, key === '.dockercfg' ? 'dockercfg' : 'config.json');
   }
   return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source })], ok: false };
 }

@@ -1,0 +1,184 @@
+// The agent's kubelet config.json, read by the kubelet's own keyring (kubelet-oracle on
+// k8s.io/kubernetes v1.34.4 pkg/credentialprovider), against what the same Secret yields as an
+// imagePullSecret. For every image: the Secret's credentials come first, in the Secret's order,
+// followed by exactly the foreign credentials the node had (minus the foreign entries the agent
+// moved aside because they stood before its own); an image the Secret does not cover gets exactly
+// what the node gave it before. The file always stays readable for the kubelet.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDockerConfig } from '../../src/sources/dockerconfig.ts';
+import { skipWithout } from '../support/go-tools.ts';
+import { KubeletOracle, type KubeletCred } from '../support/oracle-client.ts';
+import { MemoryHost, TARGETS } from '../support/plan-fixtures.ts';
+
+const KUBELET = '/var/lib/kubelet/config.json';
+const HOME_DOCKER = '/root/.docker/config.json';
+
+const HOSTS = [
+  'reg.example.com', 'reg.example.com:5000', 'Reg.Example.com', '*.example.com', 'reg-*.example.com', 'reg-a.example.com',
+  '10.0.0.7:5000', '[fd00::1]:5000', 'docker.io', 'index.docker.io', 'registry-1.docker.io', '*.io', 'quay.io',
+  '*.dkr.ecr.*.amazonaws.com', '123456789012.dkr.ecr.us-east-1.amazonaws.com', 'localhost:5000',
+];
+// Spellings of one path class: each class is one kubelet key, so a Secret never holds one key twice.
+const PATHS = [['', '/', '/v2/', '/v1/'], ['/team', '/v2/team', '/v1/team'], ['/team/'], ['/library'], ['/v2']];
+const SCHEMES = ['', 'https://', 'http://'];
+export const IMAGES = [
+  'nginx', 'library/nginx:1.27', 'docker.io/library/nginx', 'myorg/app', 'docker.io/myorg/app', 'index.docker.io/library/nginx',
+  'registry-1.docker.io/library/nginx', 'reg.example.com/app', 'reg.example.com/team/app', 'reg.example.com/teamster/app',
+  'reg.example.com/library/x@sha256:' + 'a'.repeat(64), 'reg.example.com:5000/app', 'reg.example.com:5000/team/x', 'Reg.Example.com/app',
+  'reg-a.example.com/app', 'reg-b.example.com/team/app', 'a.example.com/app', '10.0.0.7:5000/app', '[fd00::1]:5000/app',
+  'quay.io/org/app', '123456789012.dkr.ecr.us-east-1.amazonaws.com/app', 'localhost:5000/app', 'other.example.org/x',
+];
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+/** Entry forms that all mean user:password to the kubelet. */
+function entryForm(user: string, password: string, form: number): Record<string, unknown> {
+  const auth = b64(`${user}:${password}`);
+  switch (form % 6) {
+    case 0: return { auth };
+    case 1: return { auth: auth.replace(/=+$/, '') };
+    case 2: return { auth: auth.length > 4 ? `${auth.slice(0, 4)}\n${auth.slice(4)}` : auth };
+    case 3: return { username: user, password };
+    case 4: return { Username: user, PASSWORD: password, email: 'x@example.com' };
+    default: return { auth, username: 'ignored', password: 'ignored' };
+  }
+}
+
+/** Entries over distinct (host, path class) pairs, each with its own user so credentials tell where they come from. */
+const entries = (tag: string) =>
+  fc.uniqueArray(fc.tuple(fc.nat(HOSTS.length - 1), fc.nat(PATHS.length - 1), fc.nat(10), fc.nat(2), fc.nat(5), fc.constantFrom('p', 'pa:ss', 'p=w', 'pässwörd')), {
+    selector: ([h, p]) => `${h}/${p}`,
+    maxLength: 5,
+  }).map((list) => {
+    const auths: Record<string, unknown> = {};
+    list.forEach(([h, p, spelling, scheme, form, password], i) => {
+      const paths = PATHS[p]!;
+      auths[`${SCHEMES[scheme]}${HOSTS[h]}${paths[spelling % paths.length]}`] = entryForm(`${tag}${i}`, password, form);
+    });
+    return auths;
+  });
+
+const creds = (list: readonly KubeletCred[]): string[] => list.map((c) => `${c.username}:${c.password}`);
+
+let oracle: KubeletOracle;
+const roots: string[] = [];
+beforeAll(() => {
+  oracle = new KubeletOracle();
+});
+afterAll(() => {
+  oracle?.close();
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+function materialize(files: Record<string, string>): string {
+  const root = mkdtempSync(join(tmpdir(), 'nrc-kubelet-'));
+  roots.push(root);
+  mkdirSync(join(root, 'var/lib/kubelet'), { recursive: true });
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), text);
+  }
+  return root;
+}
+
+interface Case {
+  readonly secret: Record<string, unknown>;
+  /** The node before the agent: files by host path. */
+  readonly before: Record<string, string>;
+}
+
+async function check({ secret, before }: Case): Promise<void> {
+  const secretText = JSON.stringify({ auths: secret });
+  const snap = parseDockerConfig(secretText, 'secret', 'config.json');
+  const host = new MemoryHost({ '/var/lib/kubelet': 'dir', ...before });
+  const p = host.converge({ credentials: [...snap.credentials], targets: TARGETS });
+
+  const [asSecret, today, after] = await Promise.all([
+    oracle.secret(secretText, IMAGES),
+    oracle.node(materialize(before), IMAGES),
+    oracle.node(materialize(host.listing()), IMAGES),
+  ]);
+  expect(asSecret.error).toBeNull();
+  const refused = new Set(snap.errors.map((e) => e.code));
+  // The agent refuses only keys no image can match (the kubelet would never use them either).
+  expect([...refused].filter((c) => c !== 'NRC_E_REGISTRY_HOST_INVALID')).toEqual([]);
+  if (snap.credentials.length > 0) expect(after.file).toBe(KUBELET);
+  const record = host.record.jsonFiles[KUBELET];
+  // What the agent took out of the file: entries under its own keys (replaced) and moved aside.
+  const replaced = Object.values(record?.entries ?? {}).flatMap((e) => ('replaced' in e ? [e.replaced] : []));
+  const movedAside = new Set([...Object.values(record?.displaced ?? {}), ...replaced].map((v) => {
+    const e = v as { auth?: string; username?: string; Username?: string };
+    return e.auth ? Buffer.from(e.auth.replace(/\n/g, ''), 'base64').toString().split(':')[0] : (e.username ?? e.Username);
+  }));
+  const shadowed = p.errors.some((e) => e.code === 'NRC_E_FOREIGN_ENTRY_SHADOWS');
+  // Foreign entries under the Docker Hub fallback key (any spelling), by their user.
+  const fallbackUsers = new Set<string>();
+  for (const file of Object.values(before)) {
+    for (const [k, v] of Object.entries((JSON.parse(file) as { auths: Record<string, { auth?: string; username?: string; Username?: string }> }).auths)) {
+      if (!/^(https?:\/\/)?index\.docker\.io(\/v[12]\/?|\/)?$/.test(k)) continue;
+      fallbackUsers.add(v.auth ? Buffer.from(v.auth.replace(/\n/g, ''), 'base64').toString().split(':')[0]! : (v.username ?? v.Username ?? ''));
+    }
+  }
+  for (const image of IMAGES) {
+    const ours = creds(asSecret.images[image] ?? []);
+    const theirs = creds(today.images[image] ?? []).filter((c) => !movedAside.has(c.split(':')[0]));
+    const got = creds(after.images[image] ?? []);
+    if (ours.length === 0) {
+      expect(got, `${image}: an image the Secret does not cover keeps what it had`).toEqual(creds(today.images[image] ?? []));
+    } else if (shadowed) {
+      expect(got.filter((c) => ours.includes(c)), `${image}: the Secret's credentials, in order`).toEqual(ours);
+    } else {
+      // As an imagePullSecret the node's own credentials would follow; in one file the kubelet
+      // drops a foreign Docker Hub fallback once a key matched, so the tail may be shorter.
+      expect(got.slice(0, ours.length), `${image}: the Secret's credentials first, in its order`).toEqual(ours);
+      const tail = got.slice(ours.length);
+      expect(tail, `${image}: then only the node's own, in their order`).toEqual(theirs.filter((c) => tail.includes(c)));
+      if (!theirs.some((c) => c.startsWith('f') && fallbackUsers.has(c.split(':')[0]!))) expect(tail).toEqual(theirs);
+    }
+  }
+}
+
+describe.skipIf(skipWithout(['kubelet-oracle']))('the kubelet reads what the Secret means (kubelet 1.34 keyring)', () => {
+  it('for generated Secrets over a node with foreign entries (fast-check)', async () => {
+    await fc.assert(
+      fc.asyncProperty(entries('s'), entries('f'), fc.nat(2), async (secret, foreign, where) => {
+        // The foreign credentials sit in the kubelet's file, in the file it reads today, or nowhere.
+        const before = where === 2 ? {} : { [where === 0 ? KUBELET : HOME_DOCKER]: JSON.stringify({ auths: foreign }) };
+        await check({ secret, before });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it.each([
+    ['Docker Hub rotation over an existing docker.io entry', { 'https://index.docker.io/v1/': { auth: b64('new:hub') } }, { [KUBELET]: { 'docker.io': { auth: b64('old:hub') } } }],
+    ['docker.io and the fallback key in one Secret', { 'docker.io': { auth: b64('d:1') }, 'https://index.docker.io/v1/': { auth: b64('i:2') } }, {}],
+    ['registry-1.docker.io is not Docker Hub to the kubelet', { 'registry-1.docker.io': { auth: b64('r:1') } }, {}],
+    ['ECR wildcard with an inner wildcard label', { '*.dkr.ecr.*.amazonaws.com': { auth: b64('AWS:tok') } }, { [KUBELET]: { '123456789012.dkr.ecr.us-east-1.amazonaws.com': { auth: b64('old:ecr') } } }],
+    ['a path key with a trailing slash', { 'reg.example.com/team/': { auth: b64('t:1') } }, { [KUBELET]: { 'reg.example.com': { auth: b64('f:1') } } }],
+    ['upper-case host', { 'Reg.Example.com': { auth: b64('u:1') } }, {}],
+    ['another spelling of the same key on the node', { 'reg.example.com': { auth: b64('ours:1') } }, { [KUBELET]: { 'https://reg.example.com/v2/': { auth: b64('theirs:1') } } }],
+  ])('%s', async (_name, secret, node) => {
+    const before: Record<string, string> = {};
+    for (const [path, auths] of Object.entries(node)) before[path] = JSON.stringify({ auths });
+    await check({ secret, before });
+  });
+
+  it('keeps the file readable when a foreign entry would make the kubelet refuse it, and cleanup puts it back', async () => {
+    const before = { [KUBELET]: JSON.stringify({ auths: { 'bad.example.org': { auth: b64('nocolon') }, 'other.example.org': { auth: b64('o:1') } } }) };
+    const today = await oracle.node(materialize(before), ['other.example.org/x']);
+    expect(today.file).toBeNull(); // the kubelet refuses the whole file today
+    const host = new MemoryHost(before);
+    host.converge({ credentials: [...parseDockerConfig(JSON.stringify({ auths: { 'reg.example.com': { auth: b64('u:p') } } }), 's').credentials] });
+    const after = await oracle.node(materialize(host.listing()), ['reg.example.com/x', 'other.example.org/x']);
+    expect(after.file).toBe(KUBELET);
+    expect(creds(after.images['reg.example.com/x']!)).toEqual(['u:p']);
+    expect(creds(after.images['other.example.org/x']!)).toEqual(['o:1']);
+    host.converge({ cleanup: true });
+    expect(host.text(KUBELET)).toBe(before[KUBELET]);
+  });
+});
