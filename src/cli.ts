@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
-import { CHECK_COMMAND_FLAGS, CHECK_SUMMARY, checkCommand } from './check/command.ts';
+import { CHECK_COMMAND_FLAGS, CHECK_SUMMARY, checkCommand } from './commands/check.ts';
 import { doctorCommand } from './commands/doctor.ts';
-import { CHECK_FLAGS } from './check/options.ts';
 import { localCommand } from './commands/local.ts';
 import { applyCommand, cleanupCommand, EXIT_FAILED, renderCommand, type Io } from './commands/oneshot.ts';
-import { COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, type Flags, type FlagSpec } from './commands/options.ts';
-import { RUN_FLAGS, runCommand } from './commands/run.ts';
+import { CHECK_FLAGS, COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, RUN_FLAGS, type Flags, type FlagSpec } from './commands/options.ts';
+import { runCommand } from './commands/run.ts';
 import { STATUS_FLAGS, STATUS_SUMMARY, statusCommand } from './commands/status.ts';
 
 interface Command {

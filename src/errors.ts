@@ -31,8 +31,8 @@ export const ERROR_CODES = {
     fix: 'Check the errors reported for that source; the node keeps its current configuration until every source is readable.',
   },
   NRC_E_FLAG_INVALID: {
-    summary: 'A flag (or its NRC_* variable) has a value the agent does not accept.',
-    fix: 'Use one of the values that `<command> --help` lists for that flag.',
+    summary: 'A flag (or its NRC_* variable) has a value the agent does not accept: not one of its choices, a number that is not a number or is out of range, or a malformed duration.',
+    fix: 'Use a value that `<command> --help` lists or describes for that flag; the command did nothing.',
   },
   NRC_E_REGISTRY_HOST_INVALID: {
     summary: 'A registry key is not a valid host[:port][/path] (empty, bad characters, path traversal or a bad port).',
@@ -186,7 +186,7 @@ export const ERROR_CODES = {
     summary: 'The ECR registry kind is not supported by this agent version (ECR Public).',
     fix: 'Pull public.ecr.aws images anonymously, or give them a static credential.',
   },
-  // Kubernetes sources, node status (src/sources/kubernetes, src/reconcile/node-status.ts)
+  // Kubernetes sources, node status (src/sources/kubernetes, src/report/node-status.ts)
   NRC_E_K8S_FORBIDDEN: {
     summary: 'The API server refused a request of the agent (403 Forbidden): its RBAC Role lacks a rule.',
     fix: 'Add the rule named in the message to the agent\'s Role (daemonset/base/rbac.yaml, docs/kubernetes.md); the agent retries and keeps the node as it is meanwhile.',

@@ -1,6 +1,6 @@
 // Section 5: GetAuthorizationToken calls of a whole fleet against one account and region,
-// simulated with the ECR source's own scheduling functions (src/sources/ecr/fleet-sim.ts).
-import { simulateFleet, type FleetSimResult } from '../../src/sources/ecr/fleet-sim.ts';
+// simulated with the ECR source's own scheduling functions (test/support/ecr-fleet-sim.ts).
+import { simulateFleet, type FleetSimResult } from '../../test/support/ecr-fleet-sim.ts';
 import { now, round } from './lib.ts';
 
 export interface FleetRow extends FleetSimResult {

@@ -30,27 +30,20 @@ export async function startSecretAgent(build: AgentBuild, api: FakeApiServer, ho
     const a = spawnAgent(build, ['--host-root', hostRoot, '--kubeconfig', kubeconfig, '--secret-namespace', NS, '--secret-name', SECRET, ...extraArgs]);
     return { mode: 'run process', pid: a.pid, changedCount: (p) => a.changedCount(p), stop: () => a.stop() };
   }
-  const [{ Reconciler }, { KubernetesSecretSource }, { HostFs }, { DEFAULT_TARGET_OPTIONS }, { createLogger }] = await Promise.all([
-    import('../../src/reconcile/reconciler.ts'),
+  // The agent `run` starts (startAgent with its typed configuration), fed by the Secret source.
+  const [{ startAgent }, { agentConfig }, { KubernetesSecretSource }, { createLogger }] = await Promise.all([
+    import('../../src/commands/run.ts'),
+    import('../../src/commands/config.ts'),
     import('../../src/sources/kubernetes/secret-source.ts'),
-    import('../../src/host/host-fs.ts'),
-    import('../../src/runtime/targets.ts'),
     import('../../src/log.ts'),
   ]);
   const debounceIdx = extraArgs.indexOf('--debounce-ms');
-  const debounceMs = debounceIdx >= 0 ? Number(extraArgs[debounceIdx + 1]) : 200;
-  const reconciler = new Reconciler({
-    host: new HostFs(hostRoot),
-    sources: [new KubernetesSecretSource({ kubeConfig: api.kubeConfig(), namespace: NS, name: SECRET })],
-    hostOptions: new Map(),
-    targetOptions: DEFAULT_TARGET_OPTIONS,
-    logger: createLogger('warn'),
-    debounceMs,
-  });
+  const config = agentConfig({ 'host-root': hostRoot, ...(debounceIdx >= 0 ? { 'debounce-ms': extraArgs[debounceIdx + 1] } : {}) });
+  if (config instanceof Error) throw config;
   const counts = new Map<string, number>();
-  reconciler.on('applied', (r) => {
+  const agent = await startAgent(config, createLogger('warn'), [new KubernetesSecretSource({ kubeConfig: api.kubeConfig(), namespace: NS, name: SECRET })], (r) => {
     for (const c of r.changes) counts.set(c.path, (counts.get(c.path) ?? 0) + 1);
   });
-  await reconciler.start();
-  return { mode: 'in-process', pid: process.pid, changedCount: (p) => counts.get(p) ?? 0, stop: () => reconciler.stop() };
+  if (agent instanceof Error) throw agent;
+  return { mode: 'in-process', pid: process.pid, changedCount: (p) => counts.get(p) ?? 0, stop: () => agent.stop() };
 }

@@ -3,13 +3,14 @@
 // (distribution token auth: WWW-Authenticate: Bearer realm="…",service="…"), GET the realm
 // with Basic credentials, then retry /v2/ with the token. The result names the registry, the
 // outcome and HTTP status codes only: never the credential, a token, or a response body.
-import { createHash } from 'node:crypto';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
-import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
+import { basicAuthorization } from '../model/basic-auth.ts';
+import { credentialFingerprint } from '../model/fingerprint.ts';
+import { serverUrl } from '../model/registry-endpoint.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
-import { TokenBucket, type Clock } from './rate-limit.ts';
+import type { HostOptions } from '../model/host-options.ts';
+import { TokenBucket, type NowClock } from './rate-limit.ts';
 
 /**
  * valid: the registry accepted the credential. rejected: it answered 401/403 to it.
@@ -47,7 +48,7 @@ export interface CredentialCheckerOptions {
   readonly globalIntervalMs?: number;
   /** A result for an unchanged credential is reused for this long; default 10 minutes. */
   readonly reuseMs?: number;
-  readonly clock?: Clock;
+  readonly clock?: NowClock;
   /**
    * Where a registry host is reached; default `https://<host>` (Docker Hub: registry-1.docker.io).
    * Tests and proxies only.
@@ -56,11 +57,6 @@ export interface CredentialCheckerOptions {
 }
 
 const MAX_BODY = 64 * 1024;
-
-/** The /v2/ base of a registry host; Docker Hub's API lives on registry-1.docker.io. */
-export function registryEndpoint(host: string): string {
-  return host === DOCKER_HUB_HOST ? 'https://registry-1.docker.io' : `https://${host}`;
-}
 
 export interface Challenge {
   readonly scheme: 'basic' | 'bearer';
@@ -129,12 +125,7 @@ function describeNetError(err: unknown): string {
   return e.code && /^[A-Z0-9_]+$/.test(e.code) ? e.code : 'connection failed';
 }
 
-const basic = (c: RegistryCredential): string => `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
-
-/** A fingerprint of a credential, kept in memory only to notice that it changed. */
-function fingerprint(c: RegistryCredential): string {
-  return createHash('sha256').update(`${c.key}\u0000${c.username}\u0000${c.password}\u0000${c.identityToken ?? ''}`).digest('hex');
-}
+const basic = (c: RegistryCredential): string => basicAuthorization(c.username, c.password);
 
 /**
  * Checks credentials against their registries, rate-limited per host and overall. A check that
@@ -143,7 +134,7 @@ function fingerprint(c: RegistryCredential): string {
  */
 export class CredentialChecker {
   private readonly timeoutMs: number;
-  private readonly clock: Clock;
+  private readonly clock: NowClock;
   private readonly global: TokenBucket;
   private readonly perHost = new Map<string, TokenBucket>();
   private readonly last = new Map<string, { fp: string; result: CheckResult }>();
@@ -153,7 +144,7 @@ export class CredentialChecker {
     this.timeoutMs = o.timeoutMs ?? 5000;
     this.clock = o.clock ?? { now: () => Date.now() };
     this.global = new TokenBucket(o.globalBurst ?? 10, o.globalIntervalMs ?? 2000, this.clock);
-    this.endpointFor = o.endpointFor ?? registryEndpoint;
+    this.endpointFor = o.endpointFor ?? serverUrl;
   }
 
   /** Checks one credential; never throws. */
@@ -164,7 +155,7 @@ export class CredentialChecker {
     if (cred.host.startsWith('*.')) return notChecked('wildcard-host', 'A wildcard key names no single registry to ask.');
     if (cred.identityToken) return notChecked('identity-token', 'Identity (refresh) tokens are not checked.');
 
-    const fp = fingerprint(cred);
+    const fp = credentialFingerprint(cred);
     const prev = this.last.get(cred.key);
     if (prev && prev.fp === fp && now - prev.result.checkedAt.getTime() < (this.o.reuseMs ?? 600_000)) {
       return { ...prev.result, cached: true };

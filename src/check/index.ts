@@ -1,6 +1,6 @@
-// The credential check's public surface (wired into the Reconciler by run).
-export { CredentialChecker, parseChallenges, registryEndpoint, type CheckResult, type CheckStatus, type CredentialCheckerOptions, type NotCheckedReason } from './credential-check.ts';
+// The credential check's public surface: the checker, its policy, and the gate `run` puts between the sources and the planner.
+export { CredentialChecker, parseChallenges, type CheckResult, type CheckStatus, type CredentialCheckerOptions, type NotCheckedReason } from './credential-check.ts';
 export { checkErrors, dropRejected, formatCheckResults, type CheckPolicy } from './policy.ts';
-export { CHECK_FLAGS, checkSettingsFromFlags, type CheckSettings } from './options.ts';
-export { createCheckMetrics, recordCheckResults, type CheckMetrics } from './metrics.ts';
-export { TokenBucket, type Clock } from './rate-limit.ts';
+export { CredentialGate, type CredentialGateOptions } from './gate.ts';
+export type { CheckSettings } from './settings.ts';
+export { TokenBucket } from './rate-limit.ts';

@@ -1,7 +1,7 @@
-/** Milliseconds since the epoch; injected so tests need no timers. */
-export interface Clock {
-  now(): number;
-}
+import type { Clock } from '../model/clock.ts';
+
+/** The part of the clock a token bucket reads: milliseconds since the epoch, injected so tests need no timers. */
+export type NowClock = Pick<Clock, 'now'>;
 
 /** A token bucket: `burst` tokens, one more every `intervalMs`. Never waits: callers peek and take. */
 export class TokenBucket {
@@ -11,7 +11,7 @@ export class TokenBucket {
   constructor(
     private readonly burst: number,
     private readonly intervalMs: number,
-    private readonly clock: Clock,
+    private readonly clock: NowClock,
   ) {
     this.tokens = burst;
     this.updatedAt = clock.now();

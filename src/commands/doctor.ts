@@ -3,10 +3,13 @@ import { posix } from 'node:path';
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import { readRecord } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
-import { readKubeletFile } from '../model/kubelet-config.ts';
+import { kubeletReads } from '../plan/kubelet-file.ts';
 import { detectTargets, kubeletSearchPath } from '../runtime/targets.ts';
+import type { CheckSettings } from '../check/settings.ts';
+import type { TargetOptions } from '../runtime/targets.ts';
+import { checkSettings, inputConfig, openHost, type InputConfig } from './config.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, readInputs, type Io } from './oneshot.ts';
-import { hostFromFlags, str, targetOptionsFromFlags, type Flags } from './options.ts';
+import { str, type Flags } from './options.ts';
 
 export interface Finding {
   readonly level: 'ok' | 'warn' | 'error' | 'info';
@@ -36,8 +39,7 @@ function writable(host: HostFs, hostPath: string): { ok: boolean; why?: string }
   }
 }
 
-export function diagnose(host: HostFs, f: Flags): Finding[] {
-  const o = targetOptionsFromFlags(f);
+export function diagnose(host: HostFs, o: TargetOptions): Finding[] {
   const findings: Finding[] = [];
   const detected = detectTargets(host, o);
   const c = detected.containerd;
@@ -52,11 +54,7 @@ export function diagnose(host: HostFs, f: Flags): Finding[] {
   if (host.listDir('/etc/docker') !== undefined) findings.push({ level: 'ok', what: 'Docker config directory /etc/docker found: CAs also go to /etc/docker/certs.d' });
 
   const search = kubeletSearchPath(o);
-  // The kubelet takes the first file it can read: one undecodable entry makes it skip a file.
-  const reading = search.find((p) => {
-    const st = host.stat(p);
-    return st.kind === 'file' && readKubeletFile(st.bytes, p.endsWith('.dockercfg')).readable;
-  });
+  const reading = kubeletReads(search, (p) => host.stat(p));
   if (reading === search[0]) findings.push({ level: 'ok', what: `the kubelet reads ${reading} (re-read about every 5 minutes; no restart needed)` });
   else if (reading) findings.push({ level: 'warn', what: `the kubelet reads ${reading} today; the agent will write ${search[0]} seeded from it, which then takes precedence` });
   else findings.push({ level: 'info', what: `no docker config for the kubelet yet; the agent will create ${search[0]}` });
@@ -82,7 +80,7 @@ export function diagnose(host: HostFs, f: Flags): Finding[] {
 
 /** ECR tokens the agent cached on this node: expired or soon-expiring ones need attention. */
 export async function ecrFindings(hostRoot: string, now = Date.now()): Promise<Finding[]> {
-  const { readEcrTokenExpiries } = await import('../sources/ecr/token-store.ts');
+  const { readEcrTokenExpiries } = await import('../host/ecr-token-cache.ts');
   return (await readEcrTokenExpiries(hostRoot)).map(({ host, expiresAt }): Finding => {
     const left = expiresAt.getTime() - now;
     if (left <= 0) return { level: 'error', what: `ECR token for ${host} expired at ${expiresAt.toISOString()}`, code: 'NRC_E_ECR_TOKEN_EXPIRED', fix: ERROR_CODES.NRC_E_ECR_TOKEN_EXPIRED.fix };
@@ -92,11 +90,11 @@ export async function ecrFindings(hostRoot: string, now = Date.now()): Promise<F
 }
 
 /** With --check-credentials: asks each registry of --dockerconfig whether it accepts its credential. */
-export async function credentialFindings(f: Flags): Promise<Finding[]> {
-  const inputs = readInputs(f, true);
+export async function credentialFindings(c: InputConfig, check: CheckSettings): Promise<Finding[]> {
+  const inputs = readInputs(c, true);
   if (inputs instanceof AgentError) return [{ level: 'error', what: inputs.message, code: inputs.code }];
-  const { checkOnce } = await import('../check/command.ts');
-  return (await checkOnce(f, inputs.credentials, inputs.hostOptions)).map((r): Finding => {
+  const { checkOnce } = await import('./check.ts');
+  return (await checkOnce(check, inputs.credentials, inputs.hostOptions)).map((r): Finding => {
     const what = `credential for ${r.key}: ${r.status} (${r.detail})`;
     if (r.status === 'rejected') return { level: 'error', what, code: 'NRC_E_CREDENTIAL_REJECTED', fix: ERROR_CODES.NRC_E_CREDENTIAL_REJECTED.fix };
     if (r.status === 'unreachable') return { level: 'warn', what, code: 'NRC_E_CREDENTIAL_CHECK_FAILED', fix: ERROR_CODES.NRC_E_CREDENTIAL_CHECK_FAILED.fix };
@@ -105,13 +103,19 @@ export async function credentialFindings(f: Flags): Promise<Finding[]> {
 }
 
 export async function doctorCommand(f: Flags, io: Io): Promise<number> {
-  const host = hostFromFlags(f);
+  const c = inputConfig(f);
+  const check = checkSettings(f);
+  if (check instanceof AgentError) {
+    io.err(`${check.message}\n`);
+    return EXIT_FAILED;
+  }
+  const host = openHost(c.hostRoot);
   if (host instanceof AgentError) {
     io.err(`${host.message}\n`);
     return EXIT_FAILED;
   }
-  const findings = [...diagnose(host, f), ...(await ecrFindings(host.root))];
-  if (f['check-credentials'] === true) findings.push(...(await credentialFindings(f)));
+  const findings = [...diagnose(host, c.targets), ...(await ecrFindings(host.root))];
+  if (f['check-credentials'] === true) findings.push(...(await credentialFindings(c, check)));
   if (str(f, 'output') === 'json') io.out(`${JSON.stringify(findings, null, 2)}\n`);
   else for (const x of findings) io.out(`[${x.level.toUpperCase().padEnd(5)}] ${x.what}${x.fix ? `\n        fix: ${x.fix}` : ''}\n`);
   if (findings.some((x) => x.level === 'error')) return EXIT_FAILED;

@@ -3,9 +3,11 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentError } from '../errors.ts';
 import { createLogger } from '../log.ts';
+import { secretsOf } from '../model/secret-forms.ts';
 import { maskFile } from '../plan/mask.ts';
 import { FileSource, readDockerConfigFile } from '../sources/file-source.ts';
-import { describeChange, EXIT_FAILED, EXIT_OK, secretsOf, type Io } from './oneshot.ts';
+import { describeChange, EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
+import { agentConfig } from './config.ts';
 import type { Flags } from './options.ts';
 import { startAgent, untilSignal } from './run.ts';
 
@@ -40,9 +42,13 @@ export async function localCommand(_f: Flags, io: Io): Promise<number> {
     if (!existsSync(to)) copyFileSync(path.join(EXAMPLES, from), to);
   }
   io.out(`Local mode: a sample node at ${hostRoot}\n  credentials: ${dockerconfig} (edit it and save: the agent re-applies)\n  host options: ${registryConfig}\n  Ctrl-C stops; \`npm start -- cleanup --host-root ${hostRoot}\` undoes everything.\n\n`);
-  const flags: Flags = { 'host-root': hostRoot, dockerconfig, 'registry-config': registryConfig, 'debounce-ms': '100', 'resync-seconds': '60' };
+  const config = agentConfig({ 'host-root': hostRoot, dockerconfig, 'registry-config': registryConfig, 'debounce-ms': '100', 'resync-seconds': '60' });
+  if (config instanceof AgentError) {
+    io.err(`${config.message}\n`);
+    return EXIT_FAILED;
+  }
   const logger = createLogger(process.env['NRC_LOG_LEVEL'] ?? 'warn');
-  const agent = await startAgent(flags, logger, [new FileSource(dockerconfig)], (report) => {
+  const agent = await startAgent(config, logger, [new FileSource(dockerconfig)], (report) => {
     const known = secretsOf(readDockerConfigFile(dockerconfig, 'local').credentials);
     io.out(`--- ${report.at.toISOString()} applied ${report.registries} registr${report.registries === 1 ? 'y' : 'ies'} (config ${report.hash}), ${report.bytesWritten} bytes written\n`);
     for (const c of report.changes) {

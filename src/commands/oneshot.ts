@@ -2,14 +2,16 @@ import { createRequire } from 'node:module';
 import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import { encodeAuth } from '../sources/dockerconfig.ts';
+import { secretsOf } from '../model/secret-forms.ts';
 import { readDockerConfigFile } from '../sources/file-source.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { maskFile } from '../plan/mask.ts';
-import type { FileChange, Plan } from '../plan/types.ts';
+import type { FileChange } from '../model/apply-report.ts';
+import type { Plan } from '../plan/types.ts';
 import { planOnHost, reconcileOnce, type Planned } from '../reconcile/engine.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
-import { hostFromFlags, registryConfigFromFlags, str, targetOptionsFromFlags, type Flags } from './options.ts';
+import { hostConfig, inputConfig, loadRegistryConfig, openHost, type InputConfig } from './config.ts';
+import type { Flags } from './options.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -29,15 +31,15 @@ export interface Inputs {
   readonly rejected: readonly AgentError[];
 }
 
-/** Reads flags and input files; an AgentError means nothing can be done at all (exit 1). */
-export function readInputs(f: Flags, needDockerConfig: boolean): Inputs | AgentError {
-  const host = hostFromFlags(f);
+/** Reads the input files; an AgentError means nothing can be done at all (exit 1). */
+export function readInputs(c: InputConfig, needDockerConfig: boolean): Inputs | AgentError {
+  const host = openHost(c.hostRoot);
   if (host instanceof AgentError) return host;
-  const registryConfig = registryConfigFromFlags(f);
+  const registryConfig = loadRegistryConfig(c.registryConfig);
   if (registryConfig instanceof AgentError) return registryConfig;
   let credentials: readonly RegistryCredential[] = [];
   const rejected: AgentError[] = [...registryConfig.errors];
-  const file = str(f, 'dockerconfig');
+  const file = c.dockerconfig;
   if (file) {
     const snap = readDockerConfigFile(file, `file:${file}`);
     if (!snap.ok) return snap.errors[0] ?? new AgentError('NRC_E_INPUT_SHAPE', { subject: file });
@@ -46,12 +48,7 @@ export function readInputs(f: Flags, needDockerConfig: boolean): Inputs | AgentE
   } else if (needDockerConfig) {
     return new AgentError('NRC_E_INPUT_UNREADABLE', { detail: '(no --dockerconfig given)' });
   }
-  return { host, credentials, hostOptions: registryConfig.hosts, targetOptions: targetOptionsFromFlags(f), rejected };
-}
-
-/** Every secret value the inputs carry, to mask in anything shown to a person. */
-export function secretsOf(credentials: readonly RegistryCredential[]): string[] {
-  return credentials.flatMap((c) => [c.password, encodeAuth(c.username, c.password), ...(c.identityToken ? [c.identityToken] : [])]);
+  return { host, credentials, hostOptions: registryConfig.hosts, targetOptions: c.targets, rejected };
 }
 
 export function describeChange(c: FileChange): string {
@@ -86,7 +83,7 @@ export function renderDiff(planned: Planned, known: readonly string[]): string {
 }
 
 export function applyCommand(f: Flags, io: Io): number {
-  const inputs = readInputs(f, true);
+  const inputs = readInputs(inputConfig(f), true);
   if (inputs instanceof AgentError) {
     reportErrors(io, [inputs]);
     io.err('Nothing was changed on the host.\n');
@@ -100,14 +97,13 @@ export function applyCommand(f: Flags, io: Io): number {
   }
   for (const c of outcome.plan.changes) io.out(`${describeChange(c)}\n`);
   if (outcome.plan.changes.length === 0) io.out('Host already up to date: nothing written.\n');
-  const problems = [...inputs.rejected, ...outcome.detected.problems, ...outcome.plan.errors];
-  reportErrors(io, [...problems, ...outcome.result.errors]);
+  reportErrors(io, [...inputs.rejected, ...outcome.errors]);
   if (outcome.result.errors.length > 0) return EXIT_FAILED;
-  return problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
+  return inputs.rejected.length + outcome.problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
 }
 
 export function renderCommand(f: Flags, io: Io): number {
-  const inputs = readInputs(f, true);
+  const inputs = readInputs(inputConfig(f), true);
   if (inputs instanceof AgentError) {
     reportErrors(io, [inputs]);
     return EXIT_FAILED;
@@ -119,18 +115,19 @@ export function renderCommand(f: Flags, io: Io): number {
   }
   const diff = renderDiff(planned, secretsOf(inputs.credentials));
   io.out(diff === '' ? 'No changes.\n' : diff);
-  const problems = [...inputs.rejected, ...planned.detected.problems, ...planned.plan.errors];
+  const problems = [...inputs.rejected, ...planned.problems];
   reportErrors(io, problems);
   return problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
 }
 
 export function cleanupCommand(f: Flags, io: Io): number {
-  const host = hostFromFlags(f);
+  const c = hostConfig(f);
+  const host = openHost(c.hostRoot);
   if (host instanceof AgentError) {
     reportErrors(io, [host]);
     return EXIT_FAILED;
   }
-  const outcome = reconcileOnce({ host, credentials: [], hostOptions: new Map(), targetOptions: targetOptionsFromFlags(f), cleanup: true });
+  const outcome = reconcileOnce({ host, credentials: [], hostOptions: new Map(), targetOptions: c.targets, cleanup: true });
   if (outcome instanceof AgentError) {
     reportErrors(io, [outcome]);
     io.err('Nothing was removed: the agent only removes what its record proves it owns.\n');

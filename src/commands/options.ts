@@ -1,19 +1,30 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import * as path from 'node:path';
+// Every flag of every command, and argv/env → Flags. config.ts turns Flags into the typed,
+// validated configurations that the rest of the agent takes.
 import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.ts';
-import { HostFs } from '../host/host-fs.ts';
-import type { ContainerdVersionOption } from '../runtime/containerd.ts';
-import { DEFAULT_TARGET_OPTIONS, type TargetOptions } from '../runtime/targets.ts';
-import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
+import { quoteSubject } from '../model/registry-key.ts';
+import { DEFAULT_TARGET_OPTIONS } from '../runtime/targets.ts';
+import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
+
+/** What a number flag accepts; its value is checked once, when the configuration is built. */
+export interface NumberRule {
+  readonly integer?: boolean;
+  /** Smallest value allowed. */
+  readonly atLeast?: number;
+  /** The value must be greater than this. */
+  readonly above?: number;
+}
 
 export interface FlagSpec {
   readonly name: string;
   readonly type: 'string' | 'boolean';
   readonly help: string;
+  /** The one place a flag's default is written. */
   readonly default?: string;
   /** The only values a string flag takes. */
   readonly choices?: readonly string[];
+  /** A string flag that holds a number. */
+  readonly number?: NumberRule;
 }
 
 /** Flags every command understands; each is also read from NRC_<NAME> (e.g. NRC_HOST_ROOT). */
@@ -36,6 +47,35 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
 export const INPUT_FLAGS: readonly FlagSpec[] = [
   { name: 'dockerconfig', type: 'string', help: 'A dockerconfigjson / .dockercfg file, or a mounted Secret volume directory.' },
   { name: 'registry-config', type: 'string', help: 'TOML with per-registry host options (ca, ca_file, skip_verify, auth_header).' },
+];
+
+/** Flags of the credential check (for `run`, and the `check` command). */
+export const CHECK_FLAGS: readonly FlagSpec[] = [
+  { name: 'check-credentials', type: 'boolean', help: "Check each credential against its registry's /v2/ (Basic or Bearer token flow) after it changes; results go to metrics, Events, Node annotations." },
+  { name: 'check-timeout-ms', type: 'string', default: '5000', number: { above: 0 }, help: 'Timeout of each HTTP request of a credential check.' },
+  { name: 'drop-rejected-docker-hub', type: 'boolean', help: 'Do not write a Docker Hub credential that Docker Hub rejects (a wrong one breaks public pulls). Needs --check-credentials.' },
+];
+
+/** The Kubernetes side of `run`: sources, server, node status. */
+export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
+  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config when running in a pod.' },
+  { name: 'no-kubernetes', type: 'boolean', help: 'Do not talk to Kubernetes even in a pod (file sources only).' },
+  { name: 'secret-namespace', type: 'string', default: DEFAULT_SECRET_NAMESPACE, help: 'Namespace of the docker-config Secret and of the Registry resources.' },
+  { name: 'secret-name', type: 'string', default: DEFAULT_SECRET_NAME, help: "The docker-config Secret to watch; '' disables the watch." },
+  { name: 'secret-dir', type: 'string', help: 'Read that Secret from a mounted volume directory instead of watching it (no Secret RBAC needed).' },
+  { name: 'no-registries', type: 'boolean', help: 'Do not watch Registry resources (admin.okteto.com/v1).' },
+  { name: 'node-name', type: 'string', help: 'This node (Downward API spec.nodeName): annotations and Events go to it.' },
+  { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz and /metrics on host:port (e.g. 0.0.0.0:8080).' },
+  { name: 'ecr-service-account', type: 'string', default: 'okteto/okteto', help: 'NAMESPACE/NAME of the service account whose tokens awsIamRole registries exchange with STS.' },
+  { name: 'ecr-default-chain', type: 'string', help: "Comma-separated ECR hosts without a Registry resource that use the node's own AWS identity (SDK default chain)." },
+  { name: 'ecr-fleet-size', type: 'string', default: '100', number: { integer: true, atLeast: 1 }, help: 'About how many nodes run the agent: spreads their first ECR calls to stay under the AWS quota.' },
+];
+
+export const RUN_FLAGS: readonly FlagSpec[] = [
+  { name: 'debounce-ms', type: 'string', default: '200', number: { integer: true, atLeast: 0 }, help: 'Coalesce source changes arriving within this window into one apply.' },
+  { name: 'resync-seconds', type: 'string', default: '60', number: { above: 0 }, help: 'Re-check the host files this often (with jitter) to repair drift.' },
+  ...KUBERNETES_RUN_FLAGS,
+  ...CHECK_FLAGS,
 ];
 
 export type Flags = Record<string, string | boolean | undefined>;
@@ -73,33 +113,30 @@ export function helpText(command: string, summary: string, specs: readonly FlagS
 
 export const str = (f: Flags, name: string): string | undefined => (typeof f[name] === 'string' ? (f[name] as string) : undefined);
 
-export function hostFromFlags(f: Flags): HostFs | AgentError {
-  const root = path.resolve(str(f, 'host-root') ?? '/');
-  if (!existsSync(root) || !statSync(root).isDirectory()) return new AgentError('NRC_E_HOST_ROOT_MISSING', { subject: root });
-  return new HostFs(root);
+const specOf = (specs: readonly FlagSpec[], name: string): FlagSpec | undefined => specs.find((s) => s.name === name);
+
+/** A string flag's value, or its default from `specs` when the Flags were built without it. */
+export function withDefault(specs: readonly FlagSpec[], name: string, value: string | undefined): string | undefined {
+  return value ?? specOf(specs, name)?.default;
 }
 
-export function targetOptionsFromFlags(f: Flags): TargetOptions {
-  return {
-    ...DEFAULT_TARGET_OPTIONS,
-    kubeletRootDir: str(f, 'kubelet-root-dir') ?? DEFAULT_TARGET_OPTIONS.kubeletRootDir,
-    dockerConfig: str(f, 'docker-config-path') ?? DEFAULT_TARGET_OPTIONS.dockerConfig,
-    writeContainerd: f['no-containerd'] !== true,
-    containerdVersion: (str(f, 'containerd-version') ?? 'auto') as ContainerdVersionOption,
-  };
+function describeRule(r: NumberRule): string {
+  const kind = r.integer ? 'a whole number' : 'a number';
+  if (r.atLeast !== undefined) return `${kind} of at least ${r.atLeast}`;
+  if (r.above !== undefined) return `${kind} greater than ${r.above}`;
+  return kind;
 }
 
-/** Reads --registry-config; a file that cannot be read or parsed is an error for the whole run. */
-export function registryConfigFromFlags(f: Flags): RegistryConfig | AgentError {
-  const file = str(f, 'registry-config');
-  if (!file) return EMPTY_REGISTRY_CONFIG;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    return new AgentError('NRC_E_REGISTRY_CONFIG_INVALID', { subject: file, detail: `(${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, cause: err });
-  }
-  // ca_file paths are relative to the config file, like every other config of this kind.
-  const config = parseRegistryConfig(text, (p) => readFileSync(path.resolve(path.dirname(file), p), 'utf8'));
-  return config.readable ? config : config.errors[0]!;
+/**
+ * A number flag's value (its default from `specs` when not given), checked against its rule:
+ * a value that is not a number, or is out of range, is NRC_E_FLAG_INVALID, never NaN.
+ */
+export function numberFlag(specs: readonly FlagSpec[], name: string, value: string | undefined): number | AgentError {
+  const spec = specOf(specs, name);
+  const rule = spec?.number ?? {};
+  const text = value ?? spec?.default;
+  const n = text === undefined || text.trim() === '' ? Number.NaN : Number(text);
+  const ok = Number.isFinite(n) && (!rule.integer || Number.isInteger(n)) && (rule.atLeast === undefined || n >= rule.atLeast) && (rule.above === undefined || n > rule.above);
+  if (ok) return n;
+  return new AgentError('NRC_E_FLAG_INVALID', { subject: `--${name}`, detail: `(${text === undefined ? 'no value' : `got ${quoteSubject(text)}`}; expected ${describeRule(rule)})` });
 }

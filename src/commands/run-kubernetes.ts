@@ -1,34 +1,20 @@
 // The Kubernetes side of `run`: the Registry and Secret sources, the HTTP server
-// (/healthz, /readyz, /metrics) and node status. run.ts calls this with its flags.
+// (/healthz, /readyz, /metrics) and node status. run.ts calls this with its KubernetesConfig.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
-import type { ApplyReport } from '../reconcile/reconciler.ts';
-import type { NodeStatusReporter } from '../reconcile/node-status.ts';
-import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../server/metrics.ts';
+import type { ApplyReport } from '../model/apply-report.ts';
+import type { NodeStatusReporter } from '../report/node-status.ts';
+import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../report/metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
 import type { EcrSource } from '../sources/ecr/index.ts';
-import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../check/metrics.ts';
+import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../report/check-metrics.ts';
 import type { CheckResult } from '../check/credential-check.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
-import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
-import { str, type Flags, type FlagSpec } from './options.ts';
-
-export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
-  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config when running in a pod.' },
-  { name: 'no-kubernetes', type: 'boolean', help: 'Do not talk to Kubernetes even in a pod (file sources only).' },
-  { name: 'secret-namespace', type: 'string', default: DEFAULT_SECRET_NAMESPACE, help: 'Namespace of the docker-config Secret and of the Registry resources.' },
-  { name: 'secret-name', type: 'string', default: DEFAULT_SECRET_NAME, help: "The docker-config Secret to watch; '' disables the watch." },
-  { name: 'secret-dir', type: 'string', help: 'Read that Secret from a mounted volume directory instead of watching it (no Secret RBAC needed).' },
-  { name: 'no-registries', type: 'boolean', help: 'Do not watch Registry resources (admin.okteto.com/v1).' },
-  { name: 'node-name', type: 'string', help: 'This node (Downward API spec.nodeName): annotations and Events go to it.' },
-  { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz and /metrics on host:port (e.g. 0.0.0.0:8080).' },
-  { name: 'ecr-service-account', type: 'string', default: 'okteto/okteto', help: 'NAMESPACE/NAME of the service account whose tokens awsIamRole registries exchange with STS.' },
-  { name: 'ecr-default-chain', type: 'string', help: "Comma-separated ECR hosts without a Registry resource that use the node's own AWS identity (SDK default chain)." },
-  { name: 'ecr-fleet-size', type: 'string', default: '100', help: 'About how many nodes run the agent: spreads their first ECR calls to stay under the AWS quota.' },
-];
+import { inCluster, loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
+import type { KubernetesConfig } from './config.ts';
 
 export interface KubernetesRuntime {
   /** In precedence order: Registry resources, then the Secret (watch or mounted), before run's own file source. */
@@ -42,22 +28,16 @@ export interface KubernetesRuntime {
 }
 
 async function loadKubernetes(): Promise<{
-  KubeConfig: typeof KubeConfig;
   KubernetesRegistrySource: typeof import('../sources/kubernetes/registry-source.ts').KubernetesRegistrySource;
   KubernetesSecretSource: typeof import('../sources/kubernetes/secret-source.ts').KubernetesSecretSource;
   NodeStatusReporter: typeof NodeStatusReporter;
 }> {
-  const [client, registry, secret, status] = await Promise.all([
-    import('@kubernetes/client-node'),
+  const [registry, secret, status] = await Promise.all([
     import('../sources/kubernetes/registry-source.ts'),
     import('../sources/kubernetes/secret-source.ts'),
-    import('../reconcile/node-status.ts'),
+    import('../report/node-status.ts'),
   ]);
-  return { KubeConfig: client.KubeConfig, KubernetesRegistrySource: registry.KubernetesRegistrySource, KubernetesSecretSource: secret.KubernetesSecretSource, NodeStatusReporter: status.NodeStatusReporter };
-}
-
-function inCluster(): boolean {
-  return Boolean(process.env['KUBERNETES_SERVICE_HOST']);
+  return { KubernetesRegistrySource: registry.KubernetesRegistrySource, KubernetesSecretSource: secret.KubernetesSecretSource, NodeStatusReporter: status.NodeStatusReporter };
 }
 
 /** A node that joined minutes ago gets its first ECR token at once: joining nodes arrive slowly. */
@@ -78,17 +58,16 @@ async function isNewNode(kc: KubeConfig, nodeName: string | undefined, log: Logg
 }
 
 /** The ECR source, when Registry resources or --ecr-default-chain can yield ECR registries. */
-async function startEcr(f: Flags, kc: KubeConfig | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
-  const defaultChainHosts = (str(f, 'ecr-default-chain') ?? '').split(',').map((h) => h.trim()).filter(Boolean);
+async function startEcr(c: KubernetesConfig, kc: KubeConfig | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
+  const { defaultChainHosts, serviceAccount } = c.ecr;
   if (!watchRegistries && defaultChainHosts.length === 0) return undefined;
-  const ecrModule = await import('../sources/ecr/index.ts');
-  const [saNamespace = 'okteto', saName = 'okteto'] = (str(f, 'ecr-service-account') ?? 'okteto/okteto').split('/');
-  const newNode = kc ? await isNewNode(kc, str(f, 'node-name'), log) : false;
+  const [ecrModule, { ecrStateFile, fileTokenCache }] = await Promise.all([import('../sources/ecr/index.ts'), import('../host/ecr-token-cache.ts')]);
+  const newNode = kc ? await isNewNode(kc, c.nodeName, log) : false;
   return new ecrModule.EcrSource({
-    hostRoot: str(f, 'host-root') ?? '/',
-    aws: kc ? { serviceAccountTokens: new ecrModule.KubernetesServiceAccountTokenProvider({ kubeConfig: kc, namespace: saNamespace, serviceAccount: saName }) } : {},
+    tokenCache: fileTokenCache(ecrStateFile(c.hostRoot)),
+    aws: kc ? { serviceAccountTokens: new ecrModule.KubernetesServiceAccountTokenProvider({ kubeConfig: kc, namespace: serviceAccount.namespace, serviceAccount: serviceAccount.name }) } : {},
     defaultChainHosts,
-    fleetSize: Math.max(1, Number(str(f, 'ecr-fleet-size') ?? 100) || 1),
+    fleetSize: c.ecr.fleetSize,
     waitForRegistries: watchRegistries,
     newNode,
     logger: log.child({ component: 'ecr' }),
@@ -97,7 +76,7 @@ async function startEcr(f: Flags, kc: KubeConfig | undefined, watchRegistries: b
 }
 
 /** Builds the Kubernetes sources and starts the server; the caller starts the reconciler. */
-export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<KubernetesRuntime> {
+export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger): Promise<KubernetesRuntime> {
   const metrics = createAgentMetrics(createMetricsRegistry());
   const log = logger.child({ component: 'kubernetes' });
   const onState = (e: WatchStateEvent): void => {
@@ -109,36 +88,32 @@ export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<
   };
 
   const sources: Source[] = [];
-  const kubeconfigPath = str(f, 'kubeconfig');
-  const useKube = f['no-kubernetes'] !== true && (kubeconfigPath !== undefined || inCluster());
+  const kubeconfigPath = c.kubeconfig;
+  const useKube = c.useKubernetes && (kubeconfigPath !== undefined || inCluster());
   // The Kubernetes client costs about 80 MiB of RSS: load it only when a Kubernetes source is in use.
   const k8s = useKube ? await loadKubernetes() : undefined;
-  let kc: KubeConfig | undefined;
-  if (k8s) {
-    kc = new k8s.KubeConfig();
-    if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-    else kc.loadFromCluster();
-  }
-  const namespace = str(f, 'secret-namespace') ?? DEFAULT_SECRET_NAMESPACE;
-  const watchRegistries = Boolean(k8s && kc && f['no-registries'] !== true);
-  const ecr = await startEcr(f, kc, watchRegistries, metrics, log);
+  // useKube means a --kubeconfig or a pod, so this never falls back to ~/.kube/config.
+  const kc: KubeConfig | undefined = k8s ? await loadKubeConfig(kubeconfigPath) : undefined;
+  const namespace = c.namespace;
+  const watchRegistries = Boolean(k8s && kc && c.watchRegistries);
+  const ecr = await startEcr(c, kc, watchRegistries, metrics, log);
   if (k8s && kc && watchRegistries) {
     sources.push(new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState, ...(ecr ? { onEcrRegistries: (specs) => ecr.setRegistries(specs) } : {}) }));
   }
   // ECR tokens come from Registry resources too: they share the top precedence.
   if (ecr) sources.push(ecr);
-  const secretDir = str(f, 'secret-dir');
-  const secretName = str(f, 'secret-name') ?? DEFAULT_SECRET_NAME;
+  const secretDir = c.secretDir;
+  const secretName = c.secretName;
   if (secretDir) sources.push(new FileSource(secretDir));
   else if (k8s && kc && secretName !== '') sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: secretName, onState }));
 
-  const nodeName = str(f, 'node-name');
+  const nodeName = c.nodeName;
   const status: NodeStatusReporter | undefined =
     k8s && kc && nodeName
       ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, eventNamespace: namespace, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
       : undefined;
 
-  const listen = str(f, 'listen-address');
+  const listen = c.listenAddress;
   let server: AgentServer | undefined;
   if (listen) {
     server = await startAgentServer({ listenAddress: listen, registry: metrics.registry });

@@ -1,21 +1,15 @@
 import { AgentError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
-import { Reconciler, type ApplyReport } from '../reconcile/reconciler.ts';
+import type { ApplyReport } from '../model/apply-report.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
 import { FileSource } from '../sources/file-source.ts';
+import { agentConfig, loadRegistryConfig, openHost, type AgentConfig, type InputConfig } from './config.ts';
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
-import { hostFromFlags, registryConfigFromFlags, str, targetOptionsFromFlags, type Flags, type FlagSpec } from './options.ts';
-import { KUBERNETES_RUN_FLAGS, startKubernetesRuntime } from './run-kubernetes.ts';
-import { CHECK_FLAGS, checkSettingsFromFlags } from '../check/options.ts';
+import type { Flags } from './options.ts';
+import { startKubernetesRuntime } from './run-kubernetes.ts';
 import type { CheckResult } from '../check/index.ts';
-import type { CredentialGate } from '../reconcile/credential-gate.ts';
-
-export const RUN_FLAGS: readonly FlagSpec[] = [
-  { name: 'debounce-ms', type: 'string', default: '200', help: 'Coalesce source changes arriving within this window into one apply.' },
-  { name: 'resync-seconds', type: 'string', default: '60', help: 'Re-check the host files this often (with jitter) to repair drift.' },
-  ...KUBERNETES_RUN_FLAGS,
-  ...CHECK_FLAGS,
-];
+import type { CredentialGate } from '../check/gate.ts';
 
 export interface RunningAgent {
   readonly reconciler: Reconciler;
@@ -23,29 +17,29 @@ export interface RunningAgent {
 }
 
 /** Sources in precedence order (earlier wins for the same registry). */
-export function sourcesFromFlags(f: Flags): Source[] {
+export function fileSources(c: InputConfig): Source[] {
   const sources: Source[] = [];
-  const file = str(f, 'dockerconfig');
+  const file = c.dockerconfig;
   if (file) sources.push(new FileSource(file));
   return sources;
 }
 
 export async function startAgent(
-  f: Flags,
+  c: AgentConfig,
   logger: Logger,
   sources: Source[],
   onApplied?: (r: ApplyReport) => void,
   onCheckResults?: (r: readonly CheckResult[]) => void,
 ): Promise<RunningAgent | AgentError> {
-  const host = hostFromFlags(f);
+  const host = openHost(c.hostRoot);
   if (host instanceof AgentError) return host;
-  const registryConfig = registryConfigFromFlags(f);
+  const registryConfig = loadRegistryConfig(c.registryConfig);
   if (registryConfig instanceof AgentError) return registryConfig;
-  const check = checkSettingsFromFlags(f);
+  const check = c.check;
   let gate: CredentialGate | undefined;
   if (check.enabled) {
     // Loaded only when asked for: the checker's HTTP client is not needed otherwise.
-    const [{ CredentialGate }, { CredentialChecker }] = await Promise.all([import('../reconcile/credential-gate.ts'), import('../check/index.ts')]);
+    const [{ CredentialGate }, { CredentialChecker }] = await Promise.all([import('../check/gate.ts'), import('../check/index.ts')]);
     gate = new CredentialGate({
       checker: new CredentialChecker(check.checker),
       policy: check.policy,
@@ -62,10 +56,10 @@ export async function startAgent(
     sources,
     hostOptions: registryConfig.hosts,
     hostOptionErrors: registryConfig.errors,
-    targetOptions: targetOptionsFromFlags(f),
+    targetOptions: c.targets,
     logger,
-    debounceMs: Number(str(f, 'debounce-ms') ?? 200),
-    resyncMs: Number(str(f, 'resync-seconds') ?? 60) * 1000,
+    debounceMs: c.debounceMs,
+    resyncMs: c.resyncMs,
   });
   if (onApplied) reconciler.on('applied', onApplied);
   await reconciler.start();
@@ -86,16 +80,21 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 export async function runCommand(f: Flags, io: Io): Promise<number> {
-  const logger = createLogger(str(f, 'log-level'));
+  const c = agentConfig(f);
+  if (c instanceof AgentError) {
+    io.err(`${c.message}\n`);
+    return EXIT_FAILED;
+  }
+  const logger = createLogger(c.logLevel);
   // Precedence: Registry resources > Secret (watch or mounted) > --dockerconfig (docs/kubernetes.md).
-  const kube = await startKubernetesRuntime(f, logger);
-  const sources = [...kube.sources, ...sourcesFromFlags(f)];
+  const kube = await startKubernetesRuntime(c.kubernetes, logger);
+  const sources = [...kube.sources, ...fileSources(c)];
   if (sources.length === 0) {
     await kube.stop();
     io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG), --kubeconfig or a pod (Kubernetes), or --secret-dir.\n');
     return EXIT_FAILED;
   }
-  const agent = await startAgent(f, logger, sources, (r) => kube.onApplied(r), (results) => kube.onCheckResults(results));
+  const agent = await startAgent(c, logger, sources, (r) => kube.onApplied(r), (results) => kube.onCheckResults(results));
   if (agent instanceof AgentError) {
     await kube.stop();
     io.err(`${agent.message}\n`);

@@ -1,14 +1,15 @@
 // `status`: the fleet view. Reads what every node's agent reported in its Node annotations
-// (src/reconcile/node-status.ts) and prints one line per node, marking the nodes that are behind
+// (src/report/node-status.ts) and prints one line per node, marking the nodes that are behind
 // (another configuration than the newest one, for longer than --behind-after) or failing.
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
-import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../reconcile/node-annotations.ts';
+import { quoteSubject } from '../model/registry-key.ts';
+import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../report/node-annotations.ts';
 
-export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../reconcile/node-annotations.ts';
+export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
-import { str, type Flags, type FlagSpec } from './options.ts';
+import { str, withDefault, type Flags, type FlagSpec } from './options.ts';
 
 
 export const STATUS_FLAGS: readonly FlagSpec[] = [
@@ -156,29 +157,25 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
   return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
-// The Kubernetes client is loaded when status runs, not when cli.ts imports this module:
-// it costs about 80 MiB of RSS that `run` without Kubernetes sources must not carry (issue 7).
-async function kubeConfigFromFlags(f: Flags): Promise<KubeConfig> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  const file = str(f, 'kubeconfig');
-  if (file) kc.loadFromFile(file);
-  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
+/** A duration flag (its default from STATUS_FLAGS when not given); a malformed one is NRC_E_FLAG_INVALID. */
+function durationFlag(name: string, value: string | undefined): number | AgentError {
+  const text = withDefault(STATUS_FLAGS, name, value) ?? '';
+  const ms = parseDuration(text);
+  return ms ?? new AgentError('NRC_E_FLAG_INVALID', { subject: `--${name}`, detail: `(got ${quoteSubject(text)}; --behind-after and --expiry-warning take a duration such as 90s, 10m or 2h)` });
 }
 
 export async function statusCommand(f: Flags, io: Io, now: () => Date = () => new Date()): Promise<number> {
-  const behindAfterMs = parseDuration(str(f, 'behind-after') ?? '10m');
-  const expiryWarningMs = parseDuration(str(f, 'expiry-warning') ?? '1h');
-  if (behindAfterMs === undefined || expiryWarningMs === undefined) {
-    io.err('--behind-after and --expiry-warning take a duration such as 90s, 10m or 2h.\n');
+  const behindAfterMs = durationFlag('behind-after', str(f, 'behind-after'));
+  const expiryWarningMs = durationFlag('expiry-warning', str(f, 'expiry-warning'));
+  if (behindAfterMs instanceof AgentError || expiryWarningMs instanceof AgentError) {
+    io.err(`${(behindAfterMs instanceof AgentError ? behindAfterMs : (expiryWarningMs as AgentError)).message}\n`);
     return EXIT_FAILED;
   }
   let nodes: NodeAnnotations[];
   try {
     const { CoreV1Api } = await import('@kubernetes/client-node');
-    const core = (await kubeConfigFromFlags(f)).makeApiClient(CoreV1Api);
+    // The Kubernetes client is loaded when status runs, not when cli.ts imports this module (issue 7).
+    const core = (await loadKubeConfig(str(f, 'kubeconfig'))).makeApiClient(CoreV1Api);
     const list = await core.listNode();
     nodes = list.items.map((n) => ({ name: n.metadata?.name ?? '?', annotations: n.metadata?.annotations ?? {} }));
   } catch (err) {

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import { AgentError, asAgentError } from '../errors.ts';
-import { isEmptyRecord, mergeRecords, parseRecord, RECORD_PATH, serializeRecord, type OwnershipRecord } from '../plan/ownership.ts';
+import { RECORD_PATH } from '../model/state-paths.ts';
+import { isEmptyRecord, mergeRecords, parseRecord, serializeRecord, type OwnershipRecord } from '../plan/ownership.ts';
 import type { Operation, Plan } from '../plan/types.ts';
 import { removeStaleTemps, removeStaleTempsIn, writeFileAtomicSync, unlinkDurably } from './atomic.ts';
 import type { HostFs } from './host-fs.ts';

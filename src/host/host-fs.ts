@@ -1,18 +1,7 @@
 import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import { AgentError } from '../errors.ts';
-
-/** What a host path is right now, as the planner sees it (host paths are absolute, as on the node). */
-export type FileState =
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'file'; readonly bytes: Uint8Array; readonly mode: number; readonly uid: number; readonly gid: number }
-  | { readonly kind: 'directory' }
-  /** A symlink, or a path below one: the agent never follows it. */
-  | { readonly kind: 'symlink' }
-  | { readonly kind: 'other' }
-  | { readonly kind: 'unreadable'; readonly errno: string };
-
-export type HostSnapshot = ReadonlyMap<string, FileState>;
+import { ancestors, snapshotPaths, type FileState, type HostSnapshot } from '../model/host-state.ts';
 
 /** Read-only view of the host used by runtime detection. */
 export interface HostReader {
@@ -29,17 +18,6 @@ export function assertHostPath(hostPath: string): string {
     throw new AgentError('NRC_E_UNSAFE_PATH', { subject: JSON.stringify(hostPath.slice(0, 200)) });
   }
   return normalized;
-}
-
-/** Ancestors of a host path, shallowest first, without "/" itself. */
-export function ancestors(hostPath: string): string[] {
-  const out: string[] = [];
-  let cur = posix.dirname(hostPath);
-  while (cur !== '/') {
-    out.unshift(cur);
-    cur = posix.dirname(cur);
-  }
-  return out;
 }
 
 /** Symlinks followed while resolving one path, as the kernel's own limit. */
@@ -149,11 +127,7 @@ export class HostFs implements HostReader {
 
   /** Snapshot of the given paths and all their ancestors. */
   snapshot(paths: Iterable<string>): HostSnapshot {
-    const out = new Map<string, FileState>();
-    for (const p of paths) {
-      for (const a of [...ancestors(p), p]) if (!out.has(a)) out.set(a, this.stat(a));
-    }
-    return out;
+    return snapshotPaths(paths, (p) => this.stat(p));
   }
 
   readText(hostPath: string): string | undefined {

@@ -1,16 +1,11 @@
 import { stringify } from 'smol-toml';
 import type { RegistryCredential } from '../model/credential.ts';
-import { DOCKER_HUB_HOST } from '../model/registry-key.ts';
-import { encodeAuth } from '../sources/dockerconfig.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import { serverUrl } from '../model/registry-endpoint.ts';
+import { encodeAuth } from '../model/basic-auth.ts';
+import type { HostOptions } from '../model/host-options.ts';
 
 export const HOSTS_TOML_HEADER =
   '# Managed by node-registry-credentials: edits are overwritten, and the file is removed on uninstall.\n';
-
-/** The URL containerd talks to for a registry host. */
-export function serverUrl(host: string): string {
-  return host === DOCKER_HUB_HOST ? 'https://registry-1.docker.io' : `https://${host}`;
-}
 
 /**
  * containerd's hosts.toml for one registry: ONE host, the top-level `server`, carrying the CA,

@@ -1,10 +1,5 @@
 import { AgentError } from '../errors.ts';
-
-/** Where the agent keeps its ownership record, under the host root. */
-export const STATE_DIR = '/var/lib/node-registry-credentials';
-export const RECORD_PATH = `${STATE_DIR}/ownership.json`;
-/** The ECR source's token cache (restart reuse); holds tokens, so cleanup removes it. */
-export const ECR_CACHE_PATH = `${STATE_DIR}/ecr-tokens.json`;
+import { RECORD_PATH } from '../model/state-paths.ts';
 
 export interface OwnedEntry {
   /** The foreign value that was under this key before the agent wrote it, restored on removal. */

@@ -1,18 +1,20 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { AgentError } from '../errors.ts';
-import type { FileState } from '../host/host-fs.ts';
-import { ancestors } from '../host/host-fs.ts';
+import type { FileState } from '../model/host-state.ts';
+import { ancestors } from '../model/host-state.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../model/registry-key.ts';
-import { encodeAuth } from '../sources/dockerconfig.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import { encodeAuth } from '../model/basic-auth.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletDocument, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
-import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR, type JsonFileRecord, type OwnedEntry, type OwnershipRecord } from './ownership.ts';
-import type { FileChange, Operation, Plan, PlanInput } from './types.ts';
+import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR } from '../model/state-paths.ts';
+import type { JsonFileRecord, OwnedEntry, OwnershipRecord } from './ownership.ts';
+import type { FileChange } from '../model/apply-report.ts';
+import type { Operation, Plan, PlanInput } from './types.ts';
 
 const CREDENTIAL_MODE = 0o600;
 const PUBLIC_MODE = 0o644;

@@ -1,22 +1,10 @@
 import type { AgentError } from '../errors.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import type { HostSnapshot } from '../host/host-fs.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostSnapshot } from '../model/host-state.ts';
+import type { HostOptions } from '../model/host-options.ts';
+import type { FileChange } from '../model/apply-report.ts';
+import type { Targets } from '../model/targets.ts';
 import type { OwnershipRecord } from './ownership.ts';
-
-/** Where the outputs go on this node (host paths), as found by runtime detection and flags. */
-export interface Targets {
-  /** `{kubelet root dir}/config.json`. */
-  readonly kubeletConfig: string;
-  /** Files the kubelet would read today when kubeletConfig is absent, in its search order. */
-  readonly kubeletFallbacks: readonly string[];
-  /** Docker config for tools on the node (`/root/.docker/config.json`); undefined to leave it alone. */
-  readonly dockerConfig: string | undefined;
-  /** containerd's hosts directory (first entry of config_path); undefined when there is none. */
-  readonly containerdHostsDir: string | undefined;
-  /** `/etc/docker/certs.d` and `/etc/containers/certs.d`, each only if that runtime's directory exists. */
-  readonly certsDirs: readonly string[];
-}
 
 export interface PlanInput {
   /** Merged, de-duplicated credentials (one per key). Empty for cleanup. */
@@ -42,17 +30,6 @@ export type Operation =
     }
   | { readonly op: 'delete'; readonly path: string }
   | { readonly op: 'rmdir'; readonly path: string };
-
-export type ChangeKind = 'create' | 'update' | 'delete' | 'restore';
-
-/** A human-level description of one file's change, for logs and `apply` output (no secrets). */
-export interface FileChange {
-  readonly path: string;
-  readonly change: ChangeKind;
-  readonly added: readonly string[];
-  readonly updated: readonly string[];
-  readonly removed: readonly string[];
-}
 
 export interface Plan {
   /** In execution order: mkdirs (shallow first), writes, deletes, rmdirs (deep first). */

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import type { FileState, HostFs, HostSnapshot } from '../host/host-fs.ts';
+import type { HostFs } from '../host/host-fs.ts';
+import type { FileState, HostSnapshot } from '../model/host-state.ts';
 import type { OwnershipRecord } from '../plan/ownership.ts';
 import type { Operation, Plan } from '../plan/types.ts';
 

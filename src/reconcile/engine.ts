@@ -1,12 +1,12 @@
-import { createHash, scryptSync } from 'node:crypto';
 import { AgentError } from '../errors.ts';
 import { applyPlan, readRecord, type ApplyResult } from '../host/apply.ts';
-import type { HostFs, HostSnapshot } from '../host/host-fs.ts';
+import type { HostFs } from '../host/host-fs.ts';
+import type { HostSnapshot } from '../model/host-state.ts';
 import type { RegistryCredential, SourceSnapshot } from '../model/credential.ts';
 import type { OwnershipRecord } from '../plan/ownership.ts';
 import { pathsToSnapshot, plan as makePlan } from '../plan/planner.ts';
 import type { Plan } from '../plan/types.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { detectTargets, type DetectedTargets, type TargetOptions } from '../runtime/targets.ts';
 
 /** Merges sources in precedence order: for one registry key, the first source that has it wins. */
@@ -33,6 +33,8 @@ export interface Planned {
   readonly snapshot: HostSnapshot;
   readonly record: OwnershipRecord;
   readonly detected: DetectedTargets;
+  /** Every problem found planning, in report order: the targets' (runtime detection), then the plan's. */
+  readonly problems: readonly AgentError[];
 }
 
 /** Reads the host and plans. A corrupt ownership record stops everything: nothing is guessed. */
@@ -42,36 +44,19 @@ export function planOnHost(input: ReconcileInput): Planned | AgentError {
   const detected = detectTargets(input.host, input.targetOptions);
   const base = { credentials: input.credentials, hostOptions: input.hostOptions, targets: detected.targets, record, ...(input.cleanup ? { cleanup: true } : {}) };
   const snapshot = input.host.snapshot(pathsToSnapshot(base));
-  return { plan: makePlan({ ...base, snapshot }), snapshot, record, detected };
+  const plan = makePlan({ ...base, snapshot });
+  return { plan, snapshot, record, detected, problems: [...detected.problems, ...plan.errors] };
 }
 
 export interface Reconciled extends Planned {
   readonly result: ApplyResult;
+  /** One list, in report order: the problems of planning, then the writes that failed. */
+  readonly errors: readonly AgentError[];
 }
 
 export function reconcileOnce(input: ReconcileInput): Reconciled | AgentError {
   const planned = planOnHost(input);
   if (planned instanceof AgentError) return planned;
-  return { ...planned, result: applyPlan(input.host, planned.record, planned.plan) };
-}
-
-let lastHash: { material: string; hash: string } | undefined;
-
-/**
- * A hash of what is configured (keys, hosts, credentials, host options), equal on every node
- * that applied the same configuration. It is published on the Node, so it is stretched with
- * scrypt: testing a guessed password against it costs tens of milliseconds and needs every other
- * credential of the configuration too. Computed once per distinct configuration.
- */
-export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
-  const h = createHash('sha256');
-  for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
-    h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
-  }
-  for (const o of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) h.update(JSON.stringify(o));
-  const material = h.digest('hex');
-  if (lastHash?.material === material) return lastHash.hash;
-  const hash = scryptSync(material, 'node-registry-credentials/applied-hash/v1', 8, { N: 2 ** 14, r: 8, p: 1 }).toString('hex');
-  lastHash = { material, hash };
-  return hash;
+  const result = applyPlan(input.host, planned.record, planned.plan);
+  return { ...planned, result, errors: [...planned.problems, ...result.errors] };
 }

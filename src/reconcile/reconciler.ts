@@ -3,12 +3,13 @@ import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { Logger } from '../log.ts';
 import type { Source, SourceSnapshot } from '../model/credential.ts';
-import type { FileChange } from '../plan/types.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
+import type { ApplyReport } from '../model/apply-report.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
-import type { CredentialGate } from './credential-gate.ts';
-import { configurationHash, mergeSnapshots, reconcileOnce } from './engine.ts';
+import type { CredentialGate } from '../check/gate.ts';
+import { configurationHash } from '../report/configuration-hash.ts';
+import { mergeSnapshots, reconcileOnce } from './engine.ts';
 
 /**
  * Planner errors that are faults of the host, not of the input (a directory or symlink where a
@@ -36,20 +37,6 @@ export interface ReconcilerOptions {
   readonly driftDebounceMs?: number;
   /** Checks credentials against their registries and applies the check policy (--check-credentials). */
   readonly gate?: CredentialGate;
-}
-
-export interface ApplyReport {
-  readonly at: Date;
-  readonly hash: string;
-  readonly registries: number;
-  readonly changes: readonly FileChange[];
-  readonly bytesWritten: number;
-  /** Entry and host problems (rejected entries, foreign directories, write failures). */
-  readonly errors: readonly AgentError[];
-  /** True when every write went through (entry errors do not count). */
-  readonly hostOk: boolean;
-  /** When each applied credential that expires (ECR tokens) stops working, by registry key. */
-  readonly expiries: ReadonlyMap<string, Date>;
 }
 
 export interface ReconcilerEvents {
@@ -192,7 +179,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       });
       this.drift.update(expectedAfterApply(outcome.plan, outcome.snapshot, outcome.result.done));
     }
-    const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.detected.problems, ...outcome.plan.errors, ...hostErrors];
+    const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.errors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
     this.report({ ...base, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code)) });
   }

@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import type { AgentError } from '../errors.ts';
 import type { HostReader } from '../host/host-fs.ts';
-import type { Targets } from '../plan/types.ts';
+import type { Targets } from '../model/targets.ts';
 import { detectContainerd, type ContainerdInfo, type ContainerdVersionOption } from './containerd.ts';
 
 export interface TargetOptions {

@@ -31,10 +31,6 @@ export function decodeBase64(text: string): string | undefined {
   return decoded;
 }
 
-export function encodeAuth(username: string, password: string): string {
-  return Buffer.from(`${username}:${password}`, 'utf8').toString('base64');
-}
-
 interface EntryResult {
   username: string;
   password: string;

@@ -1,17 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { AgentError } from '../errors.ts';
+import type { HostOptions } from '../model/host-options.ts';
 import { quoteSubject, validateRegistryHost } from '../model/registry-key.ts';
-
-/** Per-registry host options from the registry config; they decide whether containerd gets a hosts.toml. */
-export interface HostOptions {
-  readonly host: string;
-  /** PEM text of the CA bundle that signs the registry's certificate. */
-  readonly ca?: string;
-  readonly skipVerify: boolean;
-  /** Put `Authorization: Basic …` into hosts.toml (Basic-auth registries only; Docker Hub uses Bearer). */
-  readonly authHeader: boolean;
-}
 
 export interface RegistryConfig {
   readonly hosts: ReadonlyMap<string, HostOptions>;

@@ -12,7 +12,7 @@ import { CredentialChecker, type CheckResult } from '../../src/check/credential-
 import { checkErrors, dropRejected } from '../../src/check/policy.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../../src/model/registry-key.ts';
-import type { HostOptions } from '../../src/sources/registry-config.ts';
+import type { HostOptions } from '../../src/model/host-options.ts';
 import { makePki, type Pki } from '../support/e2e-pki.ts';
 
 const USER = 'robot';

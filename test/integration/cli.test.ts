@@ -212,6 +212,22 @@ describe('CLI: apply, render, cleanup', { timeout: 120_000 }, () => {
     expect(listing(root)).toEqual(before);
   });
 
+  it('a number flag with a bad value is a coded usage error (exit 1), not NaN, and nothing is written', async () => {
+    const root = makeHost();
+    const v = inputs(SECRET);
+    const before = listing(root);
+    for (const [flag, value] of [['--debounce-ms', 'soon'], ['--resync-seconds', '0'], ['--check-timeout-ms', '-5'], ['--ecr-fleet-size', '1.5']] as const) {
+      const r = await cli(['run', '--host-root', root, '--dockerconfig', v.dockerconfig, '--no-kubernetes', `${flag}=${value}`]);
+      expect(r.code, `${flag} ${value}`).toBe(1);
+      expect(r.stderr).toContain(`NRC_E_FLAG_INVALID [${flag}]`);
+      expect(r.stderr).not.toContain('NaN');
+    }
+    const doctor = await cli(['doctor', '--host-root', root, '--check-timeout-ms', 'abc']);
+    expect(doctor.code).toBe(1);
+    expect(doctor.stderr).toContain('NRC_E_FLAG_INVALID [--check-timeout-ms]');
+    expect(listing(root)).toEqual(before);
+  });
+
   it('--help lists every flag with its NRC_ environment variable', async () => {
     const r = await cli(['apply', '--help']);
     expect(r.code).toBe(0);

@@ -5,8 +5,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ecrStateFile, fileTokenCache } from '../../src/host/ecr-token-cache.ts';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
-import { ManualClock } from '../../src/sources/ecr/clock.ts';
+import { ManualClock } from '../support/manual-clock.ts';
 import { KubernetesServiceAccountTokenProvider } from '../../src/sources/ecr/sa-token.ts';
 import { HOUR, SECOND } from '../../src/sources/ecr/schedule.ts';
 import { EcrSource } from '../../src/sources/ecr/source.ts';
@@ -65,7 +66,7 @@ afterEach(async () => {
 
 function start(specs: EcrRegistrySpec[]): Promise<EcrSource> {
   const s = new EcrSource({
-    hostRoot: dir,
+    tokenCache: fileTokenCache(ecrStateFile(dir)),
     clock,
     random: () => 0.5,
     newNode: true,

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentError } from '../../src/errors.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, NodeStatusReporter } from '../../src/reconcile/node-status.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, NodeStatusReporter } from '../../src/report/node-status.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
 
 describe('node status reporting', () => {

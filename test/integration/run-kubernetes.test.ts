@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ANNOTATION_HASH } from '../../src/reconcile/node-status.ts';
-import { ANNOTATION_TOKEN_EXPIRIES } from '../../src/reconcile/node-annotations.ts';
+import { ANNOTATION_HASH } from '../../src/report/node-status.ts';
+import { ANNOTATION_TOKEN_EXPIRIES } from '../../src/report/node-annotations.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
 

@@ -1,11 +1,11 @@
 // `status` against the in-process API server: one line per node from the annotations the
-// agents write (src/reconcile/node-status.ts), with the nodes that need attention marked.
+// agents write (src/report/node-status.ts), with the nodes that need attention marked.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { ANNOTATION_TOKEN_EXPIRIES, statusCommand, type FleetStatus } from '../../src/commands/status.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH } from '../../src/reconcile/node-status.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH } from '../../src/report/node-status.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
 
 const NOW = new Date('2030-01-01T12:00:00Z');

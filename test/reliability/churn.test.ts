@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostFs } from '../../src/host/host-fs.ts';
 import { Reconciler } from '../../src/reconcile/reconciler.ts';
 import { DEFAULT_TARGET_OPTIONS } from '../../src/runtime/targets.ts';
-import { encodeAuth } from '../../src/sources/dockerconfig.ts';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
 import { FileSource } from '../../src/sources/file-source.ts';
 import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
 import { captureLogger, dockerConfigJson, expectNoSecrets, FOREIGN_AUTHS, makeSampleHost, registryToml, tryReadJson, waitFor, type SampleHost, type TestCredential } from '../support/reliability-host.ts';

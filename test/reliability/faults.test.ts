@@ -11,9 +11,11 @@ import { COMMON_FLAGS, INPUT_FLAGS, parseFlags } from '../../src/commands/option
 import { applyPlan } from '../../src/host/apply.ts';
 import { HostFs } from '../../src/host/host-fs.ts';
 import { planOnHost, reconcileOnce } from '../../src/reconcile/engine.ts';
-import { Reconciler, type ApplyReport } from '../../src/reconcile/reconciler.ts';
+import type { ApplyReport } from '../../src/model/apply-report.ts';
+import { Reconciler } from '../../src/reconcile/reconciler.ts';
 import { DEFAULT_TARGET_OPTIONS } from '../../src/runtime/targets.ts';
-import { encodeAuth, parseDockerConfig } from '../../src/sources/dockerconfig.ts';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
+import { parseDockerConfig } from '../../src/sources/dockerconfig.ts';
 import { FileSource } from '../../src/sources/file-source.ts';
 import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
 import {

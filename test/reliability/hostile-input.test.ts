@@ -9,14 +9,16 @@ import { parse as parseToml } from 'smol-toml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyCommand, renderCommand, type Io } from '../../src/commands/oneshot.ts';
 import { COMMON_FLAGS, INPUT_FLAGS, parseFlags } from '../../src/commands/options.ts';
-import type { FileState } from '../../src/host/host-fs.ts';
+import type { FileState } from '../../src/model/host-state.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { validateRegistryHost } from '../../src/model/registry-key.ts';
 import { EMPTY_RECORD } from '../../src/plan/ownership.ts';
 import { plan } from '../../src/plan/planner.ts';
-import type { Targets } from '../../src/plan/types.ts';
-import { encodeAuth, parseDockerConfig } from '../../src/sources/dockerconfig.ts';
-import { parseRegistryConfig, type HostOptions } from '../../src/sources/registry-config.ts';
+import type { Targets } from '../../src/model/targets.ts';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
+import type { HostOptions } from '../../src/model/host-options.ts';
+import { parseDockerConfig } from '../../src/sources/dockerconfig.ts';
+import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
 import {
   expectNoSecrets,
   FOREIGN_AUTHS,

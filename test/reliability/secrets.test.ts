@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeAuth } from '../../src/sources/dockerconfig.ts';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
 import { expectNoSecrets, makeSampleHost, registryToml, runCli, spawnCli, waitFor, type SampleHost } from '../support/reliability-host.ts';
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');

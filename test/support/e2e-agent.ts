@@ -2,6 +2,7 @@
 // Secret/registry-config inputs it reads, including the kubelet's secret-volume layout.
 import { mkdir, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
 import { run, note, type RunResult } from './e2e-exec.ts';
 import { REPO_ROOT } from './e2e-prereqs.ts';
 
@@ -11,7 +12,7 @@ export type Auths = Record<string, { readonly username: string; readonly passwor
 export function dockerConfigJson(auths: Auths): string {
   const out: Record<string, { auth: string }> = {};
   for (const [host, c] of Object.entries(auths)) {
-    out[host] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
+    out[host] = { auth: encodeAuth(c.username, c.password) };
   }
   return JSON.stringify({ auths: out });
 }

@@ -2,6 +2,8 @@
 // files a node already has (they must survive every step, and cleanup must restore them exactly).
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
+import { secretsOf } from '../../src/model/secret-forms.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -73,8 +75,8 @@ export async function filesContaining(root: string, needles: readonly string[]):
 
 /** The forms a password can take in credential files: plain, and base64 of user:password (padded or not). */
 export function secretForms(user: string, password: string): string[] {
-  const auth = b64(`${user}:${password}`);
-  return [password, auth, auth.replace(/=+$/, '')];
+  const forms = secretsOf([{ username: user, password }]);
+  return [...forms, encodeAuth(user, password).replace(/=+$/, '')];
 }
 
 /** Lists what differs between two snapshots, for a readable failure. */

@@ -1,4 +1,4 @@
-import type { ManualClock } from '../../src/sources/ecr/clock.ts';
+import type { ManualClock } from './manual-clock.ts';
 import type { EcrSource } from '../../src/sources/ecr/index.ts';
 
 /**

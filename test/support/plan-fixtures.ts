@@ -1,11 +1,12 @@
-import type { FileState, HostSnapshot } from '../../src/host/host-fs.ts';
-import { ancestors } from '../../src/host/host-fs.ts';
+import type { FileState, HostSnapshot } from '../../src/model/host-state.ts';
+import { ancestors, snapshotPaths } from '../../src/model/host-state.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { normalizeRegistryKey } from '../../src/model/registry-key.ts';
 import { EMPTY_RECORD, type OwnershipRecord } from '../../src/plan/ownership.ts';
 import { pathsToSnapshot, plan } from '../../src/plan/planner.ts';
-import type { Plan, PlanInput, Targets } from '../../src/plan/types.ts';
-import type { HostOptions } from '../../src/sources/registry-config.ts';
+import type { HostOptions } from '../../src/model/host-options.ts';
+import type { Targets } from '../../src/model/targets.ts';
+import type { Plan, PlanInput } from '../../src/plan/types.ts';
 
 /** A host described by path → content; 'dir' and 'symlink' stand for those kinds. */
 export type HostSpec = Record<string, string | 'dir' | 'symlink' | { text: string; mode: number; uid: number }>;
@@ -43,15 +44,15 @@ export class MemoryHost {
     }
   }
 
+  /** The state of one path as HostFs would report it: below a symlink is 'symlink'. */
+  stat(path: string): FileState {
+    const below = ancestors(path).find((x) => this.files.get(x)?.kind === 'symlink');
+    return below ? { kind: 'symlink' } : (this.files.get(path) ?? { kind: 'missing' });
+  }
+
+  /** Like HostFs.snapshot (the same snapshotPaths), over the in-memory files. */
   snapshot(paths: Iterable<string>): HostSnapshot {
-    const out = new Map<string, FileState>();
-    for (const p of paths) {
-      for (const a of [...ancestors(p), p]) {
-        const below = ancestors(a).find((x) => this.files.get(x)?.kind === 'symlink');
-        out.set(a, below ? { kind: 'symlink' } : (this.files.get(a) ?? { kind: 'missing' }));
-      }
-    }
-    return out;
+    return snapshotPaths(paths, (p) => this.stat(p));
   }
 
   text(path: string): string | undefined {

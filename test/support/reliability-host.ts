@@ -5,9 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { expect } from 'vitest';
-import { encodeAuth } from '../../src/sources/dockerconfig.ts';
+import { createLogger } from '../../src/log.ts';
+import { encodeAuth } from '../../src/model/basic-auth.ts';
+import { secretsOf } from '../../src/model/secret-forms.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 
@@ -103,9 +105,9 @@ export function registryToml(hosts: readonly string[]): string {
   return hosts.map((h) => `[registry."${h}"]\nca = """${TEST_CA}"""\nauth_header = true\n`).join('\n');
 }
 
-/** Every form a credential may leak in: password, base64 auth, the Basic header value. */
+/** Every form a credential may leak in (the agent's own list: password, base64 auth, which is also the Basic header's value). */
 export function secretForms(creds: readonly TestCredential[]): string[] {
-  return creds.flatMap((c) => [c.password, encodeAuth(c.username, c.password)]).filter((s) => s.length >= 6);
+  return secretsOf(creds).filter((s) => s.length >= 6);
 }
 
 /** Fails, naming the first leak without printing it whole, if any secret occurs in the text. */
@@ -116,7 +118,7 @@ export function expectNoSecrets(text: string, secrets: readonly string[], where:
   }
 }
 
-/** A pino logger like the agent's (same redaction) that keeps every line for scanning. */
+/** The agent's own logger (src/log.ts: its redaction, its format) at debug level, keeping every line for scanning. */
 export function captureLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   const stream = new Writable({
@@ -125,9 +127,7 @@ export function captureLogger(): { logger: Logger; lines: string[] } {
       cb();
     },
   });
-  const redact = ['password', 'auth', 'token', 'identityToken', 'identitytoken', '*.password', '*.auth', '*.token', 'credentials', '*.credentials'];
-  const logger = pino({ level: 'debug', redact: { paths: redact, censor: '[redacted]' } }, stream);
-  return { logger, lines };
+  return { logger: createLogger('debug', stream), lines };
 }
 
 /** Polls a condition (no fixed sleeps); fails with the message after the timeout. */

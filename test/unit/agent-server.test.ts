@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState } from '../../src/server/metrics.ts';
+import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState } from '../../src/report/metrics.ts';
 import { type AgentServer, parseListenAddress, startAgentServer } from '../../src/server/server.ts';
 
 describe('agent HTTP server', () => {

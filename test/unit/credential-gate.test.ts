@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckResult, CredentialChecker } from '../../src/check/index.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
-import { CredentialGate } from '../../src/reconcile/credential-gate.ts';
+import { CredentialGate } from '../../src/check/gate.ts';
 import { cred } from '../support/plan-fixtures.ts';
 
 type Verdict = CheckResult['status'] | 'rate-limited';

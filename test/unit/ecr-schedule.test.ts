@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DEFAULT_POLICY, HOUR, MINUTE, SECOND, backoffDelayMs, refreshDelayMs, seededRandom, startupSpreadMs } from '../../src/sources/ecr/schedule.ts';
-import { simulateFleet } from '../../src/sources/ecr/fleet-sim.ts';
+import { DEFAULT_POLICY, HOUR, MINUTE, SECOND, backoffDelayMs, refreshDelayMs, startupSpreadMs } from '../../src/sources/ecr/schedule.ts';
+import { seededRandom, simulateFleet } from '../support/ecr-fleet-sim.ts';
 
 describe('refresh timing', () => {
   it('refreshes a fresh 12 h token after about 6 h (± 10 %)', () => {

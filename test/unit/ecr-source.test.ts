@@ -8,11 +8,11 @@ import { Registry } from 'prom-client';
 import { AgentError, type ErrorCode } from '../../src/errors.ts';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
 import type { EcrAuth, EcrToken } from '../../src/sources/ecr/aws.ts';
-import { ManualClock } from '../../src/sources/ecr/clock.ts';
+import { ManualClock } from '../support/manual-clock.ts';
 import type { EcrHost } from '../../src/sources/ecr/hostname.ts';
 import { HOUR, MINUTE, SECOND } from '../../src/sources/ecr/schedule.ts';
 import { EcrSource, type EcrSourceOptions } from '../../src/sources/ecr/source.ts';
-import { ecrStateFile, readEcrTokenExpiries } from '../../src/sources/ecr/token-store.ts';
+import { ecrStateFile, fileTokenCache, readEcrTokenExpiries } from '../../src/host/ecr-token-cache.ts';
 import type { EcrRegistrySpec } from '../../src/sources/ecr/types.ts';
 import { advanceSource } from '../support/ecr-clock.ts';
 
@@ -65,7 +65,7 @@ function makeSource(extra: Partial<EcrSourceOptions> = {}): EcrSource {
     },
   });
   const s = new EcrSource({
-    hostRoot: dir,
+    tokenCache: fileTokenCache(ecrStateFile(dir)),
     fetchToken: aws.fetch,
     clock,
     random: () => 0.5,

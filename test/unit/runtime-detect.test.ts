@@ -2,8 +2,10 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { checkSettings, inputConfig } from '../../src/commands/config.ts';
 import { credentialFindings, diagnose, ecrFindings } from '../../src/commands/doctor.ts';
-import { ecrStateFile, saveTokens } from '../../src/sources/ecr/token-store.ts';
+import { AgentError } from '../../src/errors.ts';
+import { ecrStateFile, saveTokens } from '../../src/host/ecr-token-cache.ts';
 import { HostFs, type HostReader } from '../../src/host/host-fs.ts';
 import { detectContainerd } from '../../src/runtime/containerd.ts';
 import { detectTargets, DEFAULT_TARGET_OPTIONS, kubeletSearchPath } from '../../src/runtime/targets.ts';
@@ -127,7 +129,7 @@ describe('doctor', () => {
         '/root/.docker/config.json': '{"auths": {}}',
         '/var/lib/kubelet/pods/.keep': '',
       }),
-      {},
+      DEFAULT_TARGET_OPTIONS,
     );
     const text = findings.map((f) => `${f.level} ${f.what}`).join('\n');
     expect(text).toContain('container runtime: containerd');
@@ -139,7 +141,7 @@ describe('doctor', () => {
 
   it('flags a kubelet config.json that group or others can read', () => {
     const h = host({ '/var/lib/kubelet/config.json': '{"auths": {}}' });
-    const findings = diagnose(h, {});
+    const findings = diagnose(h, DEFAULT_TARGET_OPTIONS);
     expect(findings.some((f) => f.level === 'ok' && f.what.includes('the kubelet reads /var/lib/kubelet/config.json'))).toBe(true);
     expect(findings.some((f) => f.level === 'warn' && f.what.includes('readable by group/others'))).toBe(true);
   });
@@ -170,7 +172,10 @@ describe('doctor: tokens and credentials', () => {
   it('with --check-credentials, reports a registry that cannot be reached', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nrc-doctor-check-'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths: { '127.0.0.1:9': { auth: Buffer.from('u:doctor-secret').toString('base64') } } }));
-    const findings = await credentialFindings({ 'host-root': dir, dockerconfig: join(dir, 'config.json'), 'check-timeout-ms': '2000' });
+    const flags = { 'host-root': dir, dockerconfig: join(dir, 'config.json'), 'check-timeout-ms': '2000' };
+    const check = checkSettings(flags);
+    if (check instanceof AgentError) throw check;
+    const findings = await credentialFindings(inputConfig(flags), check);
     expect(findings).toMatchObject([{ level: 'warn', code: 'NRC_E_CREDENTIAL_CHECK_FAILED' }]);
     expect(JSON.stringify(findings)).not.toContain('doctor-secret');
   });

@@ -1,4 +1,5 @@
 import { AgentError } from '../../errors.ts';
+import { quoteSubject } from '../../model/registry-key.ts';
 
 export type AwsPartition = 'aws' | 'aws-cn' | 'aws-us-gov' | 'aws-iso' | 'aws-iso-b' | 'aws-iso-e' | 'aws-iso-f' | 'aws-eusc';
 
@@ -33,8 +34,7 @@ const SUFFIX_PARTITION: Record<string, AwsPartition> = {
 };
 
 function invalid(raw: string, detail: string): AgentError {
-  const shown = JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw);
-  return new AgentError('NRC_E_ECR_HOST_INVALID', { subject: shown, detail });
+  return new AgentError('NRC_E_ECR_HOST_INVALID', { subject: quoteSubject(raw), detail });
 }
 
 /**

@@ -82,15 +82,3 @@ export function startupSpreadMs(fleetSize: number, policy: SchedulePolicy = DEFA
 export function startupDelayMs(fleetSize: number, random: Random, policy: SchedulePolicy = DEFAULT_POLICY): number {
   return Math.floor(random() * startupSpreadMs(fleetSize, policy));
 }
-
-/** A seeded PRNG (mulberry32) for tests and the simulation. */
-export function seededRandom(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -6,17 +6,17 @@ import { pino, type Logger } from 'pino';
 import { AgentError } from '../../errors.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';
 import { createAwsTokenFetcher, type AwsFetcherOptions, type EcrAuth, type EcrTokenFetcher } from './aws.ts';
-import { systemClock, type Clock } from './clock.ts';
+import { systemClock, type Clock } from '../../model/clock.ts';
 import { parseEcrHost, type EcrHost } from './hostname.ts';
 import { DEFAULT_POLICY, backoffDelayMs, refreshDelayMs, startupDelayMs, type Random, type SchedulePolicy } from './schedule.ts';
-import { credentialFingerprint, ecrStateFile, loadTokens, saveTokens, type StoredToken } from './token-store.ts';
-import type { EcrRegistrySpec } from './types.ts';
+import { fingerprintOf as partsFingerprint } from '../../model/fingerprint.ts';
+import type { EcrRegistrySpec, StoredToken, TokenCache } from './types.ts';
 
 export const ECR_SOURCE_NAME = 'ecr';
 
 export interface EcrSourceOptions {
-  /** The host's / as the agent sees it; the token cache lives under it. */
-  readonly hostRoot: string;
+  /** Where tokens are kept across restarts (on a node: fileTokenCache(ecrStateFile(hostRoot))). */
+  readonly tokenCache: TokenCache;
   /** AWS access (endpoints, SDK attempts, service-account tokens for awsIamRole). */
   readonly aws?: AwsFetcherOptions;
   /** ECR hosts without a Registry that use the agent's own AWS identity (SDK default chain). */
@@ -39,7 +39,6 @@ export interface EcrSourceOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly policy?: SchedulePolicy;
-  readonly stateFile?: string;
 }
 
 /** What render/doctor may show about a registry: never the token. */
@@ -73,6 +72,9 @@ function authOf(spec: EcrRegistrySpec): EcrAuth {
     : { kind: 'awsIamRole', roleArn: spec.roleArn, audience: spec.audience };
 }
 
+/** A one-way, short identifier of the AWS credentials: detects rotation across restarts. */
+const credentialFingerprint = (parts: readonly string[]): string => partsFingerprint(parts).slice(0, 16);
+
 function fingerprintOf(auth: EcrAuth): string {
   switch (auth.kind) {
     case 'awsIamUser':
@@ -92,7 +94,6 @@ export class EcrSource implements Source {
   private readonly policy: SchedulePolicy;
   private readonly log: Logger;
   private readonly fetchToken: EcrTokenFetcher;
-  private readonly stateFile: string;
   private readonly entries = new Map<string, Entry>();
   private invalid: AgentError[] = [];
   private specs: readonly EcrRegistrySpec[] = [];
@@ -112,7 +113,6 @@ export class EcrSource implements Source {
     this.policy = opts.policy ?? DEFAULT_POLICY;
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ source: ECR_SOURCE_NAME });
     this.fetchToken = opts.fetchToken ?? createAwsTokenFetcher(opts.aws);
-    this.stateFile = opts.stateFile ?? ecrStateFile(opts.hostRoot);
     if (opts.metrics) {
       const entries = this.entries;
       const clock = this.clock;
@@ -150,8 +150,8 @@ export class EcrSource implements Source {
 
   async start(emit: (s: SourceSnapshot) => void): Promise<void> {
     this.emit = emit;
-    const { tokens, error } = await loadTokens(this.stateFile);
-    if (error) this.log.warn({ file: this.stateFile, reason: error }, 'ignoring the ECR token cache; tokens will be fetched again');
+    const { tokens, error } = await this.opts.tokenCache.load();
+    if (error) this.log.warn({ file: this.opts.tokenCache.location, reason: error }, 'ignoring the ECR token cache; tokens will be fetched again');
     const now = this.clock.now();
     this.stored = new Map([...tokens].filter(([, t]) => t.expiresAt > now));
     this.started = true;
@@ -390,8 +390,8 @@ export class EcrSource implements Source {
     if (key === this.lastPersisted) return;
     this.lastPersisted = key;
     this.persistChain = this.persistChain.then(() =>
-      saveTokens(this.stateFile, snapshot).catch((err: unknown) => {
-        this.log.warn({ file: this.stateFile, errno: (err as NodeJS.ErrnoException).code }, 'could not write the ECR token cache');
+      this.opts.tokenCache.save(snapshot).catch((err: unknown) => {
+        this.log.warn({ file: this.opts.tokenCache.location, errno: (err as NodeJS.ErrnoException).code }, 'could not write the ECR token cache');
       }),
     );
   }

@@ -1,6 +1,6 @@
 // Prometheus metrics of the credential check, registered on the agent's registry.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { CheckResult, CheckStatus } from './credential-check.ts';
+import type { CheckResult, CheckStatus } from '../check/credential-check.ts';
 
 const STATUSES: readonly CheckStatus[] = ['valid', 'rejected', 'unreachable', 'not-checked'];
 

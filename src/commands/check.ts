@@ -1,13 +1,14 @@
 // `check`: the credential check run once from the command line, before or after a rollout.
+import { CredentialChecker, type CheckResult } from '../check/credential-check.ts';
+import { checkErrors, formatCheckResults } from '../check/policy.ts';
+import type { CheckSettings } from '../check/settings.ts';
 import { AgentError } from '../errors.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from '../commands/oneshot.ts';
-import { registryConfigFromFlags, str, type Flags, type FlagSpec } from '../commands/options.ts';
-import { readDockerConfigFile } from '../sources/file-source.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
-import { CredentialChecker, type CheckResult } from './credential-check.ts';
-import { CHECK_FLAGS, checkSettingsFromFlags } from './options.ts';
-import { checkErrors, formatCheckResults } from './policy.ts';
+import type { HostOptions } from '../model/host-options.ts';
+import { readDockerConfigFile } from '../sources/file-source.ts';
+import { checkSettings, loadRegistryConfig } from './config.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
+import { CHECK_FLAGS, str, type Flags, type FlagSpec } from './options.ts';
 
 export const CHECK_COMMAND_FLAGS: readonly FlagSpec[] = [
   { name: 'dockerconfig', type: 'string', help: 'A dockerconfigjson / .dockercfg file, or a mounted Secret volume directory (required).' },
@@ -21,8 +22,7 @@ export const CHECK_SUMMARY =
   "Check every credential of --dockerconfig against its registry's /v2/ (Basic, or the Bearer token flow) and print valid / rejected / unreachable per registry; writes nothing.\nExit 0: none rejected or unreachable. 2: some rejected or unreachable. 1: the input cannot be read.";
 
 /** Checks each credential once (for `check` and `doctor`): no rate limit beyond one check each. */
-export function checkOnce(f: Flags, credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): Promise<CheckResult[]> {
-  const settings = checkSettingsFromFlags(f);
+export function checkOnce(settings: CheckSettings, credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): Promise<CheckResult[]> {
   const checker = new CredentialChecker({ ...settings.checker, perHostBurst: Number.MAX_SAFE_INTEGER, globalBurst: Number.MAX_SAFE_INTEGER });
   return checker.checkAll(credentials, hostOptions);
 }
@@ -33,7 +33,12 @@ export async function checkCommand(f: Flags, io: Io): Promise<number> {
     io.err(`${new AgentError('NRC_E_INPUT_UNREADABLE', { detail: '(no --dockerconfig given)' }).message}\n`);
     return EXIT_FAILED;
   }
-  const registryConfig = registryConfigFromFlags(f);
+  const settings = checkSettings(f);
+  if (settings instanceof AgentError) {
+    io.err(`${settings.message}\n`);
+    return EXIT_FAILED;
+  }
+  const registryConfig = loadRegistryConfig(str(f, 'registry-config'));
   if (registryConfig instanceof AgentError) {
     io.err(`${registryConfig.message}\n`);
     return EXIT_FAILED;
@@ -44,7 +49,7 @@ export async function checkCommand(f: Flags, io: Io): Promise<number> {
     return EXIT_FAILED;
   }
   for (const e of [...registryConfig.errors, ...snap.errors]) io.err(`${e.message}\n`);
-  const results = await checkOnce(f, snap.credentials, registryConfig.hosts);
+  const results = await checkOnce(settings, snap.credentials, registryConfig.hosts);
   if (str(f, 'output') === 'json') {
     io.out(`${JSON.stringify({ results: results.map((r) => ({ ...r, checkedAt: r.checkedAt.toISOString() })) }, null, 2)}\n`);
   } else {

@@ -3,20 +3,12 @@
 // Only codes, subjects (registry hosts, file paths) and fixed texts are sent: never a secret.
 import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
+import type { PublishedReport } from '../model/apply-report.ts';
 
 import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries } from './node-annotations.ts';
 
 export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX };
 export const EVENT_REASON = 'RegistryCredentialsError';
-
-export interface ApplyReport {
-  /** Hash of the applied configuration (not of the secrets alone: of what was written). */
-  readonly hash: string;
-  readonly at: Date;
-  readonly errors: readonly { code: string; subject?: string }[];
-  /** Expiry of each time-limited credential (ECR tokens), by registry key; shown by `status`. */
-  readonly expiries?: ReadonlyMap<string, Date>;
-}
 
 export interface NodeStatusOptions {
   readonly kubeConfig: KubeConfig;
@@ -62,7 +54,7 @@ export class NodeStatusReporter {
   }
 
   /** Called by the reconciler after each apply; never throws. */
-  async reportApply(result: ApplyReport): Promise<void> {
+  async reportApply(result: PublishedReport): Promise<void> {
     await Promise.all([this.annotate(result), this.events(result)]);
   }
 
@@ -72,7 +64,7 @@ export class NodeStatusReporter {
     this.opts.onError?.(new AgentError('NRC_E_NODE_STATUS_FAILED', { subject: `node ${this.opts.nodeName}`, detail, cause: err }));
   }
 
-  private async annotate(result: ApplyReport): Promise<void> {
+  private async annotate(result: PublishedReport): Promise<void> {
     const codes = [...new Set(result.errors.map((e) => e.code))].sort().slice(0, MAX_ANNOTATION_ERRORS);
     const annotations: Record<string, string | null> = {
       [ANNOTATION_HASH]: result.hash,
@@ -95,7 +87,7 @@ export class NodeStatusReporter {
     }
   }
 
-  private async events(result: ApplyReport): Promise<void> {
+  private async events(result: PublishedReport): Promise<void> {
     const now = this.now().getTime();
     if (now - this.windowStart >= this.interval) {
       this.windowStart = now;

@@ -1,29 +1,17 @@
-// Restart reuse: the tokens the agent last obtained, so that a restarted agent (a DaemonSet
-// rollout across the fleet) does not call AWS again while they are still valid.
-import { createHash } from 'node:crypto';
+// Restart reuse: the tokens the ECR source last obtained, so that a restarted agent (a DaemonSet
+// rollout across the fleet) does not call AWS again while they are still valid. The source
+// (src/sources/ecr) sees this file only as a TokenCache: sources never touch the host.
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../../host/atomic.ts';
-import { ECR_CACHE_PATH } from '../../plan/ownership.ts';
+import { ECR_CACHE_PATH } from '../model/state-paths.ts';
+import type { StoredToken, TokenCache } from '../sources/ecr/types.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 /** Relative to the host root: the planner's cleanup removes the same file. */
 export const ECR_STATE_PATH = ECR_CACHE_PATH.slice(1);
 
-export interface StoredToken {
-  readonly username: string;
-  readonly password: string;
-  readonly expiresAt: number;
-  /** Which credentials obtained it (a hash, never the credentials themselves). */
-  readonly fingerprint: string;
-}
-
 export function ecrStateFile(hostRoot: string): string {
   return join(hostRoot, ECR_STATE_PATH);
-}
-
-/** A one-way, short identifier of the credentials: detects rotation across restarts. */
-export function credentialFingerprint(parts: readonly string[]): string {
-  return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
 }
 
 /** Reads the store; a missing or unreadable file is an empty store (we just call AWS again). */
@@ -54,6 +42,11 @@ export async function saveTokens(file: string, tokens: ReadonlyMap<string, Store
   const body = { version: 1, tokens: Object.fromEntries([...tokens].sort(([a], [b]) => (a < b ? -1 : 1))) };
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   await writeFileAtomic(file, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** The cache in `file` (ecrStateFile(hostRoot) on a node). */
+export function fileTokenCache(file: string): TokenCache {
+  return { location: file, load: () => loadTokens(file), save: (tokens) => saveTokens(file, tokens) };
 }
 
 /** Expiry of each stored token, without the token: for `render` and `doctor`. */

@@ -1,19 +1,4 @@
-/** Time and timers, injectable so that refresh timing is tested without waiting. */
-export interface Clock {
-  now(): number;
-  setTimer(fn: () => void, ms: number): unknown;
-  clearTimer(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimer: (fn, ms) => {
-    const t = setTimeout(fn, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
-    t.unref();
-    return t;
-  },
-  clearTimer: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+import type { Clock } from '../../src/model/clock.ts';
 
 /** A clock that moves only when told to; `advance` fires due timers in time order. */
 export class ManualClock implements Clock {

@@ -1,7 +1,19 @@
 // A pure, deterministic simulation of a fleet of agents sharing one account's ECR quota. It
-// drives the same scheduling functions as the ECR source (schedule.ts) against a token bucket
+// drives the same scheduling functions as the ECR source (src/sources/ecr/schedule.ts) against a token bucket
 // that models AWS's throttle, so a benchmark can report the fleet's peak call rate.
-import { DEFAULT_POLICY, HOUR, SECOND, backoffDelayMs, refreshDelayMs, seededRandom, startupDelayMs, type SchedulePolicy } from './schedule.ts';
+import { DEFAULT_POLICY, HOUR, SECOND, backoffDelayMs, refreshDelayMs, startupDelayMs, type Random, type SchedulePolicy } from '../../src/sources/ecr/schedule.ts';
+
+/** A seeded PRNG (mulberry32) for tests and the simulation. */
+export function seededRandom(seed: number): Random {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 export interface FleetSimOptions {
   readonly nodes: number;

@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { AgentError } from '../errors.ts';
 import type { RegistryCredential } from '../model/credential.ts';
-import type { HostOptions } from '../sources/registry-config.ts';
-import { checkErrors, dropRejected, type CheckPolicy, type CheckResult, type CredentialChecker } from '../check/index.ts';
+import { credentialFingerprint } from '../model/fingerprint.ts';
+import type { HostOptions } from '../model/host-options.ts';
+import type { CheckResult, CredentialChecker } from './credential-check.ts';
+import { checkErrors, dropRejected, type CheckPolicy } from './policy.ts';
 
 export interface CredentialGateOptions {
   readonly checker: CredentialChecker;
@@ -14,9 +15,6 @@ export interface CredentialGateOptions {
   readonly recheckUnreachableMs?: number;
   readonly now?: () => number;
 }
-
-const fingerprint = (c: RegistryCredential): string =>
-  createHash('sha256').update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? ''])).digest('hex');
 
 /**
  * Between the merged credentials and the planner: applies the check policy with the results
@@ -37,7 +35,7 @@ export class CredentialGate {
     const stale: RegistryCredential[] = [];
     for (const c of credentials) {
       const k = this.known.get(c.key);
-      if (k && k.fp === fingerprint(c)) {
+      if (k && k.fp === credentialFingerprint(c)) {
         current.push(k.result);
         const age = now - k.result.checkedAt.getTime();
         if (k.result.status === 'unreachable' && age > (this.o.recheckUnreachableMs ?? 300_000)) stale.push(c);
@@ -64,7 +62,7 @@ export class CredentialGate {
           const result = await this.o.checker.check(c, this.o.hostOptions.get(c.host));
           // Rate-limited before any result for this credential: the next resync asks again.
           if (result.status === 'not-checked' && result.reason === 'rate-limited') continue;
-          this.known.set(c.key, { fp: fingerprint(c), result });
+          this.known.set(c.key, { fp: credentialFingerprint(c), result });
           fresh.push(result);
         }
         if (fresh.length > 0) this.o.onResults(fresh);

@@ -1,0 +1,13 @@
+/** Where the outputs go on this node (host paths), as found by runtime detection and flags. */
+export interface Targets {
+  /** `{kubelet root dir}/config.json`. */
+  readonly kubeletConfig: string;
+  /** Files the kubelet would read today when kubeletConfig is absent, in its search order. */
+  readonly kubeletFallbacks: readonly string[];
+  /** Docker config for tools on the node (`/root/.docker/config.json`); undefined to leave it alone. */
+  readonly dockerConfig: string | undefined;
+  /** containerd's hosts directory (first entry of config_path); undefined when there is none. */
+  readonly containerdHostsDir: string | undefined;
+  /** `/etc/docker/certs.d` and `/etc/containers/certs.d`, each only if that runtime's directory exists. */
+  readonly certsDirs: readonly string[];
+}

@@ -1,0 +1,24 @@
+import { createHash, scryptSync } from 'node:crypto';
+import type { RegistryCredential } from '../model/credential.ts';
+import type { HostOptions } from '../model/host-options.ts';
+
+let lastHash: { material: string; hash: string } | undefined;
+
+/**
+ * A hash of what is configured (keys, hosts, credentials, host options), equal on every node
+ * that applied the same configuration. It is published on the Node, so it is stretched with
+ * scrypt: testing a guessed password against it costs tens of milliseconds and needs every other
+ * credential of the configuration too. Computed once per distinct configuration.
+ */
+export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
+  const h = createHash('sha256');
+  for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
+    h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
+  }
+  for (const o of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) h.update(JSON.stringify(o));
+  const material = h.digest('hex');
+  if (lastHash?.material === material) return lastHash.hash;
+  const hash = scryptSync(material, 'node-registry-credentials/applied-hash/v1', 8, { N: 2 ** 14, r: 8, p: 1 }).toString('hex');
+  lastHash = { material, hash };
+  return hash;
+}
