@@ -135,7 +135,7 @@ export async function startKubernetesRuntime(f: Flags, logger: Logger): Promise<
   const nodeName = str(f, 'node-name');
   const status: NodeStatusReporter | undefined =
     k8s && kc && nodeName
-      ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, eventNamespace: namespace, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
+      ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
       : undefined;
 
   const listen = str(f, 'listen-address');

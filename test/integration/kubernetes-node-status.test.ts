@@ -18,7 +18,6 @@ describe('node status reporting', () => {
     reporter = new NodeStatusReporter({
       kubeConfig: api.kubeConfig(),
       nodeName: 'node-1',
-      eventNamespace: 'okteto',
       eventIntervalMs: 60_000,
       maxEventsPerInterval: 3,
       now: () => new Date(clock),
