@@ -1,9 +1,9 @@
 // Shared helpers of the real-API-server suites (test/kubernetes/): the run's control plane (from
 // the project's globalSetup), admin operations, and the agent's own credential: a TokenRequest
 // token of the DaemonSet's ServiceAccount, bound only by daemonset/'s manifests.
-import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { inject } from 'vitest';
-import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig } from '../support/control-plane.ts';
+import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken } from '../support/control-plane.ts';
 
 export const NS = AGENT_NAMESPACE;
 export const SECRET = 'okteto-dockerconfig-static';
@@ -23,6 +23,24 @@ export function auths(entries: Record<string, [string, string]>): unknown {
 
 const isStatus = (err: unknown, code: number): boolean => typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 
+/**
+ * Waits until the API server accepts a ServiceAccount token: the token authenticator looks the
+ * account up through an informer, so a token of an account created a moment ago can get 401 at first.
+ */
+export async function authenticated(kc: KubeConfig, timeoutMs = 10_000): Promise<void> {
+  const api = kc.makeApiClient(AuthenticationV1Api);
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await api.createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+      return;
+    } catch (err) {
+      if (!isStatus(err, 401) || Date.now() - t0 > timeoutMs) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 export class Admin {
   readonly kc: KubeConfig;
   readonly core: CoreV1Api;
@@ -38,7 +56,19 @@ export class Admin {
   /** A kubeconfig (file and object) with a fresh token of the DaemonSet's ServiceAccount. */
   async agent(namespace = NS, name = AGENT_SERVICE_ACCOUNT): Promise<{ path: string; token: string; kc: KubeConfig }> {
     const { path, token } = await serviceAccountKubeconfig(this.info, namespace, name);
-    return { path, token, kc: kubeConfigFor(this.info, token) };
+    const kc = kubeConfigFor(this.info, token);
+    await authenticated(kc);
+    return { path, token, kc };
+  }
+
+  /** A ServiceAccount created now (no bindings) and a KubeConfig with its token. */
+  async newServiceAccount(name: string, namespace = NS): Promise<{ kc: KubeConfig; remove: () => Promise<void> }> {
+    await this.core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } }).catch((err: unknown) => {
+      if (!isStatus(err, 409)) throw err;
+    });
+    const kc = kubeConfigFor(this.info, await serviceAccountToken(this.info, namespace, name));
+    await authenticated(kc);
+    return { kc, remove: async () => void (await this.core.deleteNamespacedServiceAccount({ namespace, name }).catch(() => undefined)) };
   }
 
   async putSecret(namespace: string, body: { type: string; name: string; data: Record<string, string> }): Promise<void> {

@@ -5,7 +5,6 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentError } from '../../src/errors.ts';
 import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, NodeStatusReporter } from '../../src/reconcile/node-status.ts';
-import { kubeConfigFor, serviceAccountToken } from '../support/control-plane.ts';
 import { Admin, controlPlane, NS } from './helpers.ts';
 
 const info = controlPlane();
@@ -92,11 +91,10 @@ describe.skipIf(!info)('node status reporting against the real API server', () =
   });
 
   it('an identity without the rights: 403s reported through onError, never thrown', async () => {
-    await admin.core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'nrc-unbound-status' } } }).catch(() => undefined);
-    const kc = kubeConfigFor(info!, await serviceAccountToken(info!, NS, 'nrc-unbound-status'));
+    const { kc, remove } = await admin.newServiceAccount('nrc-unbound-status');
     await expect(reporter(kc).reportApply({ hash: 'h', at: new Date(clock), errors: [{ code: 'NRC_E_WRITE_FAILED' }] })).resolves.toBeUndefined();
     expect(failures.map((f) => f.code)).toEqual(['NRC_E_NODE_STATUS_FAILED', 'NRC_E_NODE_STATUS_FAILED']);
     expect(failures[0]?.message).toContain('403 Forbidden');
-    await admin.core.deleteNamespacedServiceAccount({ namespace: NS, name: 'nrc-unbound-status' });
+    await remove();
   });
 });

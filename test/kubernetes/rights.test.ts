@@ -6,7 +6,6 @@
 import { AuthorizationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_RIGHTS, atoms, type Rule } from '../support/agent-rights.ts';
-import { kubeConfigFor, serviceAccountToken } from '../support/control-plane.ts';
 import { Admin, auths, controlPlane, NS, SECRET } from './helpers.ts';
 
 const info = controlPlane();
@@ -31,8 +30,7 @@ describe.skipIf(!info)('the DaemonSet\'s ServiceAccount on a real API server has
   beforeAll(async () => {
     admin = new Admin(info!);
     agent = (await admin.agent()).kc;
-    await admin.core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: BASELINE_SA } } });
-    baseline = kubeConfigFor(info!, await serviceAccountToken(info!, NS, BASELINE_SA));
+    baseline = (await admin.newServiceAccount(BASELINE_SA)).kc;
     await admin.ensureNamespace('other');
   });
   afterAll(async () => {
