@@ -2,7 +2,7 @@
 // the project's globalSetup), admin operations, and the agent's own credential: a TokenRequest
 // token of the DaemonSet's ServiceAccount, bound only by daemonset/'s manifests.
 import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import { inject } from 'vitest';
+import { inject, vi } from 'vitest';
 import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken } from '../support/control-plane.ts';
 
 export const NS = AGENT_NAMESPACE;
@@ -11,6 +11,14 @@ export const SECRET = 'okteto-dockerconfig-static';
 /** The shared control plane, or undefined when the Go tools are not built (suites skip). */
 export function controlPlane(): ControlPlaneInfo | undefined {
   return inject('controlPlane') ?? undefined;
+}
+
+/**
+ * vi.waitFor with a 10 s default timeout (vitest's is 1 s): a real API server on a loaded 2-core CI
+ * machine, running beside other suites, can take longer than that to deliver a first list.
+ */
+export function waitFor<T>(fn: () => T | Promise<T>, opts: { timeout?: number; interval?: number } = {}): Promise<T> {
+  return vi.waitFor(fn, { timeout: 10_000, interval: 50, ...opts });
 }
 
 export const b64 = (s: string): string => Buffer.from(s).toString('base64');

@@ -2,12 +2,12 @@
 // DaemonSet's ServiceAccount. The CRD's schema is enforced by the API server: malformed resources
 // never reach the agent. Referenced Secrets need the rule an operator adds (docs/kubernetes.md).
 import type { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
 import type { EcrRegistrySpec } from '../../src/sources/ecr/types.ts';
 import type { WatchTuning } from '../../src/sources/kubernetes/list-watch.ts';
 import { KubernetesRegistrySource } from '../../src/sources/kubernetes/registry-source.ts';
-import { Admin, controlPlane, NS } from './helpers.ts';
+import { Admin, controlPlane, NS, waitFor } from './helpers.ts';
 
 const FAST: WatchTuning = { initialBackoffMs: 20, maxBackoffMs: 100, watchdogMs: 60_000 };
 const staticSpec = (secret: string, port?: number): unknown => ({
@@ -53,26 +53,26 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     await admin.putOpaqueSecret(NS, 'reg-secret', { username: 'alice', password: 'pw1\n' });
     await admin.putRegistry(NS, 'registry.example.com', staticSpec('reg-secret', 5000));
     await startSource();
-    await vi.waitFor(() => expect(creds()).toEqual(['registry.example.com:5000=alice:pw1']));
+    await waitFor(() => expect(creds()).toEqual(['registry.example.com:5000=alice:pw1']));
     expect(last()?.ok).toBe(true);
 
     await admin.putOpaqueSecret(NS, 'reg-secret', { username: 'alice', password: 'pw2' });
-    await vi.waitFor(() => expect(creds()).toEqual(['registry.example.com:5000=alice:pw2']));
+    await waitFor(() => expect(creds()).toEqual(['registry.example.com:5000=alice:pw2']));
 
     // Pointing the Registry at another Secret moves the watch to that name.
     await admin.putOpaqueSecret(NS, 'other-secret', { username: 'bob', password: 'pw3' });
     await admin.putRegistry(NS, 'registry.example.com', staticSpec('other-secret'));
-    await vi.waitFor(() => expect(creds()).toEqual(['registry.example.com=bob:pw3']));
-    await vi.waitFor(() => expect(source?.watchedSecrets).toEqual(['other-secret']));
+    await waitFor(() => expect(creds()).toEqual(['registry.example.com=bob:pw3']));
+    await waitFor(() => expect(source?.watchedSecrets).toEqual(['other-secret']));
 
     // The referenced Secret deleted and re-created.
     await admin.deleteSecret(NS, 'other-secret');
-    await vi.waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_SECRET_MISSING']));
+    await waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_SECRET_MISSING']));
     await admin.putOpaqueSecret(NS, 'other-secret', { username: 'bob', password: 'pw4' });
-    await vi.waitFor(() => expect(creds()).toEqual(['registry.example.com=bob:pw4']));
+    await waitFor(() => expect(creds()).toEqual(['registry.example.com=bob:pw4']));
 
     await admin.deleteRegistry(NS, 'registry.example.com');
-    await vi.waitFor(() => expect(creds()).toEqual([]));
+    await waitFor(() => expect(creds()).toEqual([]));
     expect(last()?.ok).toBe(true);
   });
 
@@ -95,7 +95,7 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     await admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p' });
     await admin.putRegistry(NS, 'good.example.com', staticSpec('s'));
     await startSource();
-    await vi.waitFor(() => expect(creds()).toEqual(['good.example.com=u:p']));
+    await waitFor(() => expect(creds()).toEqual(['good.example.com=u:p']));
     expect(codes()).toEqual([]);
   });
 
@@ -103,12 +103,12 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     await grant('later');
     await admin.putRegistry(NS, 'a.example.com', staticSpec('later'));
     await startSource();
-    await vi.waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_SECRET_MISSING']));
+    await waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_SECRET_MISSING']));
     expect(last()?.errors[0]?.message).toContain('"later"');
     await admin.putOpaqueSecret(NS, 'later', { username: 'u' });
-    await vi.waitFor(() => expect(last()?.errors[0]?.message).toContain('the key is not in the Secret'));
+    await waitFor(() => expect(last()?.errors[0]?.message).toContain('the key is not in the Secret'));
     await admin.putOpaqueSecret(NS, 'later', { username: 'u', password: 'p' });
-    await vi.waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
+    await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
     expect(codes()).toEqual([]);
   });
 
@@ -119,7 +119,7 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     });
     await admin.putRegistry(NS, '210987654321.dkr.ecr.eu-west-1.amazonaws.com', { awsIamRole: { audience: 'okteto.example.com/eu', roleARN: 'arn:aws:iam::210987654321:role/r' } });
     await startSource();
-    await vi.waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_KIND_UNSUPPORTED', 'NRC_E_REGISTRY_KIND_UNSUPPORTED']));
+    await waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_KIND_UNSUPPORTED', 'NRC_E_REGISTRY_KIND_UNSUPPORTED']));
     expect(last()?.credentials).toEqual([]);
     expect(source?.watchedSecrets).toEqual([]);
     expect(JSON.stringify(last()?.errors)).not.toContain('topsecret');
@@ -134,14 +134,14 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     });
     await admin.putRegistry(NS, '210987654321.dkr.ecr.eu-west-1.amazonaws.com', { awsIamRole: { audience: 'okteto.example.com/eu', roleARN: 'arn:aws:iam::210987654321:role/r' } });
     await startSource((s) => calls.push(s));
-    await vi.waitFor(() => expect(calls.at(-1)?.[0]).toMatchObject({ accessKeyId: 'AKIA1' }));
+    await waitFor(() => expect(calls.at(-1)?.[0]).toMatchObject({ accessKeyId: 'AKIA1' }));
     expect(calls.at(-1)).toEqual([
       { host: '123456789012.dkr.ecr.us-east-2.amazonaws.com', kind: 'awsIamUser', accessKeyId: 'AKIA1', secretAccessKey: 'k1' },
       { host: '210987654321.dkr.ecr.eu-west-1.amazonaws.com', kind: 'awsIamRole', roleArn: 'arn:aws:iam::210987654321:role/r', audience: 'okteto.example.com/eu' },
     ]);
     expect(codes()).toEqual([]);
     await admin.putOpaqueSecret(NS, 'ecr-secret', { 'access-key-id': 'AKIA2', 'secret-access-key': 'k2' });
-    await vi.waitFor(() => expect(calls.at(-1)?.[0]).toMatchObject({ accessKeyId: 'AKIA2', secretAccessKey: 'k2' }));
+    await waitFor(() => expect(calls.at(-1)?.[0]).toMatchObject({ accessKeyId: 'AKIA2', secretAccessKey: 'k2' }));
   });
 
   it('a referenced Secret the Role does not grant: the exact rule to add, the last good credential kept, recovery once added', async () => {
@@ -149,22 +149,22 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     await admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p' });
     await admin.putRegistry(NS, 'a.example.com', staticSpec('s'));
     await startSource();
-    await vi.waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
+    await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
 
     await admin.putOpaqueSecret(NS, 'locked', { username: 'x', password: 'y' });
     await admin.putRegistry(NS, 'b.example.com', staticSpec('locked'));
-    await vi.waitFor(() => expect(codes()).toEqual(['NRC_E_K8S_FORBIDDEN']));
+    await waitFor(() => expect(codes()).toEqual(['NRC_E_K8S_FORBIDDEN']));
     expect(last()?.errors[0]?.message).toContain('resourceNames: ["locked"]');
     expect(creds()).toEqual(['a.example.com=u:p']);
     await grant('locked');
-    await vi.waitFor(() => expect(creds()).toEqual(['a.example.com=u:p', 'b.example.com=x:y']), { timeout: 10_000 });
+    await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p', 'b.example.com=x:y']), { timeout: 10_000 });
   });
 
   it('an identity without the Role: ok:false naming the registries rule', async () => {
     const unbound = await admin.newServiceAccount('nrc-unbound');
     cleanups.push(unbound.remove);
     await startSource(undefined, unbound.kc);
-    await vi.waitFor(() => expect(last()?.ok).toBe(false));
+    await waitFor(() => expect(last()?.ok).toBe(false));
     expect(last()?.errors[0]?.message).toContain('apiGroups: ["admin.okteto.com"], resources: ["registries"], verbs: ["get", "list", "watch"]');
   });
 });

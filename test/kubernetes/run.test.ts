@@ -8,13 +8,13 @@ import { createPublicKey, createVerify } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANNOTATION_TOKEN_EXPIRIES } from '../../src/reconcile/node-annotations.ts';
 import { ANNOTATION_HASH } from '../../src/reconcile/node-status.ts';
 import { SERVICE_ACCOUNT_ISSUER } from '../support/control-plane.ts';
 import { REPO_ROOT } from '../support/e2e-prereqs.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { Admin, b64, controlPlane, NS, SECRET } from './helpers.ts';
+import { Admin, b64, controlPlane, NS, SECRET, waitFor } from './helpers.ts';
 
 const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
 const info = controlPlane();
@@ -85,22 +85,22 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
     await admin.putRegistry(NS, 'both.example.com', staticSpec('both-creds'));
     const c = start();
 
-    await vi.waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u1:p1')), { timeout: 20_000, interval: 100 });
+    await waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u1:p1')), { timeout: 20_000, interval: 100 });
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
 
     await admin.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u2:p2', 'new.example.com:5000': 'n:m' }));
-    await vi.waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u2:p2')), { timeout: 10_000, interval: 50 });
+    await waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u2:p2')), { timeout: 10_000, interval: 50 });
     expect((await kubeletAuths())['new.example.com:5000']?.auth).toBe(b64('n:m'));
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
 
-    await vi.waitFor(() => expect(serverAddress()).toBeDefined(), { timeout: 5000 });
+    await waitFor(() => expect(serverAddress()).toBeDefined(), { timeout: 5000 });
     expect((await fetch(`http://${serverAddress()}/readyz`)).status).toBe(200);
-    await vi.waitFor(async () => expect((await admin.nodeAnnotations(node))[ANNOTATION_HASH]).toBeTruthy());
+    await waitFor(async () => expect((await admin.nodeAnnotations(node))[ANNOTATION_HASH]).toBeTruthy());
     expect(stderr).not.toContain('p2');
     expect(stderr).not.toContain('NRC_E_K8S_FORBIDDEN');
 
     await admin.deleteSecret(NS, SECRET);
-    await vi.waitFor(async () => expect((await kubeletAuths())['reg.example.com']).toBeUndefined(), { timeout: 10_000, interval: 50 });
+    await waitFor(async () => expect((await kubeletAuths())['reg.example.com']).toBeUndefined(), { timeout: 10_000, interval: 50 });
 
     const exited = new Promise<number | null>((resolve) => {
       c.once('exit', (code) => resolve(code));
@@ -133,15 +133,15 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
       await admin.putRegistry(NS, roleHost, { awsIamRole: { audience, roleARN: roleArn } });
       await admin.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1' }));
       start(['--ecr-fleet-size', '100000'], { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url });
-      await vi.waitFor(async () => expect(Object.keys(await kubeletAuths())).toEqual(expect.arrayContaining([userHost, roleHost])), { timeout: 30_000, interval: 100 });
+      await waitFor(async () => expect(Object.keys(await kubeletAuths())).toEqual(expect.arrayContaining([userHost, roleHost])), { timeout: 30_000, interval: 100 });
       expect(aws.ecrCalls().every((c) => c.status === 200)).toBe(true);
       expect(aws.calls.filter((c) => c.service === 'sts').map((c) => c.status)).toEqual([200]);
-      await vi.waitFor(() => expect(claims).toHaveLength(1));
+      await waitFor(() => expect(claims).toHaveLength(1));
       expect(claims[0]).toMatchObject({ iss: SERVICE_ACCOUNT_ISSUER, aud: [audience], sub: 'system:serviceaccount:okteto:okteto' });
       const life = Number(claims[0]!['exp']) - Number(claims[0]!['iat']);
       expect(life).toBeGreaterThanOrEqual(600);
       expect(life).toBeLessThanOrEqual(3600);
-      await vi.waitFor(async () => expect((await admin.nodeAnnotations(node))[ANNOTATION_TOKEN_EXPIRIES]).toContain(userHost));
+      await waitFor(async () => expect((await admin.nodeAnnotations(node))[ANNOTATION_TOKEN_EXPIRIES]).toContain(userHost));
       for (const secret of [TEST_SECRET_ACCESS_KEY, ...aws.issued.map((t) => t.password), ...aws.webIdentityTokens]) expect(stderr).not.toContain(secret);
     } finally {
       await aws.stop();

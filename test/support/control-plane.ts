@@ -341,10 +341,12 @@ export class ControlPlane {
 
   /** CRD (daemonset/crd), namespace okteto, the DaemonSet's manifests (daemonset/) as shipped, the platform's ServiceAccount. */
   private async install(): Promise<void> {
-    await kubectl(this.info, ['apply', '-f', '-'], await kustomize('daemonset/crd'));
-    await kubectl(this.info, ['create', 'namespace', AGENT_NAMESPACE]);
-    await kubectl(this.info, ['apply', '-f', '-'], await kustomize('daemonset'));
-    await kubectl(this.info, ['-n', AGENT_NAMESPACE, 'create', 'serviceaccount', PLATFORM_SERVICE_ACCOUNT]);
+    // One kubectl apply (each kubectl start costs ~0.3-1 s on 2 cores): the namespace first, as an
+    // operator creates it, then the CRD, daemonset/ as rendered, and the platform's ServiceAccount.
+    const [crd, manifests] = await Promise.all([kustomize('daemonset/crd'), kustomize('daemonset')]);
+    const namespace = `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${AGENT_NAMESPACE}\n`;
+    const platformSa = `apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: ${PLATFORM_SERVICE_ACCOUNT}\n  namespace: ${AGENT_NAMESPACE}\n`;
+    await kubectl(this.info, ['apply', '-f', '-'], [namespace, crd, manifests, platformSa].join('\n---\n'));
     await kubectl(this.info, ['wait', '--for=condition=Established', '--timeout=30s', 'crd/registries.admin.okteto.com']);
   }
 
