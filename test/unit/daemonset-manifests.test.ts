@@ -133,16 +133,19 @@ describe.skipIf(!HAS_KUBECTL)('the agent DaemonSet', () => {
     expect(parsed).toMatchObject({ readable: true, errors: [] });
   });
 
-  it('grants only what the agent reads: its Secret by name, registries, events, one service account\'s tokens; nodes get/patch at cluster scope', () => {
+  it('grants only what the agent reads: its Secret by name, registries, one service account\'s tokens; nodes get/patch and events create at cluster scope', () => {
     const role = ofKind(render('.'), 'Role')[0]!;
     expect(role['rules']).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['okteto-dockerconfig-static'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['admin.okteto.com'], resources: ['registries'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['okteto'], verbs: ['create'] },
     ]);
     const clusterRole = ofKind(render('.'), 'ClusterRole')[0]!;
-    expect(clusterRole['rules']).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] }]);
+    // Events about a Node are accepted only in namespace default: create at cluster scope (no read).
+    expect(clusterRole['rules']).toEqual([
+      { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    ]);
     for (const b of [...ofKind(render('.'), 'RoleBinding'), ...ofKind(render('.'), 'ClusterRoleBinding')]) {
       expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials', namespace: 'okteto' }]);
     }
