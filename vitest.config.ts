@@ -50,6 +50,20 @@ export default defineConfig({
         },
       },
       './vitest.e2e.config.ts',
+      {
+        // A real node (control plane, kubelet, containerd 1.6 and 2.2) pulling through the DaemonSet:
+        // last and alone, it waits out the kubelet's 5-minute docker config cache (docs/e2e.md).
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 3 },
+          testTimeout: 1_800_000,
+          hookTimeout: 1_200_000,
+          globalSetup: ['test/support/e2e-global-setup.ts'],
+          env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
+        },
+      },
     ],
   },
 });

@@ -8,6 +8,12 @@ import { join } from 'node:path';
 import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, ControlPlane, serviceAccountKubeconfig } from '../test/support/control-plane.ts';
 import { REPO_ROOT } from '../test/support/e2e-prereqs.ts';
 
+// `--node`: the same control plane plus a real node with the agent on it (scripts/cluster-node.ts).
+if (process.argv.includes('--node')) {
+  await import('./cluster-node.ts');
+  await new Promise(() => undefined); // that script owns the process from here on
+}
+
 const dir = join(REPO_ROOT, '.local', 'cluster');
 const say = (l: string): void => void process.stderr.write(`${l}\n`);
 

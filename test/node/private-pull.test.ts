@@ -1,0 +1,210 @@
+// The product's promise on a real node: the DaemonSet, applied as shipped (kubectl apply -k of
+// daemonset/ plus an overlay that only sets the image, the node's local paths and the registry
+// config), makes a pod with NO imagePullSecrets pull a private image. A real kubelet 1.34 reads
+// the agent's config.json and passes the credential through CRI; containerd (1.6 and 2.2) reads
+// the agent's hosts.toml for the private CA. The kubelet caches its docker config for 5 minutes
+// (pkg/credentialprovider CachingDockerConfigProvider), so rotation and removal wait for that,
+// as an operator's would: docs/e2e.md and docs/kubernetes.md say so.
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlane, kustomize } from '../support/control-plane.ts';
+import { buildAgentImage } from '../support/e2e-images.ts';
+import { makePki, type Pki } from '../support/e2e-pki.ts';
+import { snapshot, diffSnapshots, type Entry } from '../support/e2e-hostroot.ts';
+import { startRegistry, type Registry } from '../support/e2e-registry.ts';
+import { skipWithout } from '../support/go-tools.ts';
+import { agentOverlay, Controllers, dockerArchive, KubeNode, kubectlAdmin, NODE_TOOLS, pauseImageArchive, routeServiceVip, type Runtime } from '../support/node.ts';
+
+const execFileP = promisify(execFile);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** CachingDockerConfigProvider's lifetime, plus a margin for the kubelet's next read. */
+const KUBELET_CACHE_MS = 5 * 60_000 + 15_000;
+const NS = 'okteto';
+/**
+ * NRC_NODE_MUTATE=no-config-json | no-hosts-toml: the agent writes the kubelet's file elsewhere, or
+ * no hosts.toml, to show that the install step then fails (docs/e2e.md). Never set in CI.
+ */
+const MUTATION: Record<string, string> =
+  process.env.NRC_NODE_MUTATE === 'no-config-json' ? { NRC_KUBELET_ROOT_DIR: '/var/lib/node-registry-credentials/elsewhere' } : process.env.NRC_NODE_MUTATE === 'no-hosts-toml' ? { NRC_NO_CONTAINERD: 'true' } : {};
+const RUNTIMES = (process.env.NRC_NODE_RUNTIMES ?? 'containerd-2.2,containerd-1.6').split(',') as Runtime[];
+
+let work: string;
+let pki: Pki;
+let agentArchive: string;
+let pauseArchive: string;
+
+type Kubectl = (args: readonly string[], input?: string) => Promise<string>;
+
+function dockerConfigSecret(auths: Record<string, { username: string; password: string }>): string {
+  const doc = { auths: Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, { auth: Buffer.from(`${v.username}:${v.password}`).toString('base64') }])) };
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'okteto-dockerconfig-static', namespace: NS },
+    type: 'kubernetes.io/dockerconfigjson',
+    data: { '.dockerconfigjson': Buffer.from(JSON.stringify(doc)).toString('base64') },
+  });
+}
+
+interface PullOutcome {
+  readonly phase: 'Running' | 'Failed';
+  readonly events: string;
+}
+
+let podSeq = 0;
+/** A pod with the private image, no imagePullSecrets: Running, or its pull error. */
+async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, timeoutMs = 60_000): Promise<PullOutcome> {
+  const name = `pull-${node.o.index}-${++podSeq}`;
+  await kubectl(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'default' },
+    spec: { nodeName: node.o.name, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image, imagePullPolicy: 'Always' }] },
+  }));
+  const until = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const status = JSON.parse(await kubectl(['-n', 'default', 'get', 'pod', name, '-o', 'json'])) as { status?: { phase?: string; containerStatuses?: { state?: { waiting?: { reason?: string } } }[] } };
+      const waiting = status.status?.containerStatuses?.[0]?.state?.waiting?.reason;
+      const events = await kubectl(['-n', 'default', 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=REASON:.reason,MSG:.message', '--no-headers']);
+      if (status.status?.phase === 'Running') return { phase: 'Running', events };
+      if (waiting === 'ErrImagePull' || waiting === 'ImagePullBackOff') return { phase: 'Failed', events };
+      if (Date.now() > until) throw new Error(`pod ${name}: neither Running nor a pull error after ${timeoutMs} ms: ${events}`);
+      await sleep(1000);
+    }
+  } finally {
+    await kubectl(['-n', 'default', 'delete', 'pod', name, '--grace-period=0', '--force', '--wait=false']).catch(() => undefined);
+  }
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out: ${what}`);
+    await sleep(500);
+  }
+}
+
+/** The kubelet's view of the agent's file: what holds the registry's key. */
+async function kubeletFileHas(node: KubeNode, key: string, user: string | undefined): Promise<boolean> {
+  const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
+  const auth = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths?.[key]?.auth;
+  if (user === undefined) return auth === undefined;
+  return auth !== undefined && Buffer.from(auth, 'base64').toString().startsWith(`${user}:`);
+}
+
+describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real node pulls a private image with no imagePullSecrets', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'nrc-node-e2e-'));
+    pki = await makePki(await mkdir(join(work, 'pki'), { recursive: true }).then(() => join(work, 'pki')));
+    agentArchive = await dockerArchive(await buildAgentImage(), work);
+    pauseArchive = await pauseImageArchive(work);
+  }, 1_200_000);
+
+  afterAll(async () => {
+    // Whatever a failed step left mounted under the work directory goes before the directory does.
+    const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => work && m.startsWith(work));
+    for (const m of mounts.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
+    await rm(work, { recursive: true, force: true }).catch(() => undefined);
+  }, 120_000);
+
+  /** One cluster per runtime (its own control plane, controllers and node), so both run side by side. */
+  const scenario = async (runtime: Runtime, index: number): Promise<void> => {
+    const dir = join(work, `node-${index}`);
+    const log = (m: string): void => void process.stderr.write(`[node ${runtime}] ${m}\n`);
+    // Not the default install: its DaemonSet would mount this machine's own /etc and /root.
+    const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false });
+    const controllers = new Controllers();
+    const registry: Registry = await startRegistry(join(dir, 'registry'), pki, { alice: 'first-password' });
+    await cp.start();
+    const kubectl = (args: readonly string[], input?: string): Promise<string> => kubectlAdmin(cp.info, args, input);
+    const node = new KubeNode(cp.info, { name: `node-${index}`, runtime, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index });
+    let unroute: (() => Promise<void>) | undefined;
+    try {
+      await kubectl(['apply', '-f', '-'], [`apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`, await kustomize('daemonset/crd')].join('\n---\n'));
+      await controllers.start(cp.info);
+      // No kube-proxy here: the `kubernetes` Service VIP leads to this cluster's API server.
+      unroute = await routeServiceVip(cp.info, index);
+      await execFileP('skopeo', ['copy', '--insecure-policy', '--dest-cert-dir', registry.caDir, '--dest-creds', 'alice:first-password', `docker-archive:${pauseArchive}`, `docker://${registry.host}/private/app:v1`]);
+      const image = `${registry.host}/private/app:v1`;
+      await node.start();
+      // What the agent may touch on this node, as it was before install.
+      const hostFiles = async (): Promise<Record<string, Entry>> => ({
+        ...(await snapshot(join(node.root, 'etc'))),
+        ...Object.fromEntries(Object.entries(await snapshot(join(node.root, 'root'))).map(([k, v]) => [`root/${k}`, v])),
+        'var/lib/kubelet/config.json': { type: 'file', mode: 0, content: (await readFile(join(node.kubeletRootDir, 'config.json')).catch(() => Buffer.from('absent'))).toString('base64') },
+      });
+      const before = await hostFiles();
+
+      log('negative control: without the agent the pod cannot pull');
+      const denied = await pullWithPod(kubectl, node, image);
+      expect(denied.phase).toBe('Failed');
+      // 1.6 without a hosts.toml speaks plain HTTP to a loopback registry (400); 2.2 gets a 401.
+      expect(denied.events).toMatch(/Failed to pull image .*(401 Unauthorized|400 Bad Request|no basic auth credentials)/);
+      // The kubelet caches the (empty) docker config for 5 minutes: start it afresh for the install.
+      await node.restartKubelet();
+
+      log('install: the DaemonSet as shipped, and the Secret');
+      const toml = `[registry."${registry.host}"]\nca = """${pki.caPem}"""\n`;
+      await kubectl(['apply', '-f', '-'], await agentOverlay(node, toml, 'daemonset', MUTATION));
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'alice', password: 'first-password' } }));
+      await waitFor('the agent writes the kubelet config.json', async () => ((await kubeletFileHas(node, registry.host, 'alice')) ? true : undefined), 180_000).catch(async (e: Error) => {
+        throw new Error(`${e.message}\n${await node.diagnostics()}`);
+      });
+      const pulled = await pullWithPod(kubectl, node, image);
+      expect(pulled.phase, pulled.events).toBe('Running');
+      expect(pulled.events).toMatch(/Successfully pulled image/);
+      // containerd trusted the registry's private CA through the agent's hosts.toml.
+      expect(await readFile(join(node.hostsDir, registry.host, 'hosts.toml'), 'utf8')).toContain(`server = "https://${registry.host}"`);
+      const firstPullAt = Date.now();
+
+      log('rotation: a new password on the registry and in the Secret');
+      await registry.setUsers({ alice: 'first-password', bob: 'second-password' });
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'bob', password: 'second-password' } }));
+      await waitFor('the agent writes the rotated credential', async () => ((await kubeletFileHas(node, registry.host, 'bob')) ? true : undefined));
+      // Old and new both work until the kubelet has re-read its file; then the old one goes.
+      await sleep(Math.max(0, firstPullAt + KUBELET_CACHE_MS - Date.now()));
+      await registry.setUsers({ bob: 'second-password' });
+      const rotated = await pullWithPod(kubectl, node, image);
+      expect(rotated.phase, rotated.events).toBe('Running');
+      const rotatedAt = Date.now();
+
+      log('removal: the registry leaves the Secret');
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({}));
+      await waitFor('the agent removes the entry', async () => ((await kubeletFileHas(node, registry.host, undefined)) ? true : undefined));
+      await sleep(Math.max(0, rotatedAt + KUBELET_CACHE_MS - Date.now()));
+      const removed = await pullWithPod(kubectl, node, image);
+      expect(removed.phase).toBe('Failed');
+      expect(removed.events).toMatch(/Failed to pull image .*(401 Unauthorized|no basic auth credentials)/);
+
+      log('uninstall: delete the agent, run the cleanup variant');
+      await kubectl(['delete', '-f', '-', '--wait=true'], await agentOverlay(node, toml));
+      const cleanup = await agentOverlay(node, toml, 'daemonset/variants/cleanup');
+      await kubectl(['apply', '-f', '-'], cleanup);
+      await waitFor('cleanup ran on the node', async () => {
+        const ready = await kubectl(['-n', NS, 'get', 'ds', 'node-registry-credentials-cleanup', '-o', 'jsonpath={.status.numberReady}']);
+        return ready === '1' ? true : undefined;
+      }, 180_000);
+      await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
+      expect(diffSnapshots(before, await hostFiles())).toEqual([]);
+    } finally {
+      await node.stop();
+      await unroute?.();
+      await controllers.stop();
+      await cp.stop();
+      await registry.stop();
+    }
+  };
+
+  it('on containerd 1.6 and containerd 2.2, through install, rotation, removal and uninstall', async () => {
+    // Side by side: each waits out the kubelet's 5-minute cache twice (rotation, removal).
+    const results = await Promise.allSettled(RUNTIMES.map((r) => scenario(r, r === 'containerd-1.6' ? 1 : 2)));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }, 1_500_000);
+});

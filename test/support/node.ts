@@ -1,0 +1,414 @@
+// A real one-node cluster on this machine: the control plane of test/support/control-plane.ts,
+// plus kube-controller-manager, kube-scheduler, a kubelet (all 1.34 from testenv/kube) and a
+// container runtime: Debian's containerd 1.6 or containerd 2.2 built from testenv/containerd2.
+// Facts of this host that shape it (found the hard way, see docs/e2e.md):
+// - root here lacks CAP_SYS_RESOURCE, so containerd must clamp oom_score_adj
+//   (restrict_oom_score_adj), or every pod sandbox fails in runc ("final child's PID: EOF");
+// - cgroup v1 (hybrid): the kubelet runs with failCgroupV1: false and the cgroupfs driver;
+// - pods that are not hostNetwork need CNI: a bridge from Debian's plugins (/usr/lib/cni);
+// - no image can be pulled from outside: the pause image is a static binary imported locally.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { kustomize } from './control-plane.ts';
+import { REPO_ROOT } from './e2e-prereqs.ts';
+import { goTool } from './go-tools.ts';
+
+const execFileP = promisify(execFile);
+
+/** What this module needs of a running control plane (ControlPlaneInfo has these fields). */
+export interface ControlPlaneRef {
+  readonly dir: string;
+  readonly server: string;
+  readonly caFile: string;
+  readonly adminKubeconfig: string;
+}
+
+export type Runtime = 'containerd-1.6' | 'containerd-2.2';
+export const NODE_TOOLS = ['kubelet', 'kube-controller-manager', 'kube-scheduler', 'containerd2/containerd', 'containerd2/ctr', 'containerd2/containerd-shim-runc-v2'] as const;
+export const PAUSE_IMAGE = 'nrc.local/pause:1';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+async function spawnLogged(name: string, bin: string, args: readonly string[], logDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ChildProcess> {
+  await mkdir(logDir, { recursive: true });
+  const { createWriteStream } = await import('node:fs');
+  const out = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+  const child = spawn(bin, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+async function stopChild(child: ChildProcess | undefined, ms = 10_000): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await done;
+  clearTimeout(timer);
+}
+
+export async function kubectlAdmin(cp: ControlPlaneRef, args: readonly string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('kubectl', ['--kubeconfig', cp.adminKubeconfig, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`kubectl ${args.join(' ')}: ${stderr || err.message}`));
+      else resolve(stdout);
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+/** kube-controller-manager (DaemonSet, ServiceAccount, namespace, root-CA controllers) and kube-scheduler. */
+export class Controllers {
+  private procs: ChildProcess[] = [];
+
+  async start(cp: ControlPlaneRef): Promise<void> {
+    const k = cp.adminKubeconfig;
+    const pki = join(cp.dir, 'pki');
+    const logs = join(cp.dir, 'logs');
+    this.procs.push(
+      await spawnLogged('kube-controller-manager', goTool('kube-controller-manager'), [
+        `--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`,
+        `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${cp.caFile}`,
+        '--use-service-account-credentials=false', '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0',
+        // No cloud and no pod CIDRs: node IPAM and lifecycle controllers are off (the node keeps its taints as the kubelet sets them).
+        '--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-ttl,-service-lb-controller,-node-route-controller',
+      ], logs),
+      await spawnLogged('kube-scheduler', goTool('kube-scheduler'), [`--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`, '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0'], logs),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.procs.map((p) => stopChild(p)));
+    this.procs = [];
+  }
+}
+
+/** A static pause binary as an image, saved once as a docker archive for any containerd to import. */
+export async function pauseImageArchive(dir: string): Promise<string> {
+  const archive = join(dir, 'pause.tar');
+  if (existsSync(archive)) return archive;
+  await mkdir(join(dir, 'pause'), { recursive: true });
+  await writeFile(join(dir, 'pause', 'pause.c'), '#include <signal.h>\n#include <unistd.h>\nstatic void bye(int s) { (void)s; _exit(0); }\nint main(void) { signal(SIGINT, bye); signal(SIGTERM, bye); for (;;) pause(); }\n');
+  await execFileP('gcc', ['-static', '-O2', '-o', join(dir, 'pause', 'pause'), join(dir, 'pause', 'pause.c')]);
+  await execFileP('sh', ['-c', `tar -C '${join(dir, 'pause')}' -c pause | docker import --change 'ENTRYPOINT ["/pause"]' - ${PAUSE_IMAGE} >/dev/null && docker save ${PAUSE_IMAGE} -o '${archive}'`]);
+  return archive;
+}
+
+/** Saves a local docker image as an archive containerd can import. */
+export async function dockerArchive(image: string, dir: string): Promise<string> {
+  const file = join(dir, `${image.replace(/[^a-zA-Z0-9.-]/g, '_')}.tar`);
+  await execFileP('docker', ['save', image, '-o', file], { maxBuffer: 1 << 20 });
+  return file;
+}
+
+/**
+ * The shipped manifests (daemonset/ or a variant), rendered by kubectl kustomize with an overlay
+ * that only sets the image, this node's host paths (and pins the pods to it) and the registry config.
+ */
+export async function agentOverlay(node: KubeNode, registryToml: string, variant = 'daemonset', agentEnv: Readonly<Record<string, string>> = {}): Promise<string> {
+  const dir = join(REPO_ROOT, '.local', 'node-e2e', `${node.o.name}-${variant.replace(/\W/g, '_')}`);
+  await mkdir(dir, { recursive: true });
+  const name = variant === 'daemonset' ? 'node-registry-credentials' : 'node-registry-credentials-cleanup';
+  const paths: Record<string, string> = { kubelet: node.kubeletRootDir, state: join(node.root, 'var/lib/node-registry-credentials'), etc: join(node.root, 'etc'), 'root-home': join(node.root, 'root') };
+  const patch = {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name },
+    spec: {
+      template: {
+        spec: {
+          nodeSelector: { 'kubernetes.io/hostname': node.o.name },
+          volumes: Object.entries(paths).map(([v, path]) => ({ name: v, hostPath: { path } })),
+          ...(Object.keys(agentEnv).length > 0 ? { containers: [{ name: 'agent', env: Object.entries(agentEnv).map(([n, value]) => ({ name: n, value })) }] } : {}),
+        },
+      },
+    },
+  };
+  await writeFile(join(dir, 'registry.toml'), registryToml);
+  await writeFile(join(dir, 'patch.json'), JSON.stringify(patch));
+  await writeFile(
+    join(dir, 'kustomization.yaml'),
+    [
+      'apiVersion: kustomize.config.k8s.io/v1beta1',
+      'kind: Kustomization',
+      `resources: [${JSON.stringify(relative(dir, join(REPO_ROOT, variant)))}]`,
+      'images: [{name: node-registry-credentials, newName: node-registry-credentials, newTag: e2e}]',
+      'patches: [{path: patch.json}]',
+      ...(variant === 'daemonset' ? ['configMapGenerator: [{name: node-registry-credentials-registries, behavior: replace, files: [registry.toml]}]'] : []),
+      '',
+    ].join('\n'),
+  );
+  return kustomize(relative(REPO_ROOT, dir));
+}
+
+/**
+ * kube-proxy's part for the one Service pods need: the `kubernetes` VIP (10.0.0.1:443) leads to
+ * the API server on loopback. Returns the undo.
+ */
+export async function routeServiceVip(cp: ControlPlaneRef, bridgeIndex?: number): Promise<() => Promise<void>> {
+  // Per bridge when several clusters run side by side: each node's pods reach their own API server.
+  const from = bridgeIndex === undefined ? [] : ['-i', `nrc${bridgeIndex}`];
+  const rule = ['PREROUTING', ...from, '-d', '10.0.0.1/32', '-p', 'tcp', '--dport', '443', '-j', 'DNAT', '--to-destination', `127.0.0.1:${new URL(cp.server).port}`];
+  await execFileP('sysctl', ['-qw', 'net.ipv4.conf.all.route_localnet=1']);
+  await execFileP('iptables', ['-t', 'nat', '-I', ...rule]);
+  return async () => {
+    await execFileP('iptables', ['-t', 'nat', '-D', ...rule]).catch(() => undefined);
+  };
+}
+
+export interface NodeOptions {
+  readonly name: string;
+  readonly runtime: Runtime;
+  /** Everything of this node lives here: the node's host root is `<dir>/root`. */
+  readonly dir: string;
+  /** Docker archives to import into the runtime's k8s.io namespace (the pause image is added). */
+  readonly images: readonly string[];
+  /** A /24 for the node's pod bridge, distinct per node, e.g. 10.244.1.0/24. */
+  readonly podSubnet: string;
+  /** Distinct per node on one machine: the kubelet's port, healthz port, cgroup root. */
+  readonly index: number;
+}
+
+/**
+ * One node: its runtime and kubelet, registered with the control plane. Its host root is
+ * `<dir>/root` (kubelet root dir `<root>/var/lib/kubelet`, containerd's hosts directory
+ * `<root>/etc/containerd/certs.d`); the DaemonSet under test mounts those directories.
+ */
+export class KubeNode {
+  readonly root: string;
+  readonly socket: string;
+  private containerd: ChildProcess | undefined;
+  private kubelet: ChildProcess | undefined;
+
+  constructor(readonly cp: ControlPlaneRef, readonly o: NodeOptions) {
+    this.root = join(o.dir, 'root');
+    this.socket = join(o.dir, 'containerd', 'containerd.sock');
+  }
+
+  get kubeletRootDir(): string {
+    return join(this.root, 'var', 'lib', 'kubelet');
+  }
+
+  get hostsDir(): string {
+    return join(this.root, 'etc', 'containerd', 'certs.d');
+  }
+
+  private ctrBin(): string {
+    return this.o.runtime === 'containerd-1.6' ? '/usr/bin/ctr' : goTool('containerd2/ctr');
+  }
+
+  async ctr(args: readonly string[]): Promise<string> {
+    const { stdout } = await execFileP(this.ctrBin(), ['-a', this.socket, '-n', 'k8s.io', ...args], { maxBuffer: 16 << 20 });
+    return stdout;
+  }
+
+  /** containerd's own config (real paths), and the copy the agent reads at <root>/etc/containerd/config.toml (paths as the node sees them). */
+  private containerdConfigs(): { real: string; view: string } {
+    const d = join(this.o.dir, 'containerd');
+    const cni = join(this.o.dir, 'cni');
+    if (this.o.runtime === 'containerd-1.6') {
+      const real = [
+        'version = 2',
+        `root = "${join(d, 'root')}"`,
+        `state = "${join(d, 'state')}"`,
+        '[grpc]',
+        `  address = "${this.socket}"`,
+        '[plugins."io.containerd.grpc.v1.cri"]',
+        `  sandbox_image = "${PAUSE_IMAGE}"`,
+        '  restrict_oom_score_adj = true',
+        '  [plugins."io.containerd.grpc.v1.cri".registry]',
+        `    config_path = "${this.hostsDir}"`,
+        '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+        '    runtime_type = "io.containerd.runc.v2"',
+        '  [plugins."io.containerd.grpc.v1.cri".cni]',
+        '    bin_dir = "/usr/lib/cni"',
+        `    conf_dir = "${cni}"`,
+        '',
+      ].join('\n');
+      const view = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n';
+      return { real, view };
+    }
+    const real = [
+      'version = 3',
+      `root = "${join(d, 'root')}"`,
+      `state = "${join(d, 'state')}"`,
+      '[grpc]',
+      `  address = "${this.socket}"`,
+      "[plugins.'io.containerd.cri.v1.images']",
+      "  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
+      `    sandbox = "${PAUSE_IMAGE}"`,
+      "  [plugins.'io.containerd.cri.v1.images'.registry]",
+      `    config_path = "${this.hostsDir}"`,
+      "[plugins.'io.containerd.cri.v1.runtime']",
+      '  restrict_oom_score_adj = true',
+      "  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]",
+      '    runtime_type = "io.containerd.runc.v2"',
+      "  [plugins.'io.containerd.cri.v1.runtime'.cni]",
+      '    bin_dirs = ["/usr/lib/cni"]',
+      `    conf_dir = "${cni}"`,
+      '',
+    ].join('\n');
+    const view = "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = \"/etc/containerd/certs.d\"\n";
+    return { real, view };
+  }
+
+  private async nodeCredentials(): Promise<string> {
+    const d = join(this.o.dir, 'pki');
+    await mkdir(d, { recursive: true });
+    const ca = join(this.cp.dir, 'pki');
+    const ssl = (args: string[]): Promise<unknown> => execFileP('openssl', args, { cwd: d });
+    await ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', `/O=system:nodes/CN=system:node:${this.o.name}`]);
+    await writeFile(join(d, 'node.ext'), 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n');
+    await ssl(['x509', '-req', '-in', 'node.csr', '-CA', join(ca, 'ca.crt'), '-CAkey', join(ca, 'ca.key'), '-CAcreateserial', '-out', 'node.crt', '-days', '2', '-extfile', 'node.ext']);
+    const kubeconfig = join(this.o.dir, 'kubelet.kubeconfig');
+    await writeFile(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        `- {name: cluster, cluster: {server: "${this.cp.server}", certificate-authority: "${this.cp.caFile}"}}`,
+        'users:',
+        `- {name: kubelet, user: {client-certificate: "${join(d, 'node.crt')}", client-key: "${join(d, 'node.key')}"}}`,
+        'contexts:',
+        '- {name: node, context: {cluster: cluster, user: kubelet}}',
+        'current-context: node',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    return kubeconfig;
+  }
+
+  async start(): Promise<void> {
+    const { dir, runtime, index } = this.o;
+    const logs = join(dir, 'logs');
+    for (const p of [this.kubeletRootDir, this.hostsDir, join(this.root, 'root'), join(this.root, 'var', 'lib', 'node-registry-credentials'), join(dir, 'cni'), join(dir, 'containerd')]) await mkdir(p, { recursive: true });
+    const cfg = this.containerdConfigs();
+    await writeFile(join(dir, 'containerd', 'config.toml'), cfg.real);
+    await writeFile(join(this.root, 'etc', 'containerd', 'config.toml'), cfg.view);
+    await writeFile(
+      join(dir, 'cni', '10-nrc.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: `nrc-${index}`,
+        plugins: [
+          { type: 'bridge', bridge: `nrc${index}`, isGateway: true, ipMasq: false, hairpinMode: true, ipam: { type: 'host-local', ranges: [[{ subnet: this.o.podSubnet }]], routes: [{ dst: '0.0.0.0/0' }] } },
+          { type: 'loopback' },
+        ],
+      }),
+    );
+    const ctrd = runtime === 'containerd-1.6' ? '/usr/bin/containerd' : goTool('containerd2/containerd');
+    // containerd 2 finds its shim through $PATH first: put the matching one there.
+    const env = runtime === 'containerd-1.6' ? process.env : { ...process.env, PATH: `${join(goTool('containerd2/containerd'), '..')}:${process.env.PATH ?? ''}` };
+    this.containerd = await spawnLogged('containerd', ctrd, ['--config', join(dir, 'containerd', 'config.toml')], logs, env);
+    for (let i = 0; i < 100 && !existsSync(this.socket); i++) await sleep(100);
+    for (const archive of this.o.images) await this.ctr(['images', 'import', archive]);
+
+    const kubeconfig = await this.nodeCredentials();
+    // Each kubelet on this machine needs its own ports and cgroup root.
+    const cgroupRoot = `/nrc-node-${index}`;
+    for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'systemd', 'blkio', 'devices', 'freezer', 'hugetlb', 'net_cls', 'net_prio', 'perf_event']) {
+      if (existsSync(`/sys/fs/cgroup/${c}`)) await mkdir(`/sys/fs/cgroup/${c}${cgroupRoot}`, { recursive: true });
+    }
+    await writeFile(
+      join(dir, 'kubelet.yaml'),
+      [
+        'apiVersion: kubelet.config.k8s.io/v1beta1',
+        'kind: KubeletConfiguration',
+        'failSwapOn: false',
+        'failCgroupV1: false',
+        'cgroupDriver: cgroupfs',
+        `cgroupRoot: ${cgroupRoot}`,
+        `containerRuntimeEndpoint: unix://${this.socket}`,
+        'authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: "' + this.cp.caFile + '"}}',
+        'authorization: {mode: AlwaysAllow}',
+        'address: 127.0.0.1',
+        `port: ${10_350 + index * 10}`,
+        'readOnlyPort: 0',
+        `healthzPort: ${10_351 + index * 10}`,
+        'healthzBindAddress: 127.0.0.1',
+        'evictionHard: {}',
+        'imageGCHighThresholdPercent: 100',
+        'imageGCLowThresholdPercent: 99',
+        'localStorageCapacityIsolation: false',
+        'resolvConf: /etc/resolv.conf',
+        'serializeImagePulls: false',
+        `podLogsDir: ${join(dir, 'pod-logs')}`,
+        '',
+      ].join('\n'),
+    );
+    this.kubeletArgs = [`--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${kubeconfig}`, `--root-dir=${this.kubeletRootDir}`, `--hostname-override=${this.o.name}`, '--v=2'];
+    this.kubelet = await spawnLogged('kubelet', goTool('kubelet'), this.kubeletArgs, logs);
+    await this.waitReady();
+  }
+
+  private kubeletArgs: string[] = [];
+
+  /** A fresh kubelet process (test set-up only: forgets its 5-minute docker config cache). */
+  async restartKubelet(): Promise<void> {
+    await stopChild(this.kubelet);
+    this.kubelet = await spawnLogged('kubelet', goTool('kubelet'), this.kubeletArgs, join(this.o.dir, 'logs'));
+    await sleep(2000);
+    await this.waitReady();
+  }
+
+  async waitReady(timeoutMs = 90_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const out = await kubectlAdmin(this.cp, ['get', 'node', this.o.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).catch(() => '');
+      if (out === 'True') return;
+      if (Date.now() > until) throw new Error(`node ${this.o.name} not Ready after ${timeoutMs} ms; see ${join(this.o.dir, 'logs')}`);
+      await sleep(500);
+    }
+  }
+
+  /** What a failing step needs to be understood: pods on this node, their events and container logs. */
+  async diagnostics(): Promise<string> {
+    const out: string[] = [];
+    out.push(await kubectlAdmin(this.cp, ['get', 'pods', '-A', '-o', 'wide', '--field-selector', `spec.nodeName=${this.o.name}`]).catch((e: Error) => e.message));
+    out.push(await kubectlAdmin(this.cp, ['get', 'events', '-A', '--sort-by=.lastTimestamp']).then((t) => t.split('\n').slice(-25).join('\n')).catch((e: Error) => e.message));
+    const { readdir } = await import('node:fs/promises');
+    const logs = join(this.o.dir, 'pod-logs');
+    for (const pod of await readdir(logs).catch(() => [] as string[])) {
+      for (const c of await readdir(join(logs, pod)).catch(() => [] as string[])) {
+        for (const f of await readdir(join(logs, pod, c)).catch(() => [] as string[])) {
+          const text = await readFile(join(logs, pod, c, f), 'utf8').catch(() => '');
+          out.push(`--- ${pod}/${c}/${f}\n${text.split('\n').slice(-30).join('\n')}`);
+        }
+      }
+    }
+    return out.join('\n');
+  }
+
+  /** Stops the kubelet and the runtime and removes every container, shim and mount they left. */
+  async stop(): Promise<void> {
+    await stopChild(this.kubelet);
+    try {
+      for (const id of (await this.ctr(['tasks', 'ls', '-q'])).split('\n').filter(Boolean)) {
+        await this.ctr(['tasks', 'kill', '-s', 'KILL', id]).catch(() => undefined);
+        for (let i = 0; i < 20; i++) if ((await this.ctr(['tasks', 'delete', id]).then(() => true, () => false))) break; else await sleep(100);
+      }
+      // Sandboxes (and the CNI bridge's addresses) go with the pods.
+      for (const id of (await this.ctr(['containers', 'ls', '-q'])).split('\n').filter(Boolean)) await this.ctr(['containers', 'rm', id]).catch(() => undefined);
+    } catch {
+      // the runtime is already gone
+    }
+    await stopChild(this.containerd);
+    await execFileP('pkill', ['-KILL', '-f', `containerd-shim.* -address ${this.socket}`]).catch(() => undefined);
+    // The kubelet bind-mounts its root dir and every volume under it.
+    const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(this.o.dir));
+    for (const m of mounts.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
+    await execFileP('ip', ['link', 'del', `nrc${this.o.index}`]).catch(() => undefined);
+  }
+}
