@@ -15,6 +15,7 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const NODE = join(REPO, 'node_modules', '.bin', 'node');
 const NS = 'okteto';
 const SECRET = 'okteto-dockerconfig-static';
+const BROKER_SECRET = 'node-registry-credentials-broker';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const dockerconfig = (auths: Record<string, string>): unknown => ({
@@ -61,20 +62,24 @@ describe('run with Kubernetes sources (real CLI process)', () => {
   };
   const serverAddress = (): string | undefined => /"address":"([^"]+)"/.exec(stderr)?.[1];
 
-  it('follows Secret edits and Registry resources onto the host, reports status, and exits on SIGTERM within a second', async () => {
+  it("follows both Secrets onto the host (the broker's wins), reports status, and exits on SIGTERM within a second", async () => {
     api.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1', 'both.example.com': 'fromsecret:s' }));
-    api.putOpaqueSecret(NS, 'both-creds', { username: 'fromregistry', password: 'r' });
-    api.putRegistry(NS, 'both.example.com', { static: { userSecretRef: { name: 'both-creds', key: 'username' }, passwordSecretRef: { name: 'both-creds', key: 'password' } } });
+    // The broker's Secret carries the Registry resources' credentials.
+    api.putDockerConfigSecret(NS, BROKER_SECRET, dockerconfig({ 'both.example.com': 'fromregistry:r' }));
+    // The node agent no longer reads Registry resources or their Secrets: make that visible.
+    api.deny({ verb: '*', resource: 'registries' });
+    api.putRegistry(NS, 'other.example.com', { static: { userSecretRef: { name: 'x', key: 'u' }, passwordSecretRef: { name: 'x', key: 'p' } } });
     const c = start();
 
     await vi.waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u1:p1')), { timeout: 20_000, interval: 100 });
-    // Precedence: the Registry resource wins over the Secret for the same registry.
+    // Precedence: the broker's Secret (Registry resources) wins over the platform's Secret for the same registry.
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
+    expect(api.count('list', 'registries') + api.count('watch', 'registries')).toBe(0);
 
     api.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u2:p2', 'new.example.com:5000': 'n:m' }));
     await vi.waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u2:p2')), { timeout: 10_000, interval: 50 });
     expect((await kubeletAuths())['new.example.com:5000']?.auth).toBe(b64('n:m'));
-    // The Registry still provides both.example.com after the Secret dropped it.
+    // The broker's Secret still provides both.example.com after the platform's Secret dropped it.
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
 
     // Readiness, metrics and the Node annotation are visible from outside.
@@ -102,9 +107,11 @@ describe('run with Kubernetes sources (real CLI process)', () => {
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
   }, 60_000);
 
-  it('exchanges an awsIamUser Registry for an ECR token through the real AWS SDK and writes it for the kubelet', async () => {
+  it('an awsIamUser Registry reaches the kubelet through the broker process: only the broker reads the keys and calls AWS', async () => {
     const aws = new FakeAws({ region: 'us-east-2' });
     const url = await aws.start();
+    let broker: ChildProcess | undefined;
+    let brokerErr = '';
     try {
       const ecrHost = '123456789012.dkr.ecr.us-east-2.amazonaws.com';
       api.putOpaqueSecret(NS, 'ecr-keys', { 'access-key-id': TEST_ACCESS_KEY_ID, 'secret-access-key': TEST_SECRET_ACCESS_KEY });
@@ -112,20 +119,32 @@ describe('run with Kubernetes sources (real CLI process)', () => {
         awsIamUser: { accessKeyIDSecretRef: { name: 'ecr-keys', key: 'access-key-id' }, secretAccessKeySecretRef: { name: 'ecr-keys', key: 'secret-access-key' } },
       });
       api.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1' }));
-      // A fleet this size spreads first calls over 30 minutes, but this node has just joined
-      // (its creationTimestamp is now): it calls AWS within seconds.
-      start(['--ecr-fleet-size', '100000'], { AWS_ENDPOINT_URL_ECR: url });
+      const env: NodeJS.ProcessEnv = { ...process.env, AWS_ENDPOINT_URL_ECR: url, NRC_LOG_LEVEL: 'info' };
+      delete env['KUBERNETES_SERVICE_HOST'];
+      broker = spawn(NODE, ['--import', 'tsx', join(REPO, 'src/cli.ts'), 'broker', '--kubeconfig', join(dir, 'kubeconfig'), '--identity', 'broker-0'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
+      broker.stderr?.on('data', (d: Buffer) => (brokerErr += d.toString()));
+      start();
       await vi.waitFor(async () => expect((await kubeletAuths())[ecrHost]).toBeDefined(), { timeout: 30_000, interval: 100 });
       const token = aws.issued[0]!;
       expect((await kubeletAuths())[ecrHost]?.auth).toBe(b64(`AWS:${token.password}`));
       expect(aws.ecrCalls().every((c) => c.status === 200 && c.region === 'us-east-2')).toBe(true);
-      // The fleet view sees when this node's token expires (status reads this annotation).
+      // The fleet view still sees when this node's token expires (from the broker's expiry annotation).
       await vi.waitFor(() => {
         const annotations = (api.get('nodes', undefined, 'node-1')?.['metadata'] as { annotations?: Record<string, string> }).annotations ?? {};
         expect(annotations[ANNOTATION_TOKEN_EXPIRIES]).toBe(`${ecrHost}=${token.expiresAt.toISOString()}`);
       });
-      for (const secret of [token.password, TEST_SECRET_ACCESS_KEY]) expect(stderr).not.toContain(secret);
+      expect(api.get('leases', NS, 'node-registry-credentials-broker')?.['spec']).toMatchObject({ holderIdentity: 'broker-0' });
+      // SIGTERM releases the Lease for the other replica.
+      const exited = new Promise<number | null>((resolve) => broker!.once('exit', (code) => resolve(code)));
+      broker.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect((api.get('leases', NS, 'node-registry-credentials-broker')?.['spec'] as { holderIdentity?: string }).holderIdentity).toBe('');
+      for (const secret of [token.password, TEST_SECRET_ACCESS_KEY]) {
+        expect(stderr).not.toContain(secret);
+        expect(brokerErr).not.toContain(secret);
+      }
     } finally {
+      if (broker && broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL');
       await aws.stop();
     }
   }, 60_000);
