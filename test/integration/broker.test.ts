@@ -12,6 +12,7 @@ import { secretToSnapshot } from '../../src/sources/kubernetes/secret-source.ts'
 import type { KubeObject } from '../../src/sources/kubernetes/list-watch.ts';
 import { FakeApiServer, type JsonObject } from '../support/fake-apiserver.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
+import { jwtClaims } from '../support/jwt.ts';
 import { Writable } from 'node:stream';
 
 const NS = 'okteto';
@@ -21,14 +22,6 @@ const USER_HOST = '123456789012.dkr.ecr.us-east-2.amazonaws.com';
 const ROLE_HOST = '112233445566.dkr.ecr.us-east-2.amazonaws.com';
 const AUDIENCE = 'okteto.example.com/us-east-2';
 const ROLE = 'arn:aws:iam::112233445566:role/my-private-registry';
-
-function jwtClaims(token: string): { aud?: string[]; sub?: string } {
-  try {
-    return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { aud?: string[]; sub?: string };
-  } catch {
-    return {};
-  }
-}
 
 // The role's trust policy names the BROKER's own account, not the platform's.
 const aws = new FakeAws({

@@ -64,16 +64,22 @@ async function run(clock: ManualClock, ms: number, step = 250): Promise<void> {
   }
 }
 
+/** broker-a leads a fresh Lease, then broker-b joins as the standby; `ms` of renewals follow. */
+async function leaderAndStandby(ms: number): Promise<{ clock: ManualClock; lease: MemoryLease; a: Candidate; b: Candidate }> {
+  const clock = new ManualClock();
+  const lease = new MemoryLease();
+  const a = candidate(lease, clock, 'broker-a');
+  const b = candidate(lease, clock, 'broker-b');
+  a.elector.start();
+  await run(clock, 500);
+  b.elector.start();
+  await run(clock, ms);
+  return { clock, lease, a, b };
+}
+
 describe('LeaderElector (client-go semantics)', () => {
   it('the first candidate takes a free Lease; the second stands by while the holder renews', async () => {
-    const clock = new ManualClock();
-    const lease = new MemoryLease();
-    const a = candidate(lease, clock, 'broker-a');
-    const b = candidate(lease, clock, 'broker-b');
-    a.elector.start();
-    await run(clock, 500);
-    b.elector.start();
-    await run(clock, 60_000);
+    const { clock, lease, a, b } = await leaderAndStandby(60_000);
     expect(a.elector.isLeader).toBe(true);
     expect(b.elector.isLeader).toBe(false);
     expect(b.elector.observedHolder).toBe('broker-a');
@@ -83,14 +89,7 @@ describe('LeaderElector (client-go semantics)', () => {
   });
 
   it('a killed leader (no release) is replaced after the lease duration, well within 30 s', async () => {
-    const clock = new ManualClock();
-    const lease = new MemoryLease();
-    const a = candidate(lease, clock, 'broker-a');
-    const b = candidate(lease, clock, 'broker-b');
-    a.elector.start();
-    await run(clock, 500);
-    b.elector.start();
-    await run(clock, 5_000);
+    const { clock, lease, a, b } = await leaderAndStandby(5_000);
     await a.elector.stop({ release: false }); // SIGKILL: it just stops renewing
     const killedAt = clock.now();
     let tookOverAt: number | undefined;
@@ -107,14 +106,7 @@ describe('LeaderElector (client-go semantics)', () => {
   });
 
   it('a leader stopping gracefully releases the Lease: the other takes over within one retry period', async () => {
-    const clock = new ManualClock();
-    const lease = new MemoryLease();
-    const a = candidate(lease, clock, 'broker-a');
-    const b = candidate(lease, clock, 'broker-b');
-    a.elector.start();
-    await run(clock, 500);
-    b.elector.start();
-    await run(clock, 3_000);
+    const { clock, lease, a, b } = await leaderAndStandby(3_000);
     await a.elector.stop();
     expect(lease.stored?.record.holderIdentity).toBe('');
     await run(clock, DEFAULT_ELECTION_TIMING.retryPeriodMs * 1.2 + 500);
