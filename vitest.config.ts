@@ -22,6 +22,21 @@ export default defineConfig({
         },
       },
       {
+        // The Kubernetes side against a real kube-apiserver + etcd (testenv/, built by
+        // scripts/build-go-tools.sh), started once for the run by the globalSetup; the agent
+        // authenticates as the DaemonSet's ServiceAccount with daemonset/'s RBAC. The files share
+        // namespace okteto (the shipped RBAC names it), so they run one at a time.
+        test: {
+          name: 'kubernetes',
+          include: ['test/kubernetes/**/*.test.ts'],
+          globalSetup: ['test/support/control-plane-global-setup.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 0 },
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
         // Crashes, disk faults, drift, churn, hostile input (docs/reliability.md). Real processes
         // and mounts: one file at a time, in a group of its own after unit+integration, so kills and
         // mounts do not compete with other suites for the 2 cores.

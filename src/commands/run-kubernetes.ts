@@ -114,7 +114,7 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const nodeName = c.nodeName;
   const status: NodeStatusReporter | undefined =
     k8s && kc && nodeName
-      ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, eventNamespace: namespace, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
+      ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
       : undefined;
 
   const listen = c.listenAddress;

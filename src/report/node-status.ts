@@ -10,11 +10,22 @@ import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, A
 export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX };
 export const EVENT_REASON = 'RegistryCredentialsError';
 
+/**
+ * Where Events about this node go. The API server validates that an Event's namespace matches its
+ * involvedObject's, and a Node has none: only `default` is accepted (as for the kubelet's own Node
+ * events). Found against the real kube-apiserver: Events in the agent's namespace were refused (422).
+ */
+export const NODE_EVENT_NAMESPACE = 'default';
+
 export interface NodeStatusOptions {
   readonly kubeConfig: KubeConfig;
   readonly nodeName: string;
-  /** Namespace the Events are created in (the agent's; `kubectl describe node` shows them). */
-  readonly eventNamespace: string;
+  /**
+   * Namespace the Events are created in (default `default`, NODE_EVENT_NAMESPACE: the API server
+   * refuses an Event about a cluster-scoped object such as a Node in any other namespace, except
+   * kube-system for new-style Events; `kubectl describe node` shows them).
+   */
+  readonly eventNamespace?: string;
   /** At most one Event per error code and subject in this window (default 10 min). */
   readonly eventIntervalMs?: number;
   /** At most this many Events per window in total (default 5): a fleet-wide failure must not flood etcd. */
@@ -103,9 +114,9 @@ export class NodeStatusReporter {
       const at = new Date(now).toISOString();
       try {
         await this.core.createNamespacedEvent({
-          namespace: this.opts.eventNamespace,
+          namespace: this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE,
           body: {
-            metadata: { generateName: `${this.opts.nodeName}.nrc.`, namespace: this.opts.eventNamespace },
+            metadata: { generateName: `${this.opts.nodeName}.nrc.`, namespace: this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE },
             // uid = node name, as the kubelet sets it for its own Node events.
             involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.nodeName, uid: this.opts.nodeName },
             reason: EVENT_REASON,

@@ -14,7 +14,10 @@ function auths(entries: Record<string, [string, string]>): unknown {
   return { auths: out };
 }
 
-describe('Kubernetes Secret source against a fake API server', () => {
+// Only what a real API server cannot be made to produce stays here, on the in-process fake; everything
+// else runs against the real kube-apiserver in test/kubernetes/secret-source.test.ts and
+// test/kubernetes/faults.test.ts (docs/kubernetes.md, "What the tests run against").
+describe('Kubernetes Secret source against the in-process fake API server (faults a real server cannot produce)', () => {
   let api: FakeApiServer;
   let source: KubernetesSecretSource | undefined;
   let snapshots: SourceSnapshot[];
@@ -39,74 +42,19 @@ describe('Kubernetes Secret source against a fake API server', () => {
   const last = (): SourceSnapshot | undefined => snapshots.at(-1);
   const hosts = (s: SourceSnapshot | undefined): string[] => (s?.credentials ?? []).map((c) => `${c.host}=${c.username}:${c.password}`).sort();
 
-  it('emits the credentials of the Secret and follows add, update and delete', async () => {
-    await startSource();
-    await vi.waitFor(() => expect(last()).toMatchObject({ ok: true, credentials: [] }));
-
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
-    expect(last()?.source).toBe(`secret:${NS}/${NAME}`);
-
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u2', 'p2'], 'other.example.com:5000': ['o', 'q'] }));
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['other.example.com:5000=o:q', 'reg.example.com=u2:p2']));
-
-    api.delete('secrets', NS, NAME);
-    await vi.waitFor(() => expect(last()).toMatchObject({ ok: true, credentials: [], errors: [] }));
-  });
-
-  it('watches only its Secret by name (other Secrets in the namespace do not reach it)', async () => {
-    api.putOpaqueSecret(NS, 'unrelated', { password: 'x' });
-    await startSource();
-    await vi.waitFor(() => expect(api.openWatches).toBe(1));
-    const before = snapshots.length;
-    api.putOpaqueSecret(NS, 'unrelated', { password: 'y' });
-    api.putDockerConfigSecret(NS, NAME, auths({ 'a.example.com': ['u', 'p'] }));
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['a.example.com=u:p']));
-    expect(snapshots.length).toBe(before + 1);
-    expect(api.requests.filter((r) => r.startsWith('list') || r.startsWith('watch')).every((r) => r.endsWith(`/${NAME}`))).toBe(true);
-  });
-
-  it('reads a legacy .dockercfg Secret', async () => {
-    api.put({ kind: 'Secret', type: 'kubernetes.io/dockercfg', metadata: { name: NAME, namespace: NS }, data: { '.dockercfg': Buffer.from(JSON.stringify({ 'old.example.com': { username: 'u', password: 'p' } })).toString('base64') } });
-    await startSource();
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['old.example.com=u:p']));
-  });
-
-  it('reports a malformed Secret as ok:false with coded errors, without any secret in them', async () => {
+  // Fake only: the real API server always serves Secret data as base64 of the stored bytes, so
+  // undecodable data can only come from a broken proxy or a hand-written server.
+  it('reports Secret data that is not base64 as ok:false, keeping no secret in the error', async () => {
     api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
     await startSource();
     await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
-
-    api.putDockerConfigSecret(NS, NAME, '{"auths": {"reg.example.com": {"password": "hunter2-secret"');
-    await vi.waitFor(() => expect(last()?.ok).toBe(false));
-    expect(last()?.errors.map((e) => e.code)).toEqual(['NRC_E_INPUT_NOT_JSON']);
-    expect(JSON.stringify(last()?.errors)).not.toContain('hunter2');
-
-    api.put({ kind: 'Secret', type: 'Opaque', metadata: { name: NAME, namespace: NS }, data: { password: 'aHVudGVyMg==' } });
-    await vi.waitFor(() => expect(last()?.errors.map((e) => e.code)).toEqual(['NRC_E_K8S_SECRET_NOT_DOCKERCONFIG']));
-    expect(last()?.ok).toBe(false);
-
     api.put({ kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: NAME, namespace: NS }, data: { '.dockerconfigjson': '%%%not base64%%%' } });
     await vi.waitFor(() => expect(last()?.errors[0]?.message).toContain('not base64'));
     expect(last()?.ok).toBe(false);
   });
 
-  it('relists on 410 Gone and catches up with changes made while disconnected', async () => {
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
-    await startSource();
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
-    const lists = api.count('list', 'secrets');
-
-    // Cut the watch, change the Secret and forget the history: resuming must get 410 and relist.
-    await api.stop();
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u2', 'p2'] }));
-    api.compact();
-    await api.start();
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u2:p2']));
-    expect(api.count('list', 'secrets')).toBeGreaterThan(lists);
-    expect(states.map((s) => s.state)).toContain('relisting');
-  });
-
+  // Fake only: the connection is cut while the server stays up (a proxy or load balancer resetting
+  // it). A real API server ends a watch only cleanly (timeoutSeconds) or by going away entirely.
   it('resumes a dropped watch from its resourceVersion without relisting', async () => {
     api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
     await startSource();
@@ -121,33 +69,24 @@ describe('Kubernetes Secret source against a fake API server', () => {
     expect(source?.watchRestarts).toBeGreaterThan(0);
   });
 
+  // Fake only: resourceVersions that go backwards (etcd restored from a backup or replaced), and a
+  // change made while the API server is down. A restarted real API server keeps etcd's revisions.
   it('survives an API server restart that resets resourceVersions, with backoff while it is down', async () => {
     api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
     await startSource();
     await vi.waitFor(() => expect(api.openWatches).toBe(1));
     await api.stop();
     await vi.waitFor(() => expect(states.filter((s) => s.state === 'disconnected').length).toBeGreaterThanOrEqual(2));
-    const retries = states.filter((s) => s.state === 'disconnected');
-    expect(retries[0]?.error?.code).toBe('NRC_E_K8S_UNAVAILABLE');
-    expect(retries.every((s) => (s.retryInMs ?? 0) <= 100)).toBe(true);
-    // The last good snapshot was not replaced while the server was down.
     expect(hosts(last())).toEqual(['reg.example.com=u1:p1']);
-
     api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u4', 'p4'] }));
     await api.restart({ resetResourceVersions: true });
     await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u4:p4']));
     await vi.waitFor(() => expect(states.at(-1)?.state).toBe('connected'));
   });
 
-  it('reconnects after a server-side watch timeout', async () => {
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
-    // timeoutSeconds 1..2: the server ends each watch; the source must keep following.
-    await startSource({ ...FAST, watchTimeoutSeconds: 1, random: () => 0 });
-    await vi.waitFor(() => expect(api.count('watch', 'secrets')).toBeGreaterThanOrEqual(2), { timeout: 5000 });
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u5', 'p5'] }));
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u5:p5']));
-  });
-
+  // Fake only: a half-open connection (the stream stays open but nothing arrives, not even the
+  // bookmarks the real server sends about once a minute) cannot be made on a real API server
+  // without a proxy in between; bookmarks at 50 ms make the watchdog testable in a second.
   it('relists when the watch stalls (watchdog), and bookmarks keep a quiet watch alive', async () => {
     await api.stop();
     api = new FakeApiServer({ bookmarkIntervalMs: 50 });
@@ -165,35 +104,5 @@ describe('Kubernetes Secret source against a fake API server', () => {
     await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u6:p6']), { timeout: 5000 });
     expect(states.map((s) => s.state)).toContain('stalled');
     expect(api.count('list', 'secrets')).toBeGreaterThan(lists);
-  });
-
-  it('reports 403 with the missing RBAC rule and recovers when the Role is fixed', async () => {
-    api.putDockerConfigSecret(NS, NAME, auths({ 'reg.example.com': ['u1', 'p1'] }));
-    api.deny({ verb: 'list', resource: 'secrets', namespace: NS });
-    await startSource();
-    await vi.waitFor(() => expect(last()?.ok).toBe(false));
-    const err = last()?.errors[0];
-    expect(err?.code).toBe('NRC_E_K8S_FORBIDDEN');
-    expect(err?.message).toContain('resources: ["secrets"], resourceNames: ["okteto-dockerconfig-static"], verbs: ["get", "list", "watch"]');
-    expect(err?.message).toContain('namespace "okteto"');
-    expect(states.map((s) => s.state)).toContain('forbidden');
-
-    api.allowAll();
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
-    expect(last()?.ok).toBe(true);
-  });
-
-  it('gives up after the configured number of consecutive failures', async () => {
-    api.deny({ verb: '*', resource: 'secrets' });
-    await startSource({ ...FAST, maxConsecutiveFailures: 3 });
-    await vi.waitFor(() => expect(states.at(-1)?.state).toBe('gave-up'));
-    expect(api.count('list', 'secrets')).toBe(3);
-  });
-
-  it('watches a configurable Secret name and namespace', async () => {
-    api.putDockerConfigSecret('infra', 'pull-creds', auths({ 'x.example.com': ['u', 'p'] }));
-    await startSource(FAST, { name: 'pull-creds', namespace: 'infra' });
-    await vi.waitFor(() => expect(hosts(last())).toEqual(['x.example.com=u:p']));
-    expect(last()?.source).toBe('secret:infra/pull-creds');
   });
 });

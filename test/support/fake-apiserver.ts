@@ -566,7 +566,16 @@ export class FakeApiServer {
         const m = meta(body);
         if (def.namespaced) m['namespace'] = namespace;
         if (!m['name'] && typeof m['generateName'] === 'string') m['name'] = `${m['generateName']}${(this.rv + 1).toString(36)}`;
-        if (def.plural === 'events') this.createdEvents.push(clone(body));
+        if (def.plural === 'events') {
+          // As the real API server (legacyValidateEvent): an Event about a cluster-scoped object
+          // (no involvedObject.namespace) is accepted only in namespace "default" (or "kube-system").
+          const involved = (body['involvedObject'] ?? {}) as JsonObject;
+          const ns = involved['namespace'] ? String(involved['namespace']) : '';
+          if ((ns === '' && namespace !== 'default' && namespace !== 'kube-system') || (ns !== '' && ns !== namespace)) {
+            return this.sendJson(res, 422, status(422, 'Invalid', `Event "${objName(body)}" is invalid: involvedObject.namespace: Invalid value: "${ns}": does not match event.namespace`));
+          }
+          this.createdEvents.push(clone(body));
+        }
         if (bucket.has(this.key(def, namespace, objName(body)))) {
           return this.sendJson(res, 409, status(409, 'AlreadyExists', `${def.plural} "${objName(body)}" already exists`));
         }

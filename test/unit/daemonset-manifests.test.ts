@@ -143,12 +143,15 @@ describe.skipIf(!HAS_KUBECTL)('the agent DaemonSet', () => {
   const roleOf = (variant: string, name: string): Obj[] => ofKind(render(variant), 'Role').find((r) => r['metadata'].name === name)!['rules'] as Obj[];
   const clusterRoleOf = (variant: string): Obj[] => ofKind(render(variant), 'ClusterRole')[0]!['rules'] as Obj[];
 
-  it("grants the node agent exactly: get/list/watch on the two Secrets by name, create Events, patch Nodes (issue 15)", () => {
+  it("grants the node agent exactly: get/list/watch on the two Secrets by name; patch Nodes and create Events at cluster scope (issue 15)", () => {
     expect(roleOf('.', 'node-registry-credentials')).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['okteto-dockerconfig-static', 'node-registry-credentials-broker'], verbs: ['get', 'list', 'watch'] },
+    ]);
+    // Events about a Node are accepted only in namespace default: create at cluster scope (no read).
+    expect(clusterRoleOf('.')).toEqual([
+      { apiGroups: [''], resources: ['nodes'], verbs: ['patch'] },
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
     ]);
-    expect(clusterRoleOf('.')).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['patch'] }]);
     const agentBindings = [...ofKind(render('.'), 'RoleBinding'), ...ofKind(render('.'), 'ClusterRoleBinding')].filter((b) => b['metadata'].name === 'node-registry-credentials');
     expect(agentBindings).toHaveLength(2);
     for (const b of agentBindings) expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials', namespace: 'okteto' }]);
@@ -215,11 +218,13 @@ describe.skipIf(!HAS_KUBECTL)('the agent DaemonSet', () => {
     expect(env('variants/per-node-ecr')).toMatchObject({ NRC_REGISTRIES: 'true', NRC_BROKER_SECRET_NAME: '', NRC_SECRET_NAME: 'okteto-dockerconfig-static', NRC_ECR_SERVICE_ACCOUNT: 'okteto/node-registry-credentials' });
     expect(roleOf('variants/per-node-ecr', 'node-registry-credentials')).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['okteto-dockerconfig-static'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       { apiGroups: ['admin.okteto.com'], resources: ['registries'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['node-registry-credentials'], verbs: ['create'] },
     ]);
-    expect(clusterRoleOf('variants/per-node-ecr')).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] }]);
+    expect(clusterRoleOf('variants/per-node-ecr')).toEqual([
+      { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    ]);
     // The admission policy still applies.
     expect(ofKind(objs, 'ValidatingAdmissionPolicy')).toHaveLength(1);
   });

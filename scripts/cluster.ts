@@ -1,0 +1,65 @@
+// `npm run cluster`: the tests' real local control plane (etcd + kube-apiserver from testenv/, TLS,
+// Node,RBAC, a ServiceAccount issuer, the project's CRD and daemonset/ installed in namespace
+// okteto) for people. Builds the Go tools if needed, writes kubeconfigs under .local/cluster/,
+// prints what to run, and stops everything on Ctrl-C.
+import { execFileSync } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, ControlPlane, serviceAccountKubeconfig } from '../test/support/control-plane.ts';
+import { REPO_ROOT } from '../test/support/e2e-prereqs.ts';
+
+const dir = join(REPO_ROOT, '.local', 'cluster');
+const say = (l: string): void => void process.stderr.write(`${l}\n`);
+
+say('[cluster] building the Go test tools if needed (bash scripts/build-go-tools.sh; cached)...');
+execFileSync('bash', [join(REPO_ROOT, 'scripts', 'build-go-tools.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+
+await rm(dir, { recursive: true, force: true });
+await mkdir(dir, { recursive: true });
+const cp = new ControlPlane({ dir, log: say });
+let stopping = false;
+const stop = async (code: number): Promise<void> => {
+  if (stopping) return;
+  stopping = true;
+  say('\n[cluster] stopping kube-apiserver and etcd...');
+  await cp.stop();
+  say('[cluster] stopped (state kept in .local/cluster until the next `npm run cluster`).');
+  process.exit(code);
+};
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+
+try {
+  const info = await cp.start();
+  const agent = await serviceAccountKubeconfig(info, AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT);
+  const agentKubeconfig = join(dir, 'agent.kubeconfig');
+  const hostRoot = '.local/cluster/host';
+  execFileSync('cp', [agent.path, agentKubeconfig]);
+  const secret = JSON.stringify({ auths: { 'registry.example.com': { username: 'demo', password: 'demo-password' } } });
+  process.stdout.write(
+    [
+      '',
+      `A real kube-apiserver (v1.34) and etcd are running on ${info.server} (started in ${(info.startupMs / 1000).toFixed(1)} s).`,
+      'The CRD (daemonset/crd) and daemonset/ (ServiceAccount, RBAC, DaemonSet; no controllers run it) are installed in namespace okteto.',
+      '',
+      'Admin access (in another terminal):',
+      `  export KUBECONFIG=${info.adminKubeconfig}`,
+      '  kubectl get nodes,secrets,registries -A',
+      '',
+      'Give the agent a Node and a Secret to watch:',
+      '  kubectl create -f - <<<\'{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"}}\'',
+      `  kubectl -n okteto create secret generic okteto-dockerconfig-static --type=kubernetes.io/dockerconfigjson --from-literal=.dockerconfigjson='${secret}'`,
+      '',
+      'Run the agent as the DaemonSet\'s ServiceAccount (a TokenRequest token, valid 1 hour; only the RBAC of daemonset/):',
+      `  mkdir -p ${hostRoot}/var/lib/kubelet && npm start -- run --kubeconfig ${agentKubeconfig} --host-root ${hostRoot} --node-name node-1`,
+      `  cat ${hostRoot}/var/lib/kubelet/config.json; kubectl get node node-1 -o jsonpath='{.metadata.annotations}'`,
+      '',
+      'Ctrl-C stops the control plane.',
+      '',
+    ].join('\n'),
+  );
+  process.stdout.write(`export KUBECONFIG=${info.adminKubeconfig}\n`);
+} catch (err) {
+  say(`[cluster] failed: ${(err as Error).message}`);
+  await stop(1);
+}

@@ -1,0 +1,39 @@
+// daemonset/'s rendered Role and ClusterRole grant exactly the rights listed in
+// docs/agent-rights.json (the documented list); test/kubernetes/rights.test.ts checks the same list
+// against what a real API server lets the DaemonSet's ServiceAccount do.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { loadAllYaml } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { AGENT_RIGHTS, atoms, type Rule } from '../support/agent-rights.ts';
+import { REPO_ROOT } from '../support/e2e-prereqs.ts';
+
+const HAS_KUBECTL = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
+if (!HAS_KUBECTL && process.env['CI']) throw new Error('kubectl is required for the manifest tests (kubectl kustomize)');
+
+type Obj = { kind: string; metadata: { name: string; namespace?: string }; rules?: Rule[]; subjects?: { kind: string; name: string; namespace?: string }[]; roleRef?: { kind: string; name: string } };
+
+describe.skipIf(!HAS_KUBECTL)('the documented rights (docs/agent-rights.json) equal the manifests', () => {
+  const objs = (): Obj[] => loadAllYaml(execFileSync('kubectl', ['kustomize', join(REPO_ROOT, 'daemonset')], { encoding: 'utf8' })) as Obj[];
+
+  it('Role (namespace okteto) and ClusterRole rules, bound to the DaemonSet\'s ServiceAccount', () => {
+    const all = objs();
+    const sa = all.find((o) => o.kind === 'ServiceAccount');
+    expect(sa?.metadata).toMatchObject({ name: AGENT_RIGHTS.serviceAccount, namespace: AGENT_RIGHTS.namespace });
+    const subject = { kind: 'ServiceAccount', name: AGENT_RIGHTS.serviceAccount, namespace: AGENT_RIGHTS.namespace };
+    const bound = (bindingKind: string, roleKind: string): Rule[] =>
+      all
+        .filter((b) => b.kind === bindingKind && b.subjects?.some((s) => s.kind === subject.kind && s.name === subject.name && (s.namespace ?? b.metadata.namespace) === subject.namespace))
+        .flatMap((b) => all.filter((r) => r.kind === roleKind && r.metadata.name === b.roleRef?.name).flatMap((r) => r.rules ?? []));
+    expect(atoms(bound('RoleBinding', 'Role'))).toEqual(atoms(AGENT_RIGHTS.namespaced));
+    expect(atoms(bound('ClusterRoleBinding', 'ClusterRole'))).toEqual(atoms(AGENT_RIGHTS.cluster));
+    // Nothing else grants anything: every other Role belongs to the broker (its own account, bound
+    // to nothing of the agent's), and there is no other ClusterRole.
+    const agentRoles = new Set(['Role/node-registry-credentials', 'ClusterRole/node-registry-credentials']);
+    const others = all.filter((o) => (o.kind === 'Role' || o.kind === 'ClusterRole') && !agentRoles.has(`${o.kind}/${o.metadata.name}`));
+    expect(others.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Role/node-registry-credentials-broker']);
+    const brokerBindings = all.filter((b) => b.roleRef?.name === 'node-registry-credentials-broker');
+    expect(brokerBindings.flatMap((b) => b.subjects ?? []).map((s) => ({ ...s }))).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials-broker', namespace: AGENT_RIGHTS.namespace }]);
+    expect(all.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole').filter((r) => agentRoles.has(`${r.kind}/${r.metadata.name}`)).flatMap((r) => r.rules ?? []).length).toBe(AGENT_RIGHTS.namespaced.length + AGENT_RIGHTS.cluster.length);
+  });
+});
