@@ -54,6 +54,10 @@ export async function brokerCommand(f: Flags, io: Io): Promise<number> {
       wake?.();
     },
   });
+  // The election's timers are unref'd (systemClock) and a standby has nothing else open between
+  // two Lease reads: without this handle a standby replica exited 0 at once and never took over
+  // (found by two broker processes on a real API server, test/kubernetes/broker.test.ts).
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   elector.start();
   logger.info({ identity: c.identity, lease: `${c.namespace}/${c.leaseName}`, secret: `${c.namespace}/${c.secretName}` }, 'campaigning for the Lease');
   await Promise.race([untilSignal(), new Promise<void>((resolve) => (wake = resolve))]);
@@ -65,6 +69,7 @@ export async function brokerCommand(f: Flags, io: Io): Promise<number> {
   await broker.stop();
   await elector.stop({ release: !lost });
   await server?.close();
+  clearInterval(keepAlive);
   clearTimeout(deadline);
   return exitCode;
 }
