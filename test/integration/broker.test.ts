@@ -12,7 +12,7 @@ import { secretToSnapshot } from '../../src/sources/kubernetes/secret-source.ts'
 import type { KubeObject } from '../../src/sources/kubernetes/list-watch.ts';
 import { FakeApiServer, type JsonObject } from '../support/fake-apiserver.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { jwtClaims } from '../support/jwt.ts';
+import { trustPolicy } from '../support/jwt.ts';
 import { Writable } from 'node:stream';
 
 const NS = 'okteto';
@@ -26,10 +26,7 @@ const ROLE = 'arn:aws:iam::112233445566:role/my-private-registry';
 // The role's trust policy names the BROKER's own account, not the platform's.
 const aws = new FakeAws({
   region: 'us-east-2',
-  acceptWebIdentity: (token, roleArn) => {
-    const c = jwtClaims(token);
-    return roleArn === ROLE && (c.aud ?? []).includes(AUDIENCE) && c.sub === `system:serviceaccount:${NS}:${BROKER_SA}`;
-  },
+  acceptWebIdentity: trustPolicy({ roleArn: ROLE, audience: AUDIENCE, sub: `system:serviceaccount:${NS}:${BROKER_SA}` }),
 });
 let awsUrl = '';
 beforeAll(async () => {
@@ -91,6 +88,15 @@ const auths = (s: JsonObject | undefined): Record<string, { username: string; pa
   return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as { auths: Record<string, { username: string; password: string; auth: string }> }).auths : {};
 };
 const annotations = (s: JsonObject | undefined): Record<string, string> => ((s?.['metadata'] as { annotations?: Record<string, string> } | undefined)?.annotations ?? {});
+
+/** Every kind of Registry resource, resolved by a broker that then stops (a restart, or a failover). */
+async function firstBrokerWroteAndStopped(): Promise<void> {
+  putAllKinds();
+  const first = newBroker();
+  await first.start();
+  await vi.waitFor(() => expect(Object.keys(auths(brokerSecret()))).toHaveLength(3), { timeout: 15_000, interval: 50 });
+  await first.stop();
+}
 
 describe('broker: Registry resources → one dockerconfigjson Secret', () => {
   it('resolves static, awsIamUser and awsIamRole registries into one Secret the nodes read as it is', async () => {
@@ -167,11 +173,7 @@ describe('broker: Registry resources → one dockerconfigjson Secret', () => {
   }, 20_000);
 
   it('a restarted (or newly elected) broker reuses the tokens in its Secret and calls AWS no sooner than refresh time', async () => {
-    putAllKinds();
-    const first = newBroker();
-    await first.start();
-    await vi.waitFor(() => expect(Object.keys(auths(brokerSecret()))).toHaveLength(3), { timeout: 15_000, interval: 50 });
-    await first.stop();
+    await firstBrokerWroteAndStopped();
     const tokensBefore = auths(brokerSecret());
     const fingerprints = annotations(brokerSecret())[FINGERPRINTS_ANNOTATION];
     const callsBefore = aws.calls.length;
@@ -189,11 +191,7 @@ describe('broker: Registry resources → one dockerconfigjson Secret', () => {
   }, 30_000);
 
   it('rotated AWS keys: the cached token of the old keys is replaced (the fingerprint no longer matches)', async () => {
-    putAllKinds();
-    const first = newBroker();
-    await first.start();
-    await vi.waitFor(() => expect(Object.keys(auths(brokerSecret()))).toHaveLength(3), { timeout: 15_000, interval: 50 });
-    await first.stop();
+    await firstBrokerWroteAndStopped();
     const old = auths(brokerSecret())[USER_HOST]!.password;
     aws.setUser('AKIDEXAMPLEFAKE00002', 'second/secret/key/000000000000000000002');
     api.putOpaqueSecret(NS, 'ecr-keys', { 'access-key-id': 'AKIDEXAMPLEFAKE00002', 'secret-access-key': 'second/secret/key/000000000000000000002' });

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DOCKERCONFIG_KEY, EXPIRIES_ANNOTATION } from '../../src/broker/secret-writer.ts';
 import { REPO_ROOT } from '../support/e2e-prereqs.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { jwtClaims } from '../support/jwt.ts';
+import { trustPolicy } from '../support/jwt.ts';
 import { Admin, controlPlane, NS, waitFor } from './helpers.ts';
 
 const info = controlPlane();
@@ -27,10 +27,7 @@ describe.skipIf(!info)('broker leader election on the real API server (two broke
   let kubeconfig: string;
   const aws = new FakeAws({
     region: 'us-east-2',
-    acceptWebIdentity: (token, roleArn) => {
-      const c = jwtClaims(token);
-      return roleArn === ROLE && (c.aud ?? []).includes(AUDIENCE) && c.sub === `system:serviceaccount:${NS}:${BROKER}`;
-    },
+    acceptWebIdentity: trustPolicy({ roleArn: ROLE, audience: AUDIENCE, sub: `system:serviceaccount:${NS}:${BROKER}` }),
   });
   let awsUrl = '';
   const procs: { identity: string; child: ChildProcess; log: string }[] = [];
