@@ -3,7 +3,7 @@
 // token of the DaemonSet's ServiceAccount, bound only by daemonset/'s manifests.
 import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api, type V1LeaseSpec } from '@kubernetes/client-node';
 import { inject, vi } from 'vitest';
-import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken } from '../support/control-plane.ts';
+import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken, tokenAnchorPod } from '../support/control-plane.ts';
 
 export const NS = AGENT_NAMESPACE;
 export const SECRET = 'okteto-dockerconfig-static';
@@ -84,22 +84,8 @@ export class Admin {
   }
 
   /** A Pod of `serviceAccount` scheduled onto `node` (no kubelet runs it: it only anchors the token). */
-  async agentPod(node: string, namespace = NS, serviceAccount = AGENT_SERVICE_ACCOUNT): Promise<{ name: string; uid: string }> {
-    const existing = await this.core.readNode({ name: node }).catch((err: unknown) => {
-      if (!isStatus(err, 404)) throw err;
-      return undefined;
-    });
-    if (!existing) await this.putNode(node);
-    const name = `${serviceAccount}-${node}`.slice(0, 63);
-    const body = {
-      metadata: { name, namespace, labels: { 'nrc-test': 'token-anchor' } },
-      spec: { nodeName: node, serviceAccountName: serviceAccount, automountServiceAccountToken: false, containers: [{ name: 'agent', image: 'node-registry-credentials:dev' }] },
-    };
-    const pod = await this.core.createNamespacedPod({ namespace, body }).catch(async (err: unknown) => {
-      if (!isStatus(err, 409)) throw err;
-      return this.core.readNamespacedPod({ namespace, name });
-    });
-    return { name, uid: pod.metadata!.uid! };
+  agentPod(node: string, namespace = NS, serviceAccount = AGENT_SERVICE_ACCOUNT): Promise<{ name: string; uid: string }> {
+    return tokenAnchorPod(this.info, node, namespace, serviceAccount);
   }
 
   /** A ServiceAccount created now (no bindings) and a KubeConfig with its token. */

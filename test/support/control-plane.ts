@@ -16,7 +16,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { goTool } from './go-tools.ts';
 import { REPO_ROOT } from './e2e-prereqs.ts';
 
@@ -163,6 +163,30 @@ export async function serviceAccountToken(
   const res = await adminRequest(info, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, body);
   if (res.status !== 201) throw new Error(`TokenRequest ${namespace}/${name}: HTTP ${res.status} ${res.body}`);
   return (JSON.parse(res.body) as { status: { token: string } }).status.token;
+}
+
+const httpCode = (err: unknown): unknown => (typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined);
+
+/**
+ * A Pod of `serviceAccount` on Node `node` (the Node created if missing; no kubelet runs the Pod:
+ * it only anchors a token, label nrc-test=token-anchor). A TokenRequest bound to it (boundPod)
+ * carries the node name that the agent's ValidatingAdmissionPolicy checks.
+ */
+export async function tokenAnchorPod(info: ControlPlaneInfo, node: string, namespace = AGENT_NAMESPACE, serviceAccount = AGENT_SERVICE_ACCOUNT): Promise<{ name: string; uid: string }> {
+  const core = kubeConfigFor(info).makeApiClient(CoreV1Api);
+  await core.createNode({ body: { metadata: { name: node } } }).catch((err: unknown) => {
+    if (httpCode(err) !== 409) throw err;
+  });
+  const name = `${serviceAccount}-${node}`.slice(0, 63);
+  const body = {
+    metadata: { name, namespace, labels: { 'nrc-test': 'token-anchor' } },
+    spec: { nodeName: node, serviceAccountName: serviceAccount, automountServiceAccountToken: false, containers: [{ name: 'agent', image: 'node-registry-credentials:dev' }] },
+  };
+  const pod = await core.createNamespacedPod({ namespace, body }).catch(async (err: unknown) => {
+    if (httpCode(err) !== 409) throw err;
+    return core.readNamespacedPod({ namespace, name });
+  });
+  return { name, uid: pod.metadata!.uid! };
 }
 
 /** Writes a kubeconfig for a ServiceAccount token under the control plane's dir; returns its path. */
