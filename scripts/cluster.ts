@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, ControlPlane, serviceAccountKubeconfig } from '../test/support/control-plane.ts';
+import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, ControlPlane, serviceAccountKubeconfig, tokenAnchorPod } from '../test/support/control-plane.ts';
 import { REPO_ROOT } from '../test/support/e2e-prereqs.ts';
 
 // `--node`: the same control plane plus a real node with the agent on it (scripts/cluster-node.ts).
@@ -37,7 +37,9 @@ process.on('SIGTERM', () => void stop(0));
 
 try {
   const info = await cp.start();
-  const agent = await serviceAccountKubeconfig(info, AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT);
+  // Bound to a Pod on node-1, as the kubelet binds the DaemonSet pod's token: the admission policy
+  // lets the agent annotate only the Node named in its token.
+  const agent = await serviceAccountKubeconfig(info, AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, await tokenAnchorPod(info, 'node-1'));
   const agentKubeconfig = join(dir, 'agent.kubeconfig');
   const hostRoot = '.local/cluster/host';
   execFileSync('cp', [agent.path, agentKubeconfig]);
@@ -52,11 +54,10 @@ try {
       `  export KUBECONFIG=${info.adminKubeconfig}`,
       '  kubectl get nodes,secrets,registries -A',
       '',
-      'Give the agent a Node and a Secret to watch:',
-      '  kubectl create -f - <<<\'{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"}}\'',
+      'Node node-1 exists (with a Pod of the agent\'s ServiceAccount on it, which its token is bound to). Give the agent a Secret to watch:',
       `  kubectl -n okteto create secret generic okteto-dockerconfig-static --type=kubernetes.io/dockerconfigjson --from-literal=.dockerconfigjson='${secret}'`,
       '',
-      'Run the agent as the DaemonSet\'s ServiceAccount (a TokenRequest token, valid 1 hour; only the RBAC of daemonset/):',
+      'Run the agent as the DaemonSet\'s ServiceAccount (a TokenRequest token bound to that Pod, valid 1 hour; only the RBAC and admission policy of daemonset/):',
       `  mkdir -p ${hostRoot}/var/lib/kubelet && npm start -- run --kubeconfig ${agentKubeconfig} --host-root ${hostRoot} --node-name node-1`,
       `  cat ${hostRoot}/var/lib/kubelet/config.json; kubectl get node node-1 -o jsonpath='{.metadata.annotations}'`,
       '',

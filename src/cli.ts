@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
+import { BROKER_SUMMARY, brokerCommand } from './commands/broker.ts';
 import { CHECK_COMMAND_FLAGS, CHECK_SUMMARY, checkCommand } from './commands/check.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { localCommand } from './commands/local.ts';
 import { applyCommand, cleanupCommand, EXIT_FAILED, renderCommand, type Io } from './commands/oneshot.ts';
-import { CHECK_FLAGS, COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, RUN_FLAGS, type Flags, type FlagSpec } from './commands/options.ts';
+import { BROKER_FLAGS, CHECK_FLAGS, COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, RUN_FLAGS, type Flags, type FlagSpec } from './commands/options.ts';
 import { runCommand } from './commands/run.ts';
 import { STATUS_FLAGS, STATUS_SUMMARY, statusCommand } from './commands/status.ts';
 
@@ -36,6 +37,11 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'The long-running agent: watch the credential sources and keep the host in step.',
     flags: [...COMMON_FLAGS, ...INPUT_FLAGS, ...RUN_FLAGS],
     run: runCommand,
+  },
+  broker: {
+    summary: BROKER_SUMMARY,
+    flags: [...COMMON_FLAGS.filter((s) => s.name === 'log-level' || s.name === 'help'), ...BROKER_FLAGS],
+    run: brokerCommand,
   },
   doctor: {
     summary:
@@ -112,7 +118,7 @@ if (isEntryPoint()) main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;
     // A long-running command is done once it returns: open sockets or timers must not keep it alive.
-    if (process.argv[2] === 'run' || process.argv[2] === 'local' || process.argv[2] === undefined) process.exit(code);
+    if (process.argv[2] === 'run' || process.argv[2] === 'broker' || process.argv[2] === 'local' || process.argv[2] === undefined) process.exit(code);
   },
   (err: unknown) => {
     // Never print the raw error object: its properties could carry input values.

@@ -215,6 +215,19 @@ export const ERROR_CODES = {
     summary: 'Reporting the result to the cluster (Node annotation or Event) failed; the node itself is configured.',
     fix: 'Allow the agent to patch its Node and create Events (ClusterRole in daemonset/base/rbac.yaml).',
   },
+  // The cluster broker (src/broker)
+  NRC_E_BROKER_SECRET_FOREIGN: {
+    summary: 'The broker\'s output Secret exists but another controller manages it (it lacks the label app.kubernetes.io/managed-by=node-registry-credentials-broker), so the broker refuses to write it.',
+    fix: 'Give the broker a Secret name nobody else uses (--broker-secret-name, and the same name in the node agent), or delete that Secret if it is a leftover; the broker never takes over a Secret it did not create.',
+  },
+  NRC_E_BROKER_WRITE_FAILED: {
+    summary: 'The broker could not read or write its output Secret (API server unreachable, RBAC, conflict); nodes keep the last Secret it wrote.',
+    fix: 'Check the broker\'s Role (secrets create, and get/update on its own Secret name) and the API server; the broker retries with backoff.',
+  },
+  NRC_E_BROKER_LEADERSHIP_LOST: {
+    summary: 'The broker could not renew its Lease within the renew deadline, so it stopped writing and exits (the pod restarts and joins the election again).',
+    fix: 'Usually none: another replica takes over within the lease duration. If it repeats, check the API server latency and the broker\'s Role (leases get/create/update on its Lease name).',
+  },
   // Credential check (src/check)
   NRC_E_CREDENTIAL_REJECTED: {
     summary: 'The registry (or its token service) rejected the credential the agent writes for it: pulls that use it will fail.',

@@ -9,7 +9,8 @@ import { HostFs } from '../host/host-fs.ts';
 import type { ContainerdVersionOption } from '../runtime/containerd.ts';
 import { DEFAULT_TARGET_OPTIONS, type TargetOptions } from '../runtime/targets.ts';
 import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
-import { CHECK_FLAGS, COMMON_FLAGS, KUBERNETES_RUN_FLAGS, numberFlag, RUN_FLAGS, str, withDefault, type Flags } from './options.ts';
+import { hostname } from 'node:os';
+import { BROKER_FLAGS, CHECK_FLAGS, COMMON_FLAGS, KUBERNETES_RUN_FLAGS, numberFlag, RUN_FLAGS, str, withDefault, type Flags } from './options.ts';
 
 /** Where the node is and which of its files the agent writes. */
 export interface HostConfig {
@@ -32,6 +33,8 @@ export interface KubernetesConfig {
   readonly namespace: string;
   /** '' disables the Secret watch. */
   readonly secretName: string;
+  /** The broker's Secret (Registry-derived, wins over secretName); '' disables its watch. */
+  readonly brokerSecretName: string;
   readonly secretDir: string | undefined;
   readonly watchRegistries: boolean;
   readonly nodeName: string | undefined;
@@ -82,22 +85,72 @@ export function checkSettings(f: Flags): CheckSettings | AgentError {
 export function kubernetesConfig(f: Flags): KubernetesConfig | AgentError {
   const fleetSize = numberFlag(KUBERNETES_RUN_FLAGS, 'ecr-fleet-size', str(f, 'ecr-fleet-size'));
   if (fleetSize instanceof AgentError) return fleetSize;
-  const [saNamespace = 'okteto', saName = 'okteto'] = withDefault(KUBERNETES_RUN_FLAGS, 'ecr-service-account', str(f, 'ecr-service-account'))!.split('/');
+  const sa = serviceAccountFlag(withDefault(KUBERNETES_RUN_FLAGS, 'ecr-service-account', str(f, 'ecr-service-account'))!);
+  if (sa instanceof AgentError) return sa;
   return {
     hostRoot: hostConfig(f).hostRoot,
     kubeconfig: str(f, 'kubeconfig'),
     useKubernetes: f['no-kubernetes'] !== true,
     namespace: withDefault(KUBERNETES_RUN_FLAGS, 'secret-namespace', str(f, 'secret-namespace'))!,
     secretName: withDefault(KUBERNETES_RUN_FLAGS, 'secret-name', str(f, 'secret-name'))!,
+    brokerSecretName: withDefault(KUBERNETES_RUN_FLAGS, 'broker-secret-name', str(f, 'broker-secret-name'))!,
     secretDir: str(f, 'secret-dir'),
-    watchRegistries: f['no-registries'] !== true,
+    watchRegistries: f['registries'] === true,
     nodeName: str(f, 'node-name'),
     listenAddress: str(f, 'listen-address'),
     ecr: {
-      serviceAccount: { namespace: saNamespace, name: saName },
+      serviceAccount: sa,
       defaultChainHosts: (str(f, 'ecr-default-chain') ?? '').split(',').map((h) => h.trim()).filter(Boolean),
       fleetSize,
     },
+  };
+}
+
+/** NAMESPACE/NAME of a service account. */
+function serviceAccountFlag(text: string): { namespace: string; name: string } | AgentError {
+  const [namespace, name, ...rest] = text.split('/');
+  if (!namespace || !name || rest.length > 0) return new AgentError('NRC_E_FLAG_INVALID', { subject: '--ecr-service-account', detail: '(expected NAMESPACE/NAME)' });
+  return { namespace, name };
+}
+
+/** `broker`: the cluster broker. */
+export interface BrokerConfig {
+  readonly kubeconfig: string | undefined;
+  readonly namespace: string;
+  readonly secretName: string;
+  readonly leaseName: string;
+  readonly identity: string;
+  readonly serviceAccount: { readonly namespace: string; readonly name: string };
+  readonly timing: { readonly leaseDurationMs: number; readonly renewDeadlineMs: number; readonly retryPeriodMs: number };
+  readonly listenAddress: string | undefined;
+  readonly logLevel: string;
+}
+
+export function brokerConfig(f: Flags, env: NodeJS.ProcessEnv = process.env): BrokerConfig | AgentError {
+  const seconds = (name: string): number | AgentError => numberFlag(BROKER_FLAGS, name, str(f, name));
+  const lease = seconds('lease-duration-seconds');
+  if (lease instanceof AgentError) return lease;
+  const renew = seconds('renew-deadline-seconds');
+  if (renew instanceof AgentError) return renew;
+  const retry = seconds('retry-period-seconds');
+  if (retry instanceof AgentError) return retry;
+  if (!(lease > renew && renew > retry)) {
+    return new AgentError('NRC_E_FLAG_INVALID', { subject: '--renew-deadline-seconds', detail: '(needs lease duration > renew deadline > retry period)' });
+  }
+  const sa = serviceAccountFlag(withDefault(BROKER_FLAGS, 'ecr-service-account', str(f, 'ecr-service-account'))!);
+  if (sa instanceof AgentError) return sa;
+  const secretName = withDefault(BROKER_FLAGS, 'broker-secret-name', str(f, 'broker-secret-name'))!;
+  if (secretName === '') return new AgentError('NRC_E_FLAG_INVALID', { subject: '--broker-secret-name', detail: '(the broker needs a Secret name)' });
+  return {
+    kubeconfig: str(f, 'kubeconfig'),
+    namespace: withDefault(BROKER_FLAGS, 'namespace', str(f, 'namespace'))!,
+    secretName,
+    leaseName: withDefault(BROKER_FLAGS, 'lease-name', str(f, 'lease-name'))!,
+    identity: str(f, 'identity') ?? env['POD_NAME'] ?? hostname(),
+    serviceAccount: sa,
+    timing: { leaseDurationMs: lease * 1000, renewDeadlineMs: renew * 1000, retryPeriodMs: retry * 1000 },
+    listenAddress: str(f, 'listen-address'),
+    logLevel: withDefault(COMMON_FLAGS, 'log-level', str(f, 'log-level'))!,
   };
 }
 

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { DEFAULT_TARGET_OPTIONS } from '../runtime/targets.ts';
-import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
+import { AGENT_SERVICE_ACCOUNT, BROKER_NAME, DEFAULT_BROKER_SECRET_NAME, DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
 
 /** What a number flag accepts; its value is checked once, when the configuration is built. */
 export interface NumberRule {
@@ -63,10 +63,20 @@ export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'secret-namespace', type: 'string', default: DEFAULT_SECRET_NAMESPACE, help: 'Namespace of the docker-config Secret and of the Registry resources.' },
   { name: 'secret-name', type: 'string', default: DEFAULT_SECRET_NAME, help: "The docker-config Secret to watch; '' disables the watch." },
   { name: 'secret-dir', type: 'string', help: 'Read that Secret from a mounted volume directory instead of watching it (no Secret RBAC needed).' },
-  { name: 'no-registries', type: 'boolean', help: 'Do not watch Registry resources (admin.okteto.com/v1).' },
+  {
+    name: 'broker-secret-name',
+    type: 'string',
+    default: DEFAULT_BROKER_SECRET_NAME,
+    help: "The cluster broker's Secret to watch (every Registry credential, ECR tokens included; it wins over --secret-name); '' disables the watch.",
+  },
+  {
+    name: 'registries',
+    type: 'boolean',
+    help: "Opt-in (the per-node ECR variant): watch Registry resources on this node; awsIamRole ones use this agent's own ServiceAccount token, static ones come through the platform's Secret, awsIamUser needs the broker.",
+  },
   { name: 'node-name', type: 'string', help: 'This node (Downward API spec.nodeName): annotations and Events go to it.' },
   { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz and /metrics on host:port (e.g. 0.0.0.0:8080).' },
-  { name: 'ecr-service-account', type: 'string', default: 'okteto/okteto', help: 'NAMESPACE/NAME of the service account whose tokens awsIamRole registries exchange with STS.' },
+  { name: 'ecr-service-account', type: 'string', default: `okteto/${AGENT_SERVICE_ACCOUNT}`, help: "With --registries: NAMESPACE/NAME of this agent's own service account, whose tokens awsIamRole registries exchange with STS (its Role allows no other)." },
   { name: 'ecr-default-chain', type: 'string', help: "Comma-separated ECR hosts without a Registry resource that use the node's own AWS identity (SDK default chain)." },
   { name: 'ecr-fleet-size', type: 'string', default: '100', number: { integer: true, atLeast: 1 }, help: 'About how many nodes run the agent: spreads their first ECR calls to stay under the AWS quota.' },
 ];
@@ -76,6 +86,25 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'resync-seconds', type: 'string', default: '60', number: { above: 0 }, help: 'Re-check the host files this often (with jitter) to repair drift.' },
   ...KUBERNETES_RUN_FLAGS,
   ...CHECK_FLAGS,
+];
+
+/** `broker`: the cluster broker (a Deployment with leader election). */
+export const BROKER_FLAGS: readonly FlagSpec[] = [
+  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config when running in a pod.' },
+  { name: 'namespace', type: 'string', default: DEFAULT_SECRET_NAMESPACE, help: 'Namespace of the Registry resources, the Secrets they reference, the Lease and the output Secret.' },
+  { name: 'broker-secret-name', type: 'string', default: DEFAULT_BROKER_SECRET_NAME, help: 'The dockerconfigjson Secret the broker writes (and alone manages).' },
+  { name: 'lease-name', type: 'string', default: BROKER_NAME, help: 'The coordination.k8s.io Lease of the leader election.' },
+  { name: 'identity', type: 'string', help: 'This candidate in the election; default: the pod name ($POD_NAME or the hostname).' },
+  {
+    name: 'ecr-service-account',
+    type: 'string',
+    default: `okteto/${BROKER_NAME}`,
+    help: "NAMESPACE/NAME of the service account whose tokens awsIamRole registries exchange with STS: the broker's own by default (trust policy sub system:serviceaccount:okteto:node-registry-credentials-broker); okteto/okteto only with the platform-account variant.",
+  },
+  { name: 'lease-duration-seconds', type: 'string', default: '15', number: { above: 0 }, help: 'How long a Lease holds without renewal before another replica may take it.' },
+  { name: 'renew-deadline-seconds', type: 'string', default: '10', number: { above: 0 }, help: 'A leader that cannot renew within this stops and exits (must be below the lease duration).' },
+  { name: 'retry-period-seconds', type: 'string', default: '2', number: { above: 0 }, help: 'How often the leader renews and candidates retry (must be below the renew deadline).' },
+  { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz (ready = leading or standing by) and /metrics on host:port.' },
 ];
 
 export type Flags = Record<string, string | boolean | undefined>;

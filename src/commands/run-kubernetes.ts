@@ -17,7 +17,7 @@ import { inCluster, loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
 import type { KubernetesConfig } from './config.ts';
 
 export interface KubernetesRuntime {
-  /** In precedence order: Registry resources, then the Secret (watch or mounted), before run's own file source. */
+  /** In precedence order: the broker's Secret, Registry resources (per-node variant), then the Secret (watch or mounted), before run's own file source. */
   readonly sources: Source[];
   readonly metrics: AgentMetrics;
   /** Feed every apply report here. */
@@ -97,8 +97,12 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const namespace = c.namespace;
   const watchRegistries = Boolean(k8s && kc && c.watchRegistries);
   const ecr = await startEcr(c, kc, watchRegistries, metrics, log);
+  // The broker's Secret first: it carries the Registry resources, ECR tokens included (issue 15).
+  if (k8s && kc && c.brokerSecretName !== '') sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: c.brokerSecretName, onState }));
   if (k8s && kc && watchRegistries) {
-    sources.push(new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState, ...(ecr ? { onEcrRegistries: (specs) => ecr.setRegistries(specs) } : {}) }));
+    sources.push(
+      new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState, nodeIdentityOnly: true, ...(ecr ? { onEcrRegistries: (specs) => ecr.setRegistries(specs) } : {}) }),
+    );
   }
   // ECR tokens come from Registry resources too: they share the top precedence.
   if (ecr) sources.push(ecr);

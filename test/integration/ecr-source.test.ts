@@ -14,19 +14,12 @@ import { EcrSource } from '../../src/sources/ecr/source.ts';
 import type { EcrRegistrySpec } from '../../src/sources/ecr/types.ts';
 import { FakeApiServer } from '../support/fake-apiserver.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
+import { jwtClaims } from '../support/jwt.ts';
 import { advanceSource } from '../support/ecr-clock.ts';
 
 const HOST = '112233445566.dkr.ecr.us-east-2.amazonaws.com';
 const AUDIENCE = 'okteto.example.com/us-east-2';
 const ROLE = 'arn:aws:iam::112233445566:role/my-private-registry';
-
-function jwtClaims(token: string): { aud?: string[]; sub?: string } {
-  try {
-    return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { aud?: string[]; sub?: string };
-  } catch {
-    return {};
-  }
-}
 
 let clock: ManualClock;
 const aws = new FakeAws({

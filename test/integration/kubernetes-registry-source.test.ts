@@ -37,6 +37,25 @@ describe('Registry resource source against the in-process fake API server (what 
   const creds = (): string[] => (last()?.credentials ?? []).map((c) => `${c.key}=${c.username}:${c.password}`).sort();
   const codes = (): string[] => (last()?.errors ?? []).map((e) => e.code).sort();
 
+  // Fake only: the assertion is about requests the agent never makes (no Secret read at all), which
+  // only the fake's request log shows; a real API server keeps no such log for a test to read.
+  it("per-node mode (nodeIdentityOnly): awsIamRole goes to the ECR source, awsIamUser is refused with a code, and no Secret is ever read", async () => {
+    api.putOpaqueSecret(NS, 'reg-secret', { username: 'alice', password: 'pw1' });
+    api.putOpaqueSecret(NS, 'ecr-keys', { id: 'AKIDX', key: 'never-read' });
+    api.putRegistry(NS, 'registry.example.com', staticSpec('reg-secret'));
+    api.putRegistry(NS, '123456789012.dkr.ecr.us-east-2.amazonaws.com', { awsIamUser: { accessKeyIDSecretRef: { name: 'ecr-keys', key: 'id' }, secretAccessKeySecretRef: { name: 'ecr-keys', key: 'key' } } });
+    api.putRegistry(NS, '112233445566.dkr.ecr.us-east-2.amazonaws.com', { awsIamRole: { audience: 'aud', roleARN: 'arn:aws:iam::112233445566:role/r' } });
+    const ecr: EcrRegistrySpec[][] = [];
+    source = new KubernetesRegistrySource({ kubeConfig: api.kubeConfig(), tuning: FAST, nodeIdentityOnly: true, onEcrRegistries: (specs) => ecr.push(specs) });
+    await source.start((snap) => snapshots.push(snap));
+    await vi.waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_KIND_UNSUPPORTED']));
+    expect(last()?.errors[0]?.message).toContain('broker');
+    expect(creds()).toEqual([]);
+    expect(ecr.at(-1)).toEqual([{ host: '112233445566.dkr.ecr.us-east-2.amazonaws.com', kind: 'awsIamRole', roleArn: 'arn:aws:iam::112233445566:role/r', audience: 'aud' }]);
+    expect(api.requests.filter((r) => r.includes('secrets'))).toEqual([]);
+    expect(source.watchedSecrets).toEqual([]);
+  });
+
   // Fake only: the real API server with daemonset/crd refuses these (test/kubernetes/registry-source.test.ts),
   // but the platform ships its own CRD, which may validate less: the agent must still refuse them.
   it('reports malformed Registry resources with coded errors and keeps the valid ones', async () => {

@@ -108,28 +108,24 @@ describe.skipIf(skip)('faults of the real control plane (watch cache on, as in a
     await waitFor(() => expect(h.hosts()).toEqual(['reg.example.com=c2:p2']));
   });
 
-  it('Registry resources and a referenced Secret across an API server restart', async () => {
-    const revoke = await h.admin.grantSecrets(NS, ['s']);
+  it('Registry resources and a referenced Secret across an API server restart (as the broker, which reads them)', async () => {
+    const brokerKc = (await h.admin.agent({ name: 'node-registry-credentials-broker' })).kc;
+    await h.admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p' });
+    await h.admin.putRegistry(NS, 'a.example.com', { static: { userSecretRef: { name: 's', key: 'username' }, passwordSecretRef: { name: 's', key: 'password' } } });
+    const snaps: SourceSnapshot[] = [];
+    const src = new KubernetesRegistrySource({ kubeConfig: brokerKc, tuning: FAST });
+    await src.start((s) => snaps.push(s));
+    const creds = (): string[] => (snaps.at(-1)?.credentials ?? []).map((c) => `${c.key}=${c.username}:${c.password}`).sort();
     try {
-      await h.admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p' });
-      await h.admin.putRegistry(NS, 'a.example.com', { static: { userSecretRef: { name: 's', key: 'username' }, passwordSecretRef: { name: 's', key: 'password' } } });
-      const snaps: SourceSnapshot[] = [];
-      const src = new KubernetesRegistrySource({ kubeConfig: h.agentKc, tuning: FAST });
-      await src.start((s) => snaps.push(s));
-      const creds = (): string[] => (snaps.at(-1)?.credentials ?? []).map((c) => `${c.key}=${c.username}:${c.password}`).sort();
-      try {
-        await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
-        await h.cp.stopApiserver();
-        await new Promise((r) => setTimeout(r, 1000));
-        await h.cp.startApiserver();
-        await h.admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p2' });
-        await h.admin.putRegistry(NS, 'b.example.com', { static: { userSecretRef: { name: 's', key: 'username' }, passwordSecretRef: { name: 's', key: 'password' } } });
-        await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p2', 'b.example.com=u:p2']), { timeout: 20_000 });
-      } finally {
-        await src.stop();
-      }
+      await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
+      await h.cp.stopApiserver();
+      await new Promise((r) => setTimeout(r, 1000));
+      await h.cp.startApiserver();
+      await h.admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p2' });
+      await h.admin.putRegistry(NS, 'b.example.com', { static: { userSecretRef: { name: 's', key: 'username' }, passwordSecretRef: { name: 's', key: 'password' } } });
+      await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p2', 'b.example.com=u:p2']), { timeout: 20_000 });
     } finally {
-      await revoke();
+      await src.stop();
     }
   });
 });

@@ -1,9 +1,9 @@
 // Shared helpers of the real-API-server suites (test/kubernetes/): the run's control plane (from
 // the project's globalSetup), admin operations, and the agent's own credential: a TokenRequest
 // token of the DaemonSet's ServiceAccount, bound only by daemonset/'s manifests.
-import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api, type V1LeaseSpec } from '@kubernetes/client-node';
 import { inject, vi } from 'vitest';
-import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken } from '../support/control-plane.ts';
+import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken, tokenAnchorPod } from '../support/control-plane.ts';
 
 export const NS = AGENT_NAMESPACE;
 export const SECRET = 'okteto-dockerconfig-static';
@@ -61,12 +61,31 @@ export class Admin {
     this.rbac = this.kc.makeApiClient(RbacAuthorizationV1Api);
   }
 
-  /** A kubeconfig (file and object) with a fresh token of the DaemonSet's ServiceAccount. */
-  async agent(namespace = NS, name = AGENT_SERVICE_ACCOUNT): Promise<{ path: string; token: string; kc: KubeConfig }> {
-    const { path, token } = await serviceAccountKubeconfig(this.info, namespace, name);
+  /**
+   * A kubeconfig (file and object) with a fresh token of the DaemonSet's ServiceAccount. With
+   * `onNode`, the token is bound to a Pod of that account on that Node (created here, with the
+   * Node if missing), as the kubelet binds the DaemonSet pod's projected token: it then carries the
+   * node name the ValidatingAdmissionPolicy (daemonset/base/admission-policy.yaml) checks, and the
+   * agent may annotate that Node. Without it, the token names no Node and may patch none.
+   */
+  async agent(opts: { onNode?: string; namespace?: string; name?: string } = {}): Promise<{ path: string; token: string; kc: KubeConfig }> {
+    const namespace = opts.namespace ?? NS;
+    const name = opts.name ?? AGENT_SERVICE_ACCOUNT;
+    const boundPod = opts.onNode ? await this.agentPod(opts.onNode, namespace, name) : undefined;
+    const { path, token } = await serviceAccountKubeconfig(this.info, namespace, name, boundPod);
     const kc = kubeConfigFor(this.info, token);
     await authenticated(kc);
     return { path, token, kc };
+  }
+
+  /** Removes the Pods agentPod created (their tokens stop authenticating). */
+  async deleteTokenAnchors(namespace = NS): Promise<void> {
+    await this.core.deleteCollectionNamespacedPod({ namespace, labelSelector: 'nrc-test=token-anchor', gracePeriodSeconds: 0 }).catch(() => undefined);
+  }
+
+  /** A Pod of `serviceAccount` scheduled onto `node` (no kubelet runs it: it only anchors the token). */
+  agentPod(node: string, namespace = NS, serviceAccount = AGENT_SERVICE_ACCOUNT): Promise<{ name: string; uid: string }> {
+    return tokenAnchorPod(this.info, node, namespace, serviceAccount);
   }
 
   /** A ServiceAccount created now (no bindings) and a KubeConfig with its token. */
@@ -114,6 +133,22 @@ export class Admin {
   }
   async deleteRegistry(namespace: string, name: string): Promise<void> {
     await this.custom.deleteNamespacedCustomObject({ group: 'admin.okteto.com', version: 'v1', namespace, plural: 'registries', name }).catch((err: unknown) => {
+      if (!isStatus(err, 404)) throw err;
+    });
+  }
+
+  async lease(namespace: string, name: string): Promise<V1LeaseSpec | undefined> {
+    return this.kc
+      .makeApiClient(CoordinationV1Api)
+      .readNamespacedLease({ namespace, name })
+      .then((l) => l.spec ?? {})
+      .catch((err: unknown) => {
+        if (!isStatus(err, 404)) throw err;
+        return undefined;
+      });
+  }
+  async deleteLease(namespace: string, name: string): Promise<void> {
+    await this.kc.makeApiClient(CoordinationV1Api).deleteNamespacedLease({ namespace, name }).catch((err: unknown) => {
       if (!isStatus(err, 404)) throw err;
     });
   }

@@ -1,5 +1,6 @@
 // Node annotations and Warning Events on the real API server, written as the DaemonSet's
-// ServiceAccount (ClusterRole: nodes get/patch, events create). Events about a Node must be in
+// ServiceAccount (ClusterRole: nodes patch, events create) with a token bound to a Pod on that Node
+// (the admission policy lets the agent change only its own Node). Events about a Node must be in
 // namespace default: the real API server refuses them anywhere else (the fake used to accept them).
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -19,15 +20,16 @@ describe.skipIf(!info)('node status reporting against the real API server', () =
 
   beforeAll(async () => {
     admin = new Admin(info!);
-    agentKc = (await admin.agent()).kc;
   });
   beforeEach(async () => {
     node = `status-node-${++seq}`;
     await admin.putNode(node, { 'keep.example.com/other': 'yes' });
+    agentKc = (await admin.agent({ onNode: node })).kc;
     clock = Date.parse('2025-01-01T00:00:00Z');
     failures = [];
   });
   afterAll(async () => {
+    await admin.deleteTokenAnchors();
     for (let i = 1; i <= seq; i++) await admin.deleteNode(`status-node-${i}`);
   });
 

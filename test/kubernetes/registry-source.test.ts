@@ -1,6 +1,8 @@
 // Registry resources through the project's CRD (daemonset/crd) on the real API server, read as the
-// DaemonSet's ServiceAccount. The CRD's schema is enforced by the API server: malformed resources
-// never reach the agent. Referenced Secrets need the rule an operator adds (docs/kubernetes.md).
+// broker's ServiceAccount (the one component of the default install that reads them, with
+// daemonset/base/broker.yaml's Role; the node agent has no right to them). The CRD's schema is
+// enforced by the API server: malformed resources never reach the source. An identity granted
+// referenced Secrets by name (a narrowed Role) gets the exact rule to add.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
@@ -24,7 +26,7 @@ describe.skipIf(!info)('Registry resource source against the real API server and
 
   beforeAll(async () => {
     admin = new Admin(info!);
-    agentKc = (await admin.agent()).kc;
+    agentKc = (await admin.agent({ name: 'node-registry-credentials-broker' })).kc;
   });
   afterEach(async () => {
     await source?.stop();
@@ -41,15 +43,11 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     source = new KubernetesRegistrySource({ kubeConfig: kc, tuning: FAST, ...(onEcrRegistries ? { onEcrRegistries } : {}) });
     await source.start((s) => snapshots.push(s));
   }
-  const grant = async (...names: string[]): Promise<void> => {
-    cleanups.push(await admin.grantSecrets(NS, names));
-  };
   const last = (): SourceSnapshot | undefined => snapshots.at(-1);
   const creds = (): string[] => (last()?.credentials ?? []).map((c) => `${c.key}=${c.username}:${c.password}`).sort();
   const codes = (): string[] => (last()?.errors ?? []).map((e) => e.code).sort();
 
   it('turns spec.static into a credential for name[:port] and follows a change of the referenced Secret', async () => {
-    await grant('reg-secret', 'other-secret');
     await admin.putOpaqueSecret(NS, 'reg-secret', { username: 'alice', password: 'pw1\n' });
     await admin.putRegistry(NS, 'registry.example.com', staticSpec('reg-secret', 5000));
     await startSource();
@@ -91,7 +89,6 @@ describe.skipIf(!info)('Registry resource source against the real API server and
     for (const [what, name, spec] of refused) {
       await expect(admin.putRegistry(NS, name, spec), what).rejects.toMatchObject({ code: 422 });
     }
-    await grant('s');
     await admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p' });
     await admin.putRegistry(NS, 'good.example.com', staticSpec('s'));
     await startSource();
@@ -100,7 +97,6 @@ describe.skipIf(!info)('Registry resource source against the real API server and
   });
 
   it('reports a missing Secret or key, then configures the registry once it appears', async () => {
-    await grant('later');
     await admin.putRegistry(NS, 'a.example.com', staticSpec('later'));
     await startSource();
     await waitFor(() => expect(codes()).toEqual(['NRC_E_REGISTRY_SECRET_MISSING']));
@@ -126,7 +122,6 @@ describe.skipIf(!info)('Registry resource source against the real API server and
   });
 
   it('hands ECR registries with resolved keys to the callback and updates it on key rotation', async () => {
-    await grant('ecr-secret');
     const calls: EcrRegistrySpec[][] = [];
     await admin.putOpaqueSecret(NS, 'ecr-secret', { 'access-key-id': 'AKIA1', 'secret-access-key': 'k1' });
     await admin.putRegistry(NS, '123456789012.dkr.ecr.us-east-2.amazonaws.com', {
@@ -145,10 +140,24 @@ describe.skipIf(!info)('Registry resource source against the real API server and
   });
 
   it('a referenced Secret the Role does not grant: the exact rule to add, the last good credential kept, recovery once added', async () => {
+    // An identity with the registries rule and Secrets by name only (not the broker's namespace-wide read).
+    const narrow = await admin.newServiceAccount('nrc-narrow-registries');
+    cleanups.push(narrow.remove);
+    const sa = { namespace: NS, name: 'nrc-narrow-registries' };
+    const role = 'nrc-test-registries';
+    await admin.rbac.createNamespacedRole({ namespace: NS, body: { metadata: { name: role }, rules: [{ apiGroups: ['admin.okteto.com'], resources: ['registries'], verbs: ['get', 'list', 'watch'] }] } });
+    await admin.rbac.createNamespacedRoleBinding({ namespace: NS, body: { metadata: { name: role }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role }, subjects: [{ kind: 'ServiceAccount', ...sa }] } });
+    cleanups.push(async () => {
+      await admin.rbac.deleteNamespacedRoleBinding({ namespace: NS, name: role }).catch(() => undefined);
+      await admin.rbac.deleteNamespacedRole({ namespace: NS, name: role }).catch(() => undefined);
+    });
+    const grant = async (...names: string[]): Promise<void> => {
+      cleanups.push(await admin.grantSecrets(NS, names, sa));
+    };
     await grant('s');
     await admin.putOpaqueSecret(NS, 's', { username: 'u', password: 'p' });
     await admin.putRegistry(NS, 'a.example.com', staticSpec('s'));
-    await startSource();
+    await startSource(undefined, narrow.kc);
     await waitFor(() => expect(creds()).toEqual(['a.example.com=u:p']));
 
     await admin.putOpaqueSecret(NS, 'locked', { username: 'x', password: 'y' });

@@ -49,21 +49,15 @@ describe.skipIf(!info)('the DaemonSet\'s ServiceAccount on a real API server has
     expect(base.atoms).toContain('authorization.k8s.io|selfsubjectrulesreviews|*|create');
   });
 
-  it('in another namespace: only the cluster-scoped rules (nodes get/patch, events create)', async () => {
+  it('in another namespace: only the cluster-scoped rules (nodes patch, events create)', async () => {
     const mine = await rulesIn(agent, 'other');
     const base = await rulesIn(baseline, 'other');
     expect(mine.atoms.filter((a) => !base.atoms.includes(a))).toEqual(atoms(AGENT_RIGHTS.cluster));
   });
 
   it('each documented right is allowed', async () => {
-    for (const [verb, resource, name, group, subresource] of [
-      ['get', 'secrets', SECRET],
-      ['list', 'secrets', SECRET],
-      ['watch', 'secrets', SECRET],
-      ['watch', 'registries', undefined, 'admin.okteto.com'],
-      ['create', 'serviceaccounts', 'okteto', '', 'token'],
-    ] as const) {
-      expect(await allowed(agent, { verb, resource, namespace: NS, ...(name ? { name } : {}), ...(group ? { group } : {}), ...(subresource ? { subresource } : {}) }), `${verb} ${resource}/${name ?? ''}`).toBe(true);
+    for (const name of [SECRET, 'node-registry-credentials-broker']) {
+      for (const verb of ['get', 'list', 'watch']) expect(await allowed(agent, { verb, resource: 'secrets', namespace: NS, name }), `${verb} secrets/${name}`).toBe(true);
     }
     expect(await allowed(agent, { verb: 'patch', resource: 'nodes', name: 'node-1' })).toBe(true);
     expect(await allowed(agent, { verb: 'create', resource: 'events', namespace: 'default' })).toBe(true);
@@ -78,10 +72,18 @@ describe.skipIf(!info)('the DaemonSet\'s ServiceAccount on a real API server has
       ['patching the Secret', { verb: 'patch', resource: 'secrets', namespace: NS, name: SECRET }],
       ['deleting the Secret', { verb: 'delete', resource: 'secrets', namespace: NS, name: SECRET }],
       ['creating Secrets', { verb: 'create', resource: 'secrets', namespace: NS }],
+      ['writing the broker\'s Secret', { verb: 'update', resource: 'secrets', namespace: NS, name: 'node-registry-credentials-broker' }],
+      ['a Secret a Registry references (the broker reads those)', { verb: 'get', resource: 'secrets', namespace: NS, name: 'ecr-keys' }],
+      // Issue 15: Registry resources and every token right moved to the broker.
+      ['reading Registry resources', { verb: 'list', resource: 'registries', namespace: NS, group: 'admin.okteto.com' }],
+      ['watching Registry resources', { verb: 'watch', resource: 'registries', namespace: NS, group: 'admin.okteto.com' }],
       ['writing Registry resources', { verb: 'create', resource: 'registries', namespace: NS, group: 'admin.okteto.com' }],
-      ['Registry resources of another namespace', { verb: 'list', resource: 'registries', namespace: 'other', group: 'admin.okteto.com' }],
+      ['a token for the platform\'s ServiceAccount', { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: NS, name: 'okteto' }],
+      ['a token for the broker\'s ServiceAccount', { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: NS, name: 'node-registry-credentials-broker' }],
       ['a token for another ServiceAccount', { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: NS, name: 'default' }],
       ['a token for its own ServiceAccount', { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: NS, name: 'node-registry-credentials' }],
+      ['the broker\'s Lease', { verb: 'update', resource: 'leases', group: 'coordination.k8s.io', namespace: NS, name: 'node-registry-credentials-broker' }],
+      ['reading a Node', { verb: 'get', resource: 'nodes', name: 'node-1' }],
       ['reading Events', { verb: 'list', resource: 'events', namespace: 'default' }],
       ['changing Events', { verb: 'patch', resource: 'events', namespace: 'default', name: 'x' }],
       ['listing Nodes', { verb: 'list', resource: 'nodes' }],
@@ -105,6 +107,8 @@ describe.skipIf(!info)('the DaemonSet\'s ServiceAccount on a real API server has
     await expect(core.patchNamespacedSecret({ namespace: NS, name: SECRET, body: [{ op: 'add', path: '/metadata/labels', value: { a: 'b' } }] })).rejects.toMatchObject({ code: 403 });
     await expect(core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'planted' }, stringData: { a: 'b' } } })).rejects.toMatchObject({ code: 403 });
     await expect(core.listNode()).rejects.toMatchObject({ code: 403 });
+    await expect(agent.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({ group: 'admin.okteto.com', version: 'v1', namespace: NS, plural: 'registries' })).rejects.toMatchObject({ code: 403 });
+    await expect(core.createNamespacedServiceAccountToken({ namespace: NS, name: 'okteto', body: { spec: { audiences: ['sts.amazonaws.com'] } } })).rejects.toMatchObject({ code: 403 });
     await expect(agent.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ group: 'admin.okteto.com', version: 'v1', namespace: NS, plural: 'registries', body: { apiVersion: 'admin.okteto.com/v1', kind: 'Registry', metadata: { name: 'evil.example.com' }, spec: { awsIamRole: { roleARN: 'a', audience: 'b' } } } })).rejects.toMatchObject({ code: 403 });
   });
 });

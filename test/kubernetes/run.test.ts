@@ -1,8 +1,10 @@
-// The real CLI (`run`) against the real API server as the DaemonSet's ServiceAccount (a
-// TokenRequest token in a kubeconfig, RBAC from daemonset/): Secret edits and Registry resources
-// reach the kubelet's config.json; the Node annotation; ECR awsIamUser through the fake AWS
-// endpoint; awsIamRole through a real TokenRequest for the platform's ServiceAccount with the
-// Registry's audience, its signature checked against the API server's signing key.
+// The real CLIs against the real API server, each as its own ServiceAccount with daemonset/'s RBAC
+// as shipped: `run` (the node agent, a token bound to a Pod on its Node, as the kubelet binds it)
+// follows the platform's Secret and the broker's onto the kubelet's config.json and annotates its
+// Node; `broker` (the Deployment's account) resolves Registry resources of all three kinds (static,
+// awsIamUser through the fake AWS endpoint's SigV4 check, awsIamRole through a real TokenRequest
+// for the broker's own account with the Registry's audience, its signature checked against the API
+// server's signing key) into its Secret, which the agent then writes for the kubelet.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey, createVerify } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -17,6 +19,8 @@ import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/
 import { Admin, b64, controlPlane, NS, SECRET, waitFor } from './helpers.ts';
 
 const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
+const BROKER_SECRET = 'node-registry-credentials-broker';
+const BROKER_SA = 'node-registry-credentials-broker';
 const info = controlPlane();
 const dockerconfig = (a: Record<string, string>): unknown => ({ auths: Object.fromEntries(Object.entries(a).map(([h, up]) => [h, { auth: b64(up) }])) });
 const staticSpec = (secret: string): unknown => ({ static: { userSecretRef: { name: secret, key: 'username' }, passwordSecretRef: { name: secret, key: 'password' } } });
@@ -41,10 +45,11 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
 
   beforeAll(async () => {
     admin = new Admin(info!);
-    kubeconfig = (await admin.agent()).path;
     await admin.putNode(node);
+    kubeconfig = (await admin.agent({ onNode: node })).path;
   });
   afterAll(async () => {
+    await admin.deleteTokenAnchors();
     await admin.deleteNode(node);
   });
   beforeEach(async () => {
@@ -60,14 +65,16 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
     await rm(dir, { recursive: true, force: true });
   });
 
-  function start(extra: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
-    const args = ['--import', 'tsx', join(REPO_ROOT, 'src/cli.ts'), 'run', '--host-root', join(dir, 'host'), '--kubeconfig', kubeconfig, '--node-name', node, '--listen-address', '127.0.0.1:0', '--debounce-ms', '20', ...extra];
+  function cli(args: string[], extraEnv: NodeJS.ProcessEnv, onStderr: (s: string) => void): ChildProcess {
     const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(REPO_ROOT, 'node_modules', '.bin')}:${process.env['PATH'] ?? ''}`, NRC_LOG_LEVEL: 'info', ...extraEnv };
     delete env['KUBERNETES_SERVICE_HOST'];
-    const c = spawn(NODE, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    child = c;
+    const c = spawn(NODE, ['--import', 'tsx', join(REPO_ROOT, 'src/cli.ts'), ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    c.stderr?.on('data', (d: Buffer) => onStderr(d.toString()));
     return c;
+  }
+  function start(extra: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
+    child = cli(['run', '--host-root', join(dir, 'host'), '--kubeconfig', kubeconfig, '--node-name', node, '--listen-address', '127.0.0.1:0', '--debounce-ms', '20', ...extra], extraEnv, (s) => (stderr += s));
+    return child;
   }
   const kubeletAuths = async (): Promise<Record<string, { auth: string }>> => {
     try {
@@ -78,24 +85,32 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
   };
   const serverAddress = (): string | undefined => /"address":"([^"]+)"/.exec(stderr)?.[1];
 
-  it('follows Secret edits and Registry resources onto the host, annotates its Node, and exits on SIGTERM', async () => {
-    cleanups.push(await admin.grantSecrets(NS, ['both-creds']));
+  it("follows both Secrets onto the host (the broker's wins), reads no Registry resource, annotates its Node, and exits on SIGTERM", async () => {
     await admin.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1', 'both.example.com': 'fromsecret:s' }));
-    await admin.putOpaqueSecret(NS, 'both-creds', { username: 'fromregistry', password: 'r' });
-    await admin.putRegistry(NS, 'both.example.com', staticSpec('both-creds'));
+    // The broker's Secret carries the Registry resources' credentials (written here by the admin).
+    await admin.putDockerConfigSecret(NS, BROKER_SECRET, dockerconfig({ 'both.example.com': 'fromregistry:r' }));
+    // A Registry resource the agent has no right to read: it must not try (no 403 in its log).
+    await admin.putOpaqueSecret(NS, 'other-creds', { username: 'o', password: 'never' });
+    await admin.putRegistry(NS, 'other.example.com', staticSpec('other-creds'));
     const c = start();
 
     await waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u1:p1')), { timeout: 20_000, interval: 100 });
+    // Precedence: the broker's Secret (Registry resources) wins over the platform's for the same registry.
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
 
     await admin.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u2:p2', 'new.example.com:5000': 'n:m' }));
     await waitFor(async () => expect((await kubeletAuths())['reg.example.com']?.auth).toBe(b64('u2:p2')), { timeout: 10_000, interval: 50 });
     expect((await kubeletAuths())['new.example.com:5000']?.auth).toBe(b64('n:m'));
+    // The broker's Secret still provides both.example.com after the platform's Secret dropped it.
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
+    await admin.putDockerConfigSecret(NS, BROKER_SECRET, dockerconfig({ 'both.example.com': 'fromregistry:r2' }));
+    await waitFor(async () => expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r2')), { timeout: 10_000, interval: 50 });
 
     await waitFor(() => expect(serverAddress()).toBeDefined(), { timeout: 5000 });
     expect((await fetch(`http://${serverAddress()}/readyz`)).status).toBe(200);
+    // Its own Node: the admission policy lets the pod-bound token through.
     await waitFor(async () => expect((await admin.nodeAnnotations(node))[ANNOTATION_HASH]).toBeTruthy());
+    expect((await kubeletAuths())['other.example.com']).toBeUndefined();
     expect(stderr).not.toContain('p2');
     expect(stderr).not.toContain('NRC_E_K8S_FORBIDDEN');
 
@@ -107,44 +122,67 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
       c.kill('SIGTERM');
     });
     expect(await exited).toBe(0);
-    expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r'));
+    expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r2'));
   }, 60_000);
 
-  it('ECR: awsIamUser keys and an awsIamRole web identity from a real TokenRequest with the Registry\'s audience', async () => {
+  it('the broker process turns Registry resources of all three kinds into its Secret; the agent writes every credential for the kubelet', async () => {
     const audience = 'okteto.example.com/us-east-2';
     const roleArn = 'arn:aws:iam::210987654321:role/pull';
     const claims: Record<string, unknown>[] = [];
     const aws = new FakeAws({
       region: 'us-east-2',
-      // The role's trust policy: <issuer>:aud = audience and <issuer>:sub = the platform's ServiceAccount.
+      // The role's trust policy: <issuer>:aud = audience and <issuer>:sub = the BROKER's own ServiceAccount.
       acceptWebIdentity: (token) => {
         void verifiedClaims(token).then((c) => claims.push(c));
         const c = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { aud?: string[]; sub?: string; iss?: string };
-        return c.iss === SERVICE_ACCOUNT_ISSUER && c.sub === 'system:serviceaccount:okteto:okteto' && (c.aud ?? []).includes(audience);
+        return c.iss === SERVICE_ACCOUNT_ISSUER && c.sub === `system:serviceaccount:okteto:${BROKER_SA}` && (c.aud ?? []).includes(audience);
       },
     });
     const url = await aws.start();
+    let broker: ChildProcess | undefined;
+    let brokerErr = '';
     try {
-      cleanups.push(await admin.grantSecrets(NS, ['ecr-keys']));
       const userHost = '123456789012.dkr.ecr.us-east-2.amazonaws.com';
       const roleHost = '210987654321.dkr.ecr.us-east-2.amazonaws.com';
+      await admin.putOpaqueSecret(NS, 'static-creds', { username: 'alice', password: 's3cret-static' });
+      await admin.putRegistry(NS, 'registry.example.com', staticSpec('static-creds'));
       await admin.putOpaqueSecret(NS, 'ecr-keys', { 'access-key-id': TEST_ACCESS_KEY_ID, 'secret-access-key': TEST_SECRET_ACCESS_KEY });
       await admin.putRegistry(NS, userHost, { awsIamUser: { accessKeyIDSecretRef: { name: 'ecr-keys', key: 'access-key-id' }, secretAccessKeySecretRef: { name: 'ecr-keys', key: 'secret-access-key' } } });
       await admin.putRegistry(NS, roleHost, { awsIamRole: { audience, roleARN: roleArn } });
       await admin.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1' }));
-      start(['--ecr-fleet-size', '100000'], { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url });
-      await waitFor(async () => expect(Object.keys(await kubeletAuths())).toEqual(expect.arrayContaining([userHost, roleHost])), { timeout: 30_000, interval: 100 });
-      expect(aws.ecrCalls().every((c) => c.status === 200)).toBe(true);
+      const brokerKubeconfig = (await admin.agent({ name: BROKER_SA })).path;
+      broker = cli(['broker', '--kubeconfig', brokerKubeconfig, '--identity', 'broker-0'], { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url }, (s) => (brokerErr += s));
+      start();
+      await waitFor(async () => expect(Object.keys(await kubeletAuths()).sort()).toEqual([roleHost, userHost, 'reg.example.com', 'registry.example.com'].sort()), { timeout: 30_000, interval: 100 });
+      const a = await kubeletAuths();
+      expect(a['registry.example.com']?.auth).toBe(b64('alice:s3cret-static'));
+      const passwords = aws.issued.map((t) => t.password);
+      for (const host of [userHost, roleHost]) expect(passwords.map((p) => b64(`AWS:${p}`))).toContain(a[host]?.auth);
+      expect(aws.ecrCalls().map((c) => c.status)).toEqual([200, 200]);
       expect(aws.calls.filter((c) => c.service === 'sts').map((c) => c.status)).toEqual([200]);
       await waitFor(() => expect(claims).toHaveLength(1));
-      expect(claims[0]).toMatchObject({ iss: SERVICE_ACCOUNT_ISSUER, aud: [audience], sub: 'system:serviceaccount:okteto:okteto' });
+      expect(claims[0]).toMatchObject({ iss: SERVICE_ACCOUNT_ISSUER, aud: [audience], sub: `system:serviceaccount:okteto:${BROKER_SA}` });
       const life = Number(claims[0]!['exp']) - Number(claims[0]!['iat']);
       expect(life).toBeGreaterThanOrEqual(600);
       expect(life).toBeLessThanOrEqual(3600);
+      // The fleet view still sees when this node's tokens expire (from the broker's expiry annotation).
       await waitFor(async () => expect((await admin.nodeAnnotations(node))[ANNOTATION_TOKEN_EXPIRIES]).toContain(userHost));
-      for (const secret of [TEST_SECRET_ACCESS_KEY, ...aws.issued.map((t) => t.password), ...aws.webIdentityTokens]) expect(stderr).not.toContain(secret);
+      expect((await admin.lease(NS, BROKER_SECRET))?.holderIdentity).toBe('broker-0');
+      // SIGTERM releases the Lease for the other replica.
+      const exited = new Promise<number | null>((resolve) => broker!.once('exit', (code) => resolve(code)));
+      broker.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect((await admin.lease(NS, BROKER_SECRET))?.holderIdentity ?? '').toBe('');
+      for (const secret of ['s3cret-static', TEST_SECRET_ACCESS_KEY, ...passwords, ...aws.webIdentityTokens]) {
+        expect(stderr).not.toContain(secret);
+        expect(brokerErr).not.toContain(secret);
+      }
+      expect(stderr).not.toContain('NRC_E_K8S_FORBIDDEN');
+      expect(brokerErr).not.toContain('NRC_E_K8S_FORBIDDEN');
     } finally {
+      if (broker && broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL');
       await aws.stop();
+      await admin.deleteLease(NS, BROKER_SECRET);
     }
   }, 60_000);
 });

@@ -16,7 +16,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { goTool } from './go-tools.ts';
 import { REPO_ROOT } from './e2e-prereqs.ts';
 
@@ -145,20 +145,53 @@ export async function kustomize(dir: string): Promise<string> {
  * A ServiceAccount token through the TokenRequest API (admin credential), as the kubelet gets a
  * pod's projected token. Default audience: the API server's own.
  */
-export async function serviceAccountToken(info: ControlPlaneInfo, namespace: string, name: string, opts: { audiences?: string[]; expirationSeconds?: number } = {}): Promise<string> {
+export async function serviceAccountToken(
+  info: ControlPlaneInfo,
+  namespace: string,
+  name: string,
+  opts: { audiences?: string[]; expirationSeconds?: number; boundPod?: { name: string; uid: string } } = {},
+): Promise<string> {
+  // Bound to a Pod (as the kubelet binds a pod's projected token): the API server then adds the
+  // pod's node to the token (user extra authentication.kubernetes.io/node-name, 1.30+), which the
+  // agent's ValidatingAdmissionPolicy reads.
+  const boundObjectRef = opts.boundPod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', ...opts.boundPod } } : {};
   const body = JSON.stringify({
     apiVersion: 'authentication.k8s.io/v1',
     kind: 'TokenRequest',
-    spec: { ...(opts.audiences ? { audiences: opts.audiences } : {}), expirationSeconds: opts.expirationSeconds ?? 3600 },
+    spec: { ...(opts.audiences ? { audiences: opts.audiences } : {}), expirationSeconds: opts.expirationSeconds ?? 3600, ...boundObjectRef },
   });
   const res = await adminRequest(info, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, body);
   if (res.status !== 201) throw new Error(`TokenRequest ${namespace}/${name}: HTTP ${res.status} ${res.body}`);
   return (JSON.parse(res.body) as { status: { token: string } }).status.token;
 }
 
+const httpCode = (err: unknown): unknown => (typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined);
+
+/**
+ * A Pod of `serviceAccount` on Node `node` (the Node created if missing; no kubelet runs the Pod:
+ * it only anchors a token, label nrc-test=token-anchor). A TokenRequest bound to it (boundPod)
+ * carries the node name that the agent's ValidatingAdmissionPolicy checks.
+ */
+export async function tokenAnchorPod(info: ControlPlaneInfo, node: string, namespace = AGENT_NAMESPACE, serviceAccount = AGENT_SERVICE_ACCOUNT): Promise<{ name: string; uid: string }> {
+  const core = kubeConfigFor(info).makeApiClient(CoreV1Api);
+  await core.createNode({ body: { metadata: { name: node } } }).catch((err: unknown) => {
+    if (httpCode(err) !== 409) throw err;
+  });
+  const name = `${serviceAccount}-${node}`.slice(0, 63);
+  const body = {
+    metadata: { name, namespace, labels: { 'nrc-test': 'token-anchor' } },
+    spec: { nodeName: node, serviceAccountName: serviceAccount, automountServiceAccountToken: false, containers: [{ name: 'agent', image: 'node-registry-credentials:dev' }] },
+  };
+  const pod = await core.createNamespacedPod({ namespace, body }).catch(async (err: unknown) => {
+    if (httpCode(err) !== 409) throw err;
+    return core.readNamespacedPod({ namespace, name });
+  });
+  return { name, uid: pod.metadata!.uid! };
+}
+
 /** Writes a kubeconfig for a ServiceAccount token under the control plane's dir; returns its path. */
-export async function serviceAccountKubeconfig(info: ControlPlaneInfo, namespace = AGENT_NAMESPACE, name = AGENT_SERVICE_ACCOUNT): Promise<{ path: string; token: string }> {
-  const token = await serviceAccountToken(info, namespace, name);
+export async function serviceAccountKubeconfig(info: ControlPlaneInfo, namespace = AGENT_NAMESPACE, name = AGENT_SERVICE_ACCOUNT, boundPod?: { name: string; uid: string }): Promise<{ path: string; token: string }> {
+  const token = await serviceAccountToken(info, namespace, name, boundPod ? { boundPod } : {});
   const path = join(info.dir, `kubeconfig-${namespace}-${name}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
   await writeFile(path, tokenKubeconfigYaml(info.server, info.caFile, token, `system:serviceaccount:${namespace}:${name}`), { mode: 0o600 });
   return { path, token };

@@ -167,3 +167,81 @@ export function simulateFleet(opts: FleetSimOptions): FleetSimResult {
     throttledCalls,
   };
 }
+
+export interface BrokerFleetOptions {
+  readonly nodes: number;
+  readonly registries: number;
+  readonly hours: number;
+  readonly seed: number;
+  /** The API server's cost per watcher of one event (measured: see scripts/bench/fleet.ts), ms. */
+  readonly fanoutMsPerWatcher: number;
+  /** A node agent's Secret event → config.json written (its debounce + apply), ms. */
+  readonly nodeApplyMs: number;
+  /** The broker's own debounce + Secret write, ms. */
+  readonly brokerWriteMs?: number;
+  /** The broker is down this long, starting at the worst moment: just before a refresh was due. */
+  readonly outageHours: number;
+  readonly policy?: SchedulePolicy;
+  readonly tokenLifetimeMs?: number;
+}
+
+export interface BrokerFleetResult {
+  /** GetAuthorizationToken calls of the one broker, per simulated day. */
+  readonly ecrCallsPerDay: number;
+  /** registries × refreshes per day per registry (the refresh schedule's own count). */
+  readonly refreshesPerDayPerRegistry: number;
+  /** After a broker write, when the last of the nodes holds the new token. */
+  readonly secondsUntilAllNodesHaveToken: number;
+  /** Longest a node held no valid token in the simulated hours (outage excluded). */
+  readonly maxSecondsWithoutValidToken: number;
+  /** Broker down for outageHours from the worst moment: the least validity any node's token had left when the broker's next token reached it (negative: a lapse). */
+  readonly minSecondsLeftAfterOutage: number;
+}
+
+/**
+ * The broker design: ONE caller per cluster refreshes each registry's token (the ECR source's own
+ * refresh function), writes the Secret, and the API server fans the change out to every node's
+ * watch. Fan-out is modelled as a serial cost per watcher (the last watcher waits for all before
+ * it), plus the agent's own apply time: both measured, not assumed (scripts/bench/fleet.ts).
+ */
+export function simulateBrokerFleet(opts: BrokerFleetOptions): BrokerFleetResult {
+  const policy = opts.policy ?? DEFAULT_POLICY;
+  const lifetime = opts.tokenLifetimeMs ?? 12 * HOUR;
+  const random = seededRandom(opts.seed);
+  const endMs = opts.hours * HOUR;
+  const writeMs = opts.brokerWriteMs ?? 250;
+  const propagationMs = writeMs + opts.nodes * opts.fanoutMsPerWatcher + opts.nodeApplyMs;
+
+  let calls = 0;
+  let maxGap = 0;
+  let minLeft = Infinity;
+  for (let r = 0; r < opts.registries; r++) {
+    // A new leader without a cached token calls at once (no fleet spread: one caller).
+    let t = 0;
+    let nodeExpiry = -1;
+    while (t <= endMs) {
+      calls++;
+      const arrives = t + propagationMs;
+      if (nodeExpiry >= 0 && arrives > nodeExpiry) maxGap = Math.max(maxGap, arrives - nodeExpiry);
+      nodeExpiry = t + lifetime;
+      t += refreshDelayMs(lifetime, random, policy);
+    }
+    // Outage: the broker dies right before the refresh that was due at `t`; it comes back
+    // outageHours later, reads the token back from its Secret and refreshes on its schedule.
+    const tokenIssuedAt = nodeExpiry - lifetime;
+    const downAt = Math.max(t, tokenIssuedAt);
+    const backAt = downAt + opts.outageHours * HOUR;
+    const remaining = nodeExpiry - backAt;
+    const refreshAt = backAt + (remaining > 0 ? refreshDelayMs(remaining, random, policy) : 0);
+    minLeft = Math.min(minLeft, nodeExpiry - (refreshAt + propagationMs));
+  }
+  const days = opts.hours / 24;
+  const ecrCallsPerDay = calls / days;
+  return {
+    ecrCallsPerDay,
+    refreshesPerDayPerRegistry: ecrCallsPerDay / opts.registries,
+    secondsUntilAllNodesHaveToken: propagationMs / SECOND,
+    maxSecondsWithoutValidToken: maxGap / SECOND,
+    minSecondsLeftAfterOutage: minLeft / SECOND,
+  };
+}

@@ -23,6 +23,7 @@ const RESOURCES: readonly ResourceDef[] = [
   { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
   { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   { group: 'admin.okteto.com', version: 'v1', plural: 'registries', kind: 'Registry', namespaced: true },
+  { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
 ];
 
 export interface DenyRule {
@@ -586,6 +587,11 @@ export class FakeApiServer {
         const existing = bucket.get(this.key(def, namespace, name!));
         if (!existing) return this.sendJson(res, 404, status(404, 'NotFound', `${def.plural} "${name}" not found`, { name: name!, kind: def.plural }));
         const body = await this.readBody(req);
+        // Optimistic concurrency as the real apiserver: a PUT carrying another resourceVersion is a 409.
+        const sentRv = verb === 'update' ? meta(body as JsonObject)['resourceVersion'] : undefined;
+        if (sentRv !== undefined && sentRv !== '' && sentRv !== meta(existing)['resourceVersion']) {
+          return this.sendJson(res, 409, status(409, 'Conflict', `Operation cannot be fulfilled on ${def.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`));
+        }
         let next: JsonObject;
         try {
           if (verb === 'update') next = body as JsonObject;

@@ -27,7 +27,13 @@ describe.skipIf(!HAS_KUBECTL)('the documented rights (docs/agent-rights.json) eq
         .flatMap((b) => all.filter((r) => r.kind === roleKind && r.metadata.name === b.roleRef?.name).flatMap((r) => r.rules ?? []));
     expect(atoms(bound('RoleBinding', 'Role'))).toEqual(atoms(AGENT_RIGHTS.namespaced));
     expect(atoms(bound('ClusterRoleBinding', 'ClusterRole'))).toEqual(atoms(AGENT_RIGHTS.cluster));
-    // Nothing else grants anything.
-    expect(all.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole').flatMap((r) => r.rules ?? []).length).toBe(AGENT_RIGHTS.namespaced.length + AGENT_RIGHTS.cluster.length);
+    // Nothing else grants anything: every other Role belongs to the broker (its own account, bound
+    // to nothing of the agent's), and there is no other ClusterRole.
+    const agentRoles = new Set(['Role/node-registry-credentials', 'ClusterRole/node-registry-credentials']);
+    const others = all.filter((o) => (o.kind === 'Role' || o.kind === 'ClusterRole') && !agentRoles.has(`${o.kind}/${o.metadata.name}`));
+    expect(others.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Role/node-registry-credentials-broker']);
+    const brokerBindings = all.filter((b) => b.roleRef?.name === 'node-registry-credentials-broker');
+    expect(brokerBindings.flatMap((b) => b.subjects ?? []).map((s) => ({ ...s }))).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials-broker', namespace: AGENT_RIGHTS.namespace }]);
+    expect(all.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole').filter((r) => agentRoles.has(`${r.kind}/${r.metadata.name}`)).flatMap((r) => r.rules ?? []).length).toBe(AGENT_RIGHTS.namespaced.length + AGENT_RIGHTS.cluster.length);
   });
 });

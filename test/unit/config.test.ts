@@ -15,7 +15,14 @@ describe('typed configuration', () => {
     expect(parsed).not.toBeInstanceOf(AgentError);
     expect(byHand).toEqual(parsed);
     expect(byHand).toMatchObject({ hostRoot: '/', debounceMs: 200, resyncMs: 60_000, check: { enabled: false, checker: { timeoutMs: 5000 } } });
-    expect(kubernetesConfig({})).toMatchObject({ namespace: 'okteto', secretName: 'okteto-dockerconfig-static', ecr: { serviceAccount: { namespace: 'okteto', name: 'okteto' }, fleetSize: 100, defaultChainHosts: [] } });
+    expect(kubernetesConfig({})).toMatchObject({
+      namespace: 'okteto',
+      secretName: 'okteto-dockerconfig-static',
+      brokerSecretName: 'node-registry-credentials-broker',
+      // Registry resources and ECR on the node are opt-in (per-node variant), with the agent's own account only.
+      watchRegistries: false,
+      ecr: { serviceAccount: { namespace: 'okteto', name: 'node-registry-credentials' }, fleetSize: 100, defaultChainHosts: [] },
+    });
     expect(hostConfig({ 'no-containerd': true }).targets.writeContainerd).toBe(false);
   });
 

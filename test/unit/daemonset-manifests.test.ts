@@ -5,7 +5,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
+import { ValidatingAdmissionPolicy } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
+import { ValidatingAdmissionPolicyBinding } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
@@ -20,7 +23,7 @@ const ROOT = fileURLToPath(new URL('../../daemonset/', import.meta.url));
 const HAS_KUBECTL = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
 if (!HAS_KUBECTL && process.env['CI']) throw new Error('kubectl is required for the manifest tests (kubectl kustomize); install it (see scripts/setup-host.sh)');
 if (!HAS_KUBECTL) console.warn('daemonset manifest tests SKIPPED: kubectl not found on PATH');
-const VARIANTS = ['.', 'crd', 'variants/mounted-secret', 'variants/k3s', 'variants/cleanup'];
+const VARIANTS = ['.', 'crd', 'variants/mounted-secret', 'variants/k3s', 'variants/cleanup', 'variants/per-node-ecr', 'variants/broker-platform-account'];
 
 type Obj = Record<string, any>; // rendered YAML, checked field by field below
 
@@ -32,6 +35,9 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'apps/v1/DaemonSet': DaemonSet,
+  'apps/v1/Deployment': Deployment,
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': ValidatingAdmissionPolicy,
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': ValidatingAdmissionPolicyBinding,
   'apiextensions.k8s.io/v1/CustomResourceDefinition': CustomResourceDefinition,
 };
 
@@ -55,7 +61,8 @@ describe.skipIf(!HAS_KUBECTL).each(VARIANTS)('daemonset/%s', (variant) => {
       const model = MODELS[`${o['apiVersion']}/${o['kind']}`];
       expect(model, `no schema for ${o['apiVersion']}/${o['kind']}`).toBeDefined();
       expect(() => new model!(o as never).validate(), `${o['kind']}/${o['metadata']?.name}`).not.toThrow();
-      if (o['kind'] !== 'CustomResourceDefinition' && !o['kind'].startsWith('Cluster')) expect(o['metadata'].namespace).toBe('okteto');
+      const clusterScoped = o['kind'] === 'CustomResourceDefinition' || o['kind'].startsWith('Cluster') || o['kind'].startsWith('ValidatingAdmissionPolicy');
+      if (!clusterScoped) expect(o['metadata'].namespace).toBe('okteto');
     }
   });
 
@@ -133,30 +140,103 @@ describe.skipIf(!HAS_KUBECTL)('the agent DaemonSet', () => {
     expect(parsed).toMatchObject({ readable: true, errors: [] });
   });
 
-  it('grants only what the agent reads: its Secret by name, registries, one service account\'s tokens; nodes get/patch and events create at cluster scope', () => {
-    const role = ofKind(render('.'), 'Role')[0]!;
-    expect(role['rules']).toEqual([
+  const roleOf = (variant: string, name: string): Obj[] => ofKind(render(variant), 'Role').find((r) => r['metadata'].name === name)!['rules'] as Obj[];
+  const clusterRoleOf = (variant: string): Obj[] => ofKind(render(variant), 'ClusterRole')[0]!['rules'] as Obj[];
+
+  it("grants the node agent exactly: get/list/watch on the two Secrets by name; patch Nodes and create Events at cluster scope (issue 15)", () => {
+    expect(roleOf('.', 'node-registry-credentials')).toEqual([
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['okteto-dockerconfig-static', 'node-registry-credentials-broker'], verbs: ['get', 'list', 'watch'] },
+    ]);
+    // Events about a Node are accepted only in namespace default: create at cluster scope (no read).
+    expect(clusterRoleOf('.')).toEqual([
+      { apiGroups: [''], resources: ['nodes'], verbs: ['patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    ]);
+    const agentBindings = [...ofKind(render('.'), 'RoleBinding'), ...ofKind(render('.'), 'ClusterRoleBinding')].filter((b) => b['metadata'].name === 'node-registry-credentials');
+    expect(agentBindings).toHaveLength(2);
+    for (const b of agentBindings) expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials', namespace: 'okteto' }]);
+    // Nothing else anywhere names the agent's account.
+    const all = render('.').filter((o) => o['kind'].endsWith('Binding') && !o['kind'].startsWith('Validating'));
+    const toAgent = all.filter((b) => (b['subjects'] as Obj[]).some((s) => s['name'] === 'node-registry-credentials'));
+    expect(toAgent.map((b) => b['metadata'].name)).toEqual(['node-registry-credentials', 'node-registry-credentials']);
+    // The agent watches both Secrets by name.
+    expect(env('.')).toMatchObject({ NRC_SECRET_NAME: 'okteto-dockerconfig-static', NRC_BROKER_SECRET_NAME: 'node-registry-credentials-broker' });
+    expect(env('.')['NRC_REGISTRIES']).toBeUndefined();
+  });
+
+  it('installs the broker: 2 replicas of the same image running `broker`, its own account and a Role for what only it reads', () => {
+    const deployments = ofKind(render('.'), 'Deployment');
+    expect(deployments).toHaveLength(1);
+    const d = deployments[0]!;
+    expect(d['metadata'].name).toBe('node-registry-credentials-broker');
+    expect(d['spec'].replicas).toBe(2);
+    const pod = d['spec'].template.spec;
+    expect(pod.serviceAccountName).toBe('node-registry-credentials-broker');
+    const c = pod.containers[0];
+    expect(c.image).toBe('node-registry-credentials:dev');
+    expect(c.args).toEqual(['broker']);
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(c.securityContext).toMatchObject({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect((pod.volumes as Obj[]).some((v) => v['hostPath'])).toBe(false);
+    const envs = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+    expect(envs).toMatchObject({ POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } }, NRC_BROKER_SECRET_NAME: 'node-registry-credentials-broker', NRC_ECR_SERVICE_ACCOUNT: 'okteto/node-registry-credentials-broker' });
+    expect(roleOf('.', 'node-registry-credentials-broker')).toEqual([
+      { apiGroups: ['admin.okteto.com'], resources: ['registries'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['node-registry-credentials-broker'], verbs: ['update'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['node-registry-credentials-broker'], verbs: ['get', 'update'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+      // Tokens of its own account only; the platform's okteto account only in the opt-in variant.
+      { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['node-registry-credentials-broker'], verbs: ['create'] },
+    ]);
+    const platform = roleOf('variants/broker-platform-account', 'node-registry-credentials-broker').find((r) => r['resources'][0] === 'serviceaccounts/token');
+    expect(platform).toEqual({ apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['okteto'], verbs: ['create'] });
+    expect(roleOf('variants/broker-platform-account', 'node-registry-credentials')).toEqual(roleOf('.', 'node-registry-credentials'));
+    // No token right for any account anywhere in the default install but the broker's own.
+    const tokenRules = ofKind(render('.'), 'Role').flatMap((r) => (r['rules'] as Obj[]).filter((x) => x['resources'].includes('serviceaccounts/token')));
+    expect(tokenRules.map((r) => r['resourceNames'])).toEqual([['node-registry-credentials-broker']]);
+  });
+
+  it("ships a ValidatingAdmissionPolicy that limits the agent's Node patch to its own Node (token node name) and its own annotations", () => {
+    const [policy] = ofKind(render('.'), 'ValidatingAdmissionPolicy');
+    const [binding] = ofKind(render('.'), 'ValidatingAdmissionPolicyBinding');
+    expect(binding!['spec']).toEqual({ policyName: policy!['metadata'].name, validationActions: ['Deny'] });
+    expect(policy!['spec'].failurePolicy).toBe('Fail');
+    expect(policy!['spec'].matchConstraints.resourceRules[0]).toMatchObject({ resources: ['nodes', 'nodes/status'], operations: ['UPDATE'] });
+    expect(policy!['spec'].matchConditions[0].expression).toContain("'system:serviceaccount:okteto:node-registry-credentials'");
+    const text = JSON.stringify(policy!['spec']);
+    expect(text).toContain("authentication.kubernetes.io/node-name");
+    expect(text).toContain("registry-credentials.okteto.com/");
+  });
+
+  it('per-node ECR variant: no broker; Registry resources and its own account\'s tokens only; never another account', () => {
+    const objs = render('variants/per-node-ecr');
+    expect(ofKind(objs, 'Deployment')).toEqual([]);
+    expect(objs.some((o) => o['metadata'].name === 'node-registry-credentials-broker')).toBe(false);
+    expect(env('variants/per-node-ecr')).toMatchObject({ NRC_REGISTRIES: 'true', NRC_BROKER_SECRET_NAME: '', NRC_SECRET_NAME: 'okteto-dockerconfig-static', NRC_ECR_SERVICE_ACCOUNT: 'okteto/node-registry-credentials' });
+    expect(roleOf('variants/per-node-ecr', 'node-registry-credentials')).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['okteto-dockerconfig-static'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['admin.okteto.com'], resources: ['registries'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['okteto'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['node-registry-credentials'], verbs: ['create'] },
     ]);
-    const clusterRole = ofKind(render('.'), 'ClusterRole')[0]!;
-    // Events about a Node are accepted only in namespace default: create at cluster scope (no read).
-    expect(clusterRole['rules']).toEqual([
+    expect(clusterRoleOf('variants/per-node-ecr')).toEqual([
       { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
     ]);
-    for (const b of [...ofKind(render('.'), 'RoleBinding'), ...ofKind(render('.'), 'ClusterRoleBinding')]) {
-      expect(b['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials', namespace: 'okteto' }]);
-    }
+    // The admission policy still applies.
+    expect(ofKind(objs, 'ValidatingAdmissionPolicy')).toHaveLength(1);
   });
 
-  it('mounted-Secret variant: reads the Secret from a volume and has no Secret RBAC', () => {
+  it("mounted-Secret variant: reads the platform's Secret from a volume, watches only the broker's by name", () => {
     expect(env('variants/mounted-secret')['NRC_SECRET_DIR']).toBe('/etc/node-registry-credentials/secret');
     const vol = agent('variants/mounted-secret').volumes.find((v: Obj) => v.secret);
     expect(vol.secret).toMatchObject({ secretName: 'okteto-dockerconfig-static', optional: true });
-    const rules = ofKind(render('variants/mounted-secret'), 'Role')[0]!['rules'] as Obj[];
-    expect(rules.some((r) => r['resources'].includes('secrets'))).toBe(false);
+    const rules = roleOf('variants/mounted-secret', 'node-registry-credentials');
+    expect(rules.filter((r) => r['resources'].includes('secrets'))).toEqual([
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['node-registry-credentials-broker'], verbs: ['get', 'list', 'watch'] },
+    ]);
   });
 
   it('cleanup variant runs `cleanup` on every node with no API access', () => {

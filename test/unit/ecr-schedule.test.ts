@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { DEFAULT_POLICY, HOUR, MINUTE, SECOND, backoffDelayMs, refreshDelayMs, startupSpreadMs } from '../../src/sources/ecr/schedule.ts';
-import { seededRandom, simulateFleet } from '../support/ecr-fleet-sim.ts';
+import { seededRandom, simulateBrokerFleet, simulateFleet } from '../support/ecr-fleet-sim.ts';
 
 describe('refresh timing', () => {
   it('refreshes a fresh 12 h token after about 6 h (± 10 %)', () => {
@@ -96,4 +96,28 @@ it('seededRandom is in [0, 1) and reproducible', () => {
     expect(x).toBeGreaterThanOrEqual(0);
     expect(x).toBeLessThan(1);
   }
+});
+
+describe('simulateBrokerFleet (issue 15: one caller per cluster)', () => {
+  const base = { nodes: 10_000, hours: 24, seed: 7, fanoutMsPerWatcher: 0.05, nodeApplyMs: 300, outageHours: 5 };
+
+  it('ECR calls per day = registries × refreshes per day, whatever the fleet size', () => {
+    const one = simulateBrokerFleet({ ...base, registries: 1 });
+    const ten = simulateBrokerFleet({ ...base, registries: 10 });
+    const small = simulateBrokerFleet({ ...base, nodes: 10, registries: 1 });
+    // About half-life refreshes of 12 h tokens: 4-5 a day, not 44,000.
+    expect(one.refreshesPerDayPerRegistry).toBeGreaterThanOrEqual(3);
+    expect(one.refreshesPerDayPerRegistry).toBeLessThanOrEqual(6);
+    expect(ten.ecrCallsPerDay).toBeCloseTo(10 * ten.refreshesPerDayPerRegistry, 6);
+    expect(small.ecrCallsPerDay).toBe(one.ecrCallsPerDay);
+  });
+
+  it('10,000 nodes hold the token within 60 s of the write, never lapse, and survive a 5 h broker outage', () => {
+    const r = simulateBrokerFleet({ ...base, registries: 10 });
+    expect(r.secondsUntilAllNodesHaveToken).toBeLessThan(60);
+    expect(r.maxSecondsWithoutValidToken).toBe(0);
+    expect(r.minSecondsLeftAfterOutage).toBeGreaterThan(0);
+    // An outage longer than what is left of the token is reported as a lapse.
+    expect(simulateBrokerFleet({ ...base, registries: 10, outageHours: 12 }).minSecondsLeftAfterOutage).toBeLessThan(0);
+  });
 });

@@ -16,6 +16,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['check'], // the credential check and the gate the reconciler puts before the planner
   ['report', 'server'], // node status, metrics, configuration hash; /healthz /readyz /metrics
   ['reconcile'], // wires sources → check → plan → host, and reports
+  ['broker'], // the cluster broker: Lease election, Registry resources + ECR → one dockerconfigjson Secret
   ['commands'], // typed configuration from flags, then the pieces above
   ['cli'], // argv → command
 ];

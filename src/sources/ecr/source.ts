@@ -186,6 +186,14 @@ export class EcrSource implements Source {
     return out.sort((a, b) => (a.host < b.host ? -1 : 1));
   }
 
+  /** Registry host → fingerprint of the AWS credentials that obtained its current token (one-way; for the broker's Secret). */
+  tokenFingerprints(): Map<string, string> {
+    const now = this.clock.now();
+    const out = new Map<string, string>();
+    for (const e of this.entries.values()) if (e.token && e.token.expiresAt > now) out.set(e.host, e.token.fingerprint);
+    return out;
+  }
+
   snapshot(): SourceSnapshot {
     const now = this.clock.now();
     const credentials: RegistryCredential[] = [];

@@ -25,6 +25,13 @@ export interface RegistrySourceOptions {
    * Without it such registries are reported as NRC_E_REGISTRY_KIND_UNSUPPORTED.
    */
   readonly onEcrRegistries?: (specs: EcrRegistrySpec[]) => void;
+  /**
+   * A node agent of the per-node ECR variant: only what the node's own identity can serve.
+   * awsIamRole goes to the ECR source (the agent's own service account); static registries are
+   * skipped (the platform's Secret carries them) and their Secrets never read; awsIamUser is
+   * refused (its long-lived keys are read by the broker alone).
+   */
+  readonly nodeIdentityOnly?: boolean;
 }
 
 export interface SecretRef {
@@ -196,6 +203,7 @@ export class KubernetesRegistrySource implements Source {
     for (const r of this.requests()) {
       if (r instanceof AgentError) continue;
       if (r.kind !== 'static' && !this.opts.onEcrRegistries) continue; // not read: least privilege
+      if (this.opts.nodeIdentityOnly) continue; // awsIamRole reads no Secret; static and awsIamUser are not served here
       for (const ref of refsOf(r)) wanted.add(ref.name);
     }
     for (const [name, w] of this.secretWatches) {
@@ -271,6 +279,13 @@ export class KubernetesRegistrySource implements Source {
     for (const r of this.requests()) {
       if (r instanceof AgentError) {
         errors.push(r);
+        continue;
+      }
+      if (this.opts.nodeIdentityOnly && r.kind === 'static') continue;
+      if (this.opts.nodeIdentityOnly && r.kind === 'awsIamUser') {
+        errors.push(
+          new AgentError('NRC_E_REGISTRY_KIND_UNSUPPORTED', { subject: `registry ${quoteSubject(r.registry)}`, detail: '(spec.awsIamUser: its access keys are read by the cluster broker only, never on a node; run the broker)' }),
+        );
         continue;
       }
       if (r.kind === 'awsIamRole' || r.kind === 'awsIamUser') {

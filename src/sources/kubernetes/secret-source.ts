@@ -6,7 +6,7 @@ import type { Source, SourceSnapshot } from '../../model/credential.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
 import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
-import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from './defaults.ts';
+import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, EXPIRIES_ANNOTATION } from './defaults.ts';
 
 export { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE };
 
@@ -31,9 +31,29 @@ export function secretToSnapshot(secret: KubeObject | undefined, source: string)
     if (text === undefined) {
       return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source, detail: `(${key} is not base64 of UTF-8 text)` })], ok: false };
     }
-    return parseDockerConfig(text, source, key === '.dockercfg' ? 'dockercfg' : 'config.json');
+    return withExpiries(parseDockerConfig(text, source, key === '.dockercfg' ? 'dockercfg' : 'config.json'), secret);
   }
   return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source })], ok: false };
+}
+
+/** The broker's Secret says when its ECR tokens expire: the node reports it (token-expiries annotation). */
+function withExpiries(snapshot: SourceSnapshot, secret: KubeObject): SourceSnapshot {
+  const text = (secret.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[EXPIRIES_ANNOTATION];
+  if (!text) return snapshot;
+  let expiries: Record<string, unknown>;
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return snapshot;
+    expiries = v as Record<string, unknown>;
+  } catch {
+    return snapshot;
+  }
+  const credentials = snapshot.credentials.map((c) => {
+    const at = expiries[c.key];
+    const ms = typeof at === 'string' ? Date.parse(at) : Number.NaN;
+    return Number.isFinite(ms) ? { ...c, expiresAt: new Date(ms) } : c;
+  });
+  return { ...snapshot, credentials };
 }
 
 export class KubernetesSecretSource implements Source {

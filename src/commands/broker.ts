@@ -1,0 +1,75 @@
+// `broker`: the cluster broker. Every replica campaigns for the Lease; the leader resolves the
+// Registry resources (static, awsIamUser, awsIamRole → ECR tokens) into one dockerconfigjson
+// Secret that the node agents watch. Losing the Lease ends the process with exit 1, so the pod
+// restarts and campaigns again (client-go's convention); SIGTERM releases the Lease at once.
+import { Broker } from '../broker/broker.ts';
+import { kubernetesLeaseStore, LeaderElector } from '../broker/lease.ts';
+import { AgentError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import { createAgentMetrics, createMetricsRegistry, recordWatchState } from '../report/metrics.ts';
+import { startAgentServer, type AgentServer } from '../server/server.ts';
+import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
+import { brokerConfig } from './config.ts';
+import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
+import type { Flags } from './options.ts';
+import { untilSignal } from './run.ts';
+
+export const BROKER_SUMMARY =
+  "The cluster broker (a Deployment of 2 replicas, leader election on a Lease): resolves the Registry resources and exchanges AWS credentials for ECR tokens once per cluster, and writes them into one dockerconfigjson Secret that the node agents watch.\nExit 0 on SIGTERM; 1 when leadership is lost or it cannot start.";
+
+export async function brokerCommand(f: Flags, io: Io): Promise<number> {
+  const c = brokerConfig(f);
+  if (c instanceof AgentError) {
+    io.err(`${c.message}\n`);
+    return EXIT_FAILED;
+  }
+  const logger = createLogger(c.logLevel);
+  const kc = await loadKubeConfig(c.kubeconfig);
+  const metrics = createAgentMetrics(createMetricsRegistry());
+  let server: AgentServer | undefined;
+  if (c.listenAddress) {
+    server = await startAgentServer({ listenAddress: c.listenAddress, registry: metrics.registry, ready: true });
+    logger.info({ address: server.address }, 'serving /healthz, /readyz, /metrics');
+  }
+  const broker = new Broker({
+    kubeConfig: kc,
+    namespace: c.namespace,
+    secretName: c.secretName,
+    serviceAccount: c.serviceAccount,
+    logger: logger.child({ component: 'broker' }),
+    onState: (e) => recordWatchState(metrics, e),
+  });
+  let lost: AgentError | undefined;
+  let wake: (() => void) | undefined;
+  const elector = new LeaderElector({
+    store: await kubernetesLeaseStore(kc, c.namespace, c.leaseName),
+    identity: c.identity,
+    timing: c.timing,
+    logger: logger.child({ component: 'election' }),
+    onStartedLeading: () => {
+      void broker.start().catch((err: unknown) => logger.error({ error: (err as Error).name }, 'the broker failed to start'));
+    },
+    onStoppedLeading: (reason) => {
+      lost = reason;
+      wake?.();
+    },
+  });
+  // The election's timers are unref'd (systemClock) and a standby has nothing else open between
+  // two Lease reads: without this handle a standby replica exited 0 at once and never took over
+  // (found by two broker processes on a real API server, test/kubernetes/broker.test.ts).
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  elector.start();
+  logger.info({ identity: c.identity, lease: `${c.namespace}/${c.leaseName}`, secret: `${c.namespace}/${c.secretName}` }, 'campaigning for the Lease');
+  await Promise.race([untilSignal(), new Promise<void>((resolve) => (wake = resolve))]);
+  const exitCode = lost ? EXIT_FAILED : EXIT_OK;
+  if (lost) logger.error({ code: lost.code }, lost.message);
+  // Stop writing first, then give the Lease up so that the other replica takes over at once.
+  const deadline = setTimeout(() => process.exit(exitCode), 3000);
+  deadline.unref();
+  await broker.stop();
+  await elector.stop({ release: !lost });
+  await server?.close();
+  clearInterval(keepAlive);
+  clearTimeout(deadline);
+  return exitCode;
+}
