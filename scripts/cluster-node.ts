@@ -5,10 +5,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ControlPlane, kustomize } from '../test/support/control-plane.ts';
+import { ControlPlane, kubectl, kustomize } from '../test/support/control-plane.ts';
 import { buildAgentImage } from '../test/support/e2e-images.ts';
 import { REPO_ROOT } from '../test/support/e2e-prereqs.ts';
-import { agentOverlay, Controllers, dockerArchive, KubeNode, kubectlAdmin, pauseImageArchive, routeServiceVip } from '../test/support/node.ts';
+import { agentOverlay, Controllers, dockerArchive, KubeNode, pauseImageArchive, routeServiceVip } from '../test/support/node.ts';
 
 const say = (l: string): void => void process.stderr.write(`${l}\n`);
 const runtime = process.argv.includes('1.6') ? 'containerd-1.6' : 'containerd-2.2';
@@ -42,12 +42,12 @@ process.on('SIGTERM', () => void stop(0));
 try {
   const images = [await pauseImageArchive(join(dir, 'images')), await dockerArchive(await buildAgentImage(), join(dir, 'images'))];
   const info = await cp.start();
-  await kubectlAdmin(info, ['apply', '-f', '-'], ['apiVersion: v1\nkind: Namespace\nmetadata: {name: okteto}\n', await kustomize('daemonset/crd')].join('\n---\n'));
+  await kubectl(info, ['apply', '-f', '-'], ['apiVersion: v1\nkind: Namespace\nmetadata: {name: okteto}\n', await kustomize('daemonset/crd')].join('\n---\n'));
   await controllers.start(info);
   unroute = await routeServiceVip(info);
   node = new KubeNode(info, { name: 'node-1', runtime, dir: join(dir, 'node-1'), images, podSubnet: '10.244.1.0/24', index: 1 });
   await node.start();
-  await kubectlAdmin(info, ['apply', '-f', '-'], await agentOverlay(node, '# per-registry CA, skip_verify, auth_header (docs/reference.md)\n'));
+  await kubectl(info, ['apply', '-f', '-'], await agentOverlay(node, '# per-registry CA, skip_verify, auth_header (docs/reference.md)\n'));
   process.stdout.write(
     [
       '',

@@ -11,13 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane, kustomize } from '../support/control-plane.ts';
+import { ControlPlane, kubectl as adminKubectl, kustomize } from '../support/control-plane.ts';
 import { buildAgentImage } from '../support/e2e-images.ts';
 import { makePki, type Pki } from '../support/e2e-pki.ts';
 import { snapshot, diffSnapshots, type Entry } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
-import { agentOverlay, Controllers, dockerArchive, KubeNode, kubectlAdmin, NODE_TOOLS, pauseImageArchive, routeServiceVip, type Runtime } from '../support/node.ts';
+import { agentOverlay, Controllers, dockerArchive, KubeNode, NODE_TOOLS, pauseImageArchive, routeServiceVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -123,7 +123,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
     const controllers = new Controllers();
     const registry: Registry = await startRegistry(join(dir, 'registry'), pki, { alice: 'first-password' });
     await cp.start();
-    const kubectl = (args: readonly string[], input?: string): Promise<string> => kubectlAdmin(cp.info, args, input);
+    const kubectl = (args: readonly string[], input?: string): Promise<string> => adminKubectl(cp.info, args, input);
     const node = new KubeNode(cp.info, { name: `node-${index}`, runtime, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index });
     let unroute: (() => Promise<void>) | undefined;
     try {

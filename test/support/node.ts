@@ -12,19 +12,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { kustomize } from './control-plane.ts';
+import { kubectl, kustomize, type ControlPlaneInfo } from './control-plane.ts';
 import { REPO_ROOT } from './e2e-prereqs.ts';
 import { goTool } from './go-tools.ts';
 
 const execFileP = promisify(execFile);
 
-/** What this module needs of a running control plane (ControlPlaneInfo has these fields). */
-export interface ControlPlaneRef {
-  readonly dir: string;
-  readonly server: string;
-  readonly caFile: string;
-  readonly adminKubeconfig: string;
-}
+type ControlPlaneRef = ControlPlaneInfo;
 
 export type Runtime = 'containerd-1.6' | 'containerd-2.2';
 export const NODE_TOOLS = ['kubelet', 'kube-controller-manager', 'kube-scheduler', 'containerd2/containerd', 'containerd2/ctr', 'containerd2/containerd-shim-runc-v2'] as const;
@@ -55,16 +49,6 @@ async function stopChild(child: ChildProcess | undefined, ms = 10_000): Promise<
   const timer = setTimeout(() => child.kill('SIGKILL'), ms);
   await done;
   clearTimeout(timer);
-}
-
-export async function kubectlAdmin(cp: ControlPlaneRef, args: readonly string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('kubectl', ['--kubeconfig', cp.adminKubeconfig, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`kubectl ${args.join(' ')}: ${stderr || err.message}`));
-      else resolve(stdout);
-    });
-    if (input !== undefined) child.stdin?.end(input);
-  });
 }
 
 /** kube-controller-manager (DaemonSet, ServiceAccount, namespace, root-CA controllers) and kube-scheduler. */
@@ -366,7 +350,7 @@ export class KubeNode {
   async waitReady(timeoutMs = 90_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const out = await kubectlAdmin(this.cp, ['get', 'node', this.o.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).catch(() => '');
+      const out = await kubectl(this.cp, ['get', 'node', this.o.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).catch(() => '');
       if (out === 'True') return;
       if (Date.now() > until) throw new Error(`node ${this.o.name} not Ready after ${timeoutMs} ms; see ${join(this.o.dir, 'logs')}`);
       await sleep(500);
@@ -376,8 +360,8 @@ export class KubeNode {
   /** What a failing step needs to be understood: pods on this node, their events and container logs. */
   async diagnostics(): Promise<string> {
     const out: string[] = [];
-    out.push(await kubectlAdmin(this.cp, ['get', 'pods', '-A', '-o', 'wide', '--field-selector', `spec.nodeName=${this.o.name}`]).catch((e: Error) => e.message));
-    out.push(await kubectlAdmin(this.cp, ['get', 'events', '-A', '--sort-by=.lastTimestamp']).then((t) => t.split('\n').slice(-25).join('\n')).catch((e: Error) => e.message));
+    out.push(await kubectl(this.cp, ['get', 'pods', '-A', '-o', 'wide', '--field-selector', `spec.nodeName=${this.o.name}`]).catch((e: Error) => e.message));
+    out.push(await kubectl(this.cp, ['get', 'events', '-A', '--sort-by=.lastTimestamp']).then((t) => t.split('\n').slice(-25).join('\n')).catch((e: Error) => e.message));
     const { readdir } = await import('node:fs/promises');
     const logs = join(this.o.dir, 'pod-logs');
     for (const pod of await readdir(logs).catch(() => [] as string[])) {
