@@ -142,16 +142,6 @@ function labelsMatch(glob: string, target: string): boolean {
   return g.length === t.length && g.every((label, i) => labelRegExp(label).test(t[i]!));
 }
 
-/** An image's repository as the kubelet looks it up (`docker.io/library/nginx`), split like a key. */
-export function imageRepository(repo: string): KubeletKey | undefined {
-  return kubeletKey(repo);
-}
-
-/** URLsMatch: same port, same number of labels, each label globbed, the key's path a string prefix. */
-export function keyMatches(key: KubeletKey, repo: KubeletKey): boolean {
-  return key.port === repo.port && repo.path.startsWith(key.path) && labelsMatch(key.hostname, repo.hostname);
-}
-
 /** Whether `key` matches Docker Hub images directly (not as the fallback). */
 export function matchesDockerHub(key: KubeletKey): boolean {
   return key.port === '' && labelsMatch(key.hostname, 'docker.io');

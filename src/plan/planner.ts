@@ -10,6 +10,7 @@ import type { HostOptions } from '../model/host-options.ts';
 import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletDocument, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
+import { kubeletReads } from './kubelet-file.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
 import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR } from '../model/state-paths.ts';
 import type { JsonFileRecord, OwnedEntry, OwnershipRecord } from './ownership.ts';
@@ -37,6 +38,17 @@ class Work {
 
   state(path: string): FileState {
     return this.input.snapshot.get(path) ?? { kind: 'missing' };
+  }
+
+  private seedRead = false;
+  private seedDoc: JsonObject | undefined;
+  /** firstSeed, read once per pass (the Docker Hub check and the kubelet file both ask). */
+  seed(): JsonObject | undefined {
+    if (!this.seedRead) {
+      this.seedDoc = firstSeed(this);
+      this.seedRead = true;
+    }
+    return this.seedDoc;
   }
 }
 
@@ -86,24 +98,22 @@ function targetProblem(st: FileState, path: string): AgentError | undefined {
 }
 
 /**
- * The auths of the file the kubelet reads today when its own config.json is missing: the first
- * in its search order that it can read (one bad entry makes it skip a file; `{}` or `null` stops
- * the search with no credential).
+ * The auths of the file the kubelet reads today when its own config.json is missing (kubeletReads:
+ * the first in its search order that it can read; `{}` or `null` stops the search with no
+ * credential). A file nested too deep to handle seeds nothing.
  */
 function firstSeed(work: Work): JsonObject | undefined {
-  for (const path of work.input.targets.kubeletFallbacks) {
-    const st = work.state(path);
-    if (st.kind !== 'file') continue;
-    const legacy = path.endsWith('.dockercfg');
-    const { readable, doc } = readKubeletFile(st.bytes, legacy);
-    if (!readable || tooDeep(doc)) continue;
-    if (!isJsonObject(doc)) return {};
-    if (legacy) return { auths: structuredClone(doc) };
-    let auths: JsonObject = {};
-    for (const member of goFieldAll(doc, 'auths')) if (isJsonObject(member)) auths = { ...auths, ...structuredClone(member) };
-    return { auths };
-  }
-  return undefined;
+  const path = kubeletReads(work.input.targets.kubeletFallbacks, (p) => work.state(p));
+  const st = path === undefined ? undefined : work.state(path);
+  if (path === undefined || st?.kind !== 'file') return undefined;
+  const legacy = path.endsWith('.dockercfg');
+  const { doc } = readKubeletFile(st.bytes, legacy);
+  if (tooDeep(doc)) return undefined;
+  if (!isJsonObject(doc)) return {};
+  if (legacy) return { auths: structuredClone(doc) };
+  let auths: JsonObject = {};
+  for (const member of goFieldAll(doc, 'auths')) if (isJsonObject(member)) auths = { ...auths, ...structuredClone(member) };
+  return { auths };
 }
 
 /** Docker Hub images as the kubelet's keyring matches them directly. */
@@ -184,7 +194,7 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     doc = current ?? (isJsonObject(foreignAtCreation) ? structuredClone(foreignAtCreation) : {});
   } else {
     if (desired.size === 0) return; // nothing to add, and the file is gone: nothing is ours any more
-    const seeded = kubelet ? firstSeed(work) : undefined;
+    const seeded = kubelet ? work.seed() : undefined;
     doc = seeded ?? {};
     created = true;
     foreignAtCreation = structuredClone(doc);
@@ -278,7 +288,7 @@ function withHubPromoted(work: Work, desired: ReadonlyMap<string, JsonObject>): 
   const hub = desired.get(DOCKER_HUB_KEY);
   if (hub === undefined || desired.has(DOCKER_HUB_HOST)) return desired;
   const st = work.state(work.input.targets.kubeletConfig);
-  const doc = st.kind === 'file' ? parseJsonObject(st.bytes) : firstSeed(work);
+  const doc = st.kind === 'file' ? parseJsonObject(st.bytes) : work.seed();
   const auths = doc && isJsonObject(doc['auths']) ? doc['auths'] : {};
   const ours = work.input.record.jsonFiles[work.input.targets.kubeletConfig]?.entries ?? {};
   const mine = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
