@@ -187,7 +187,6 @@ describe.skipIf(!HAS_KUBECTL)('the agent DaemonSet', () => {
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['node-registry-credentials-broker'], verbs: ['update'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['node-registry-credentials-broker'], verbs: ['get', 'update'] },
-      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       // Tokens of its own account only; the platform's okteto account only in the opt-in variant.
       { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['node-registry-credentials-broker'], verbs: ['create'] },
     ]);
