@@ -86,6 +86,9 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     return EXIT_FAILED;
   }
   const logger = createLogger(c.logLevel);
+  // Listen before starting: a SIGTERM that lands during start-up (a pod deleted while it starts)
+  // still ends the agent cleanly with exit 0, instead of Node's default of dying by the signal.
+  const stopping = untilSignal();
   // Precedence: Registry resources > Secret (watch or mounted) > --dockerconfig (docs/kubernetes.md).
   const kube = await startKubernetesRuntime(c.kubernetes, logger);
   const sources = [...kube.sources, ...fileSources(c)];
@@ -100,7 +103,8 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     io.err(`${agent.message}\n`);
     return EXIT_FAILED;
   }
-  const sig = await untilSignal();
+  logger.info({ sources: sources.length, applies: agent.reconciler.applies }, 'running: following the sources until SIGTERM');
+  const sig = await stopping;
   logger.info({ signal: sig }, 'stopping; the node keeps its configuration (cleanup runs only on uninstall)');
   // Every write is atomic, so nothing is lost by not waiting for a slow watch or AWS call to close.
   const deadline = setTimeout(() => {

@@ -237,11 +237,13 @@ describe('crash safety: SIGKILL at random moments of applies with changing input
       // The next start takes this input and converges to it.
       fs.writeFileSync(input, fs.readFileSync(path.join(inputs, `gen-${(k + 1) % GENERATIONS.length}.json`)));
     }
-    const last = spawnCli(['run', '--host-root', host.root, '--dockerconfig', input, '--registry-config', path.join(inputs, `gen-${RUN_KILLS % GENERATIONS.length}.toml`), '--log-level', 'warn']);
+    // Info level: its 'running' line says it has started. The host may already hold the target state
+    // (the last killed run can get there), so converged files alone do not mean it is up yet.
+    const last = spawnCli(['run', '--host-root', host.root, '--dockerconfig', input, '--registry-config', path.join(inputs, `gen-${RUN_KILLS % GENERATIONS.length}.toml`), '--log-level', 'info']);
     last.stderr!.on('data', (d: Buffer) => (out += d.toString('utf8')));
     const lastClosed = new Promise<number | null>((resolve) => last.on('close', (c) => resolve(c)));
     try {
-      await waitFor(() => TRACKED.every((p) => fileState(host, p) === reference[RUN_KILLS % GENERATIONS.length]![p]), 'converged after the kills', 30_000);
+      await waitFor(() => out.includes('running: following the sources') && TRACKED.every((p) => fileState(host, p) === reference[RUN_KILLS % GENERATIONS.length]![p]), 'converged after the kills', 30_000);
     } finally {
       last.kill('SIGTERM');
     }
