@@ -17,7 +17,8 @@ import { makePki, type Pki } from '../support/e2e-pki.ts';
 import { snapshot, diffSnapshots, type Entry } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
-import { agentOverlay, Controllers, dockerArchive, KubeNode, NODE_TOOLS, pauseImageArchive, routeServiceVip, type Runtime } from '../support/node.ts';
+import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
+import { agentOverlay, Controllers, dockerArchive, KubeNode, NODE_TOOLS, pauseImageArchive, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -30,6 +31,9 @@ const NS = 'okteto';
  */
 const MUTATION: Record<string, string> =
   process.env.NRC_NODE_MUTATE === 'no-config-json' ? { NRC_KUBELET_ROOT_DIR: '/var/lib/node-registry-credentials/elsewhere' } : process.env.NRC_NODE_MUTATE === 'no-hosts-toml' ? { NRC_NO_CONTAINERD: 'true' } : {};
+/** Where the broker's pods reach the fake AWS (DNAT to its loopback port). */
+const AWS_VIP = '10.0.0.2';
+const BROKER_SA = 'node-registry-credentials-broker';
 const RUNTIMES = (process.env.NRC_NODE_RUNTIMES ?? 'containerd-2.2,containerd-1.6').split(',') as Runtime[];
 
 let work: string;
@@ -48,6 +52,14 @@ function dockerConfigSecret(auths: Record<string, { username: string; password: 
     type: 'kubernetes.io/dockerconfigjson',
     data: { '.dockerconfigjson': Buffer.from(JSON.stringify(doc)).toString('base64') },
   });
+}
+
+function opaqueSecret(name: string, data: Record<string, string>): object {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NS }, type: 'Opaque', stringData: data };
+}
+
+function registryResource(name: string, spec: unknown): object {
+  return { apiVersion: 'admin.okteto.com/v1', kind: 'Registry', metadata: { name, namespace: NS }, spec };
 }
 
 interface PullOutcome {
@@ -91,12 +103,18 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
   }
 }
 
+/** The user:password the agent's config.json on the node holds for each key. */
+async function kubeletAuths(node: KubeNode): Promise<Record<string, string>> {
+  const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
+  const auths = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
+  return Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, Buffer.from(v.auth ?? '', 'base64').toString()]));
+}
+
 /** The kubelet's view of the agent's file: what holds the registry's key. */
 async function kubeletFileHas(node: KubeNode, key: string, user: string | undefined): Promise<boolean> {
-  const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
-  const auth = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths?.[key]?.auth;
+  const auth = (await kubeletAuths(node))[key];
   if (user === undefined) return auth === undefined;
-  return auth !== undefined && Buffer.from(auth, 'base64').toString().startsWith(`${user}:`);
+  return auth !== undefined && auth.startsWith(`${user}:`);
 }
 
 describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real node pulls a private image with no imagePullSecrets', () => {
@@ -125,12 +143,25 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
     await cp.start();
     const kubectl = (args: readonly string[], input?: string): Promise<string> => adminKubectl(cp.info, args, input);
     const node = new KubeNode(cp.info, { name: `node-${index}`, runtime, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index });
+    // The broker's AWS: ECR and STS, checking every SigV4 signature; the role trusts only the broker's own account.
+    const audience = 'okteto.example.com/us-east-2';
+    const aws = new FakeAws({
+      region: 'us-east-2',
+      acceptWebIdentity: (token) => {
+        const c = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { aud?: string[]; sub?: string };
+        return c.sub === `system:serviceaccount:${NS}:${BROKER_SA}` && (c.aud ?? []).includes(audience);
+      },
+    });
+    const awsPort = Number(new URL(await aws.start()).port);
     let unroute: (() => Promise<void>) | undefined;
+    let unrouteAws: (() => Promise<void>) | undefined;
     try {
       await kubectl(['apply', '-f', '-'], [`apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`, await kustomize('daemonset/crd')].join('\n---\n'));
       await controllers.start(cp.info);
       // No kube-proxy here: the `kubernetes` Service VIP leads to this cluster's API server.
       unroute = await routeServiceVip(cp.info, index);
+      unrouteAws = await routeVip(AWS_VIP, 80, awsPort, index);
+      const brokerEnv = { AWS_ENDPOINT_URL_ECR: `http://${AWS_VIP}`, AWS_ENDPOINT_URL_STS: `http://${AWS_VIP}` };
       await execFileP('skopeo', ['copy', '--insecure-policy', '--dest-cert-dir', registry.caDir, '--dest-creds', 'alice:first-password', `docker-archive:${pauseArchive}`, `docker://${registry.host}/private/app:v1`]);
       const image = `${registry.host}/private/app:v1`;
       await node.start();
@@ -151,8 +182,11 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       await node.restartKubelet();
 
       log('install: the DaemonSet as shipped, and the Secret');
-      const toml = `[registry."${registry.host}"]\nca = """${pki.caPem}"""\n`;
-      await kubectl(['apply', '-f', '-'], await agentOverlay(node, toml, 'daemonset', MUTATION));
+      // The same registry under a second name (its certificate is also for localhost): the one the broker serves.
+      const registryPort = Number(registry.host.split(':')[1]);
+      const brokerHost = `localhost:${registryPort}`;
+      const toml = `[registry."${registry.host}"]\nca = """${pki.caPem}"""\n[registry."${brokerHost}"]\nca = """${pki.caPem}"""\n`;
+      await kubectl(['apply', '-f', '-'], await agentOverlay(node, toml, 'daemonset', MUTATION, brokerEnv));
       await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'alice', password: 'first-password' } }));
       await waitFor('the agent writes the kubelet config.json', async () => ((await kubeletFileHas(node, registry.host, 'alice')) ? true : undefined), 180_000).catch(async (e: Error) => {
         throw new Error(`${e.message}\n${await node.diagnostics()}`);
@@ -168,16 +202,48 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       await registry.setUsers({ alice: 'first-password', bob: 'second-password' });
       await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'bob', password: 'second-password' } }));
       await waitFor('the agent writes the rotated credential', async () => ((await kubeletFileHas(node, registry.host, 'bob')) ? true : undefined));
+
+      // While the kubelet's cache runs out: the broker (the Deployment as shipped, in this cluster)
+      // resolves Registry resources of all three kinds, and the node gets every credential.
+      log('broker: Registry resources of all three kinds (static, awsIamUser, awsIamRole)');
+      expect(await kubeletAuths(node)).not.toHaveProperty(brokerHost);
+      const userHost = '123456789012.dkr.ecr.us-east-2.amazonaws.com';
+      const roleHost = '210987654321.dkr.ecr.us-east-2.amazonaws.com';
+      await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
+        opaqueSecret('static-creds', { username: 'bob', password: 'second-password' }),
+        registryResource('localhost', { static: { port: registryPort, userSecretRef: { name: 'static-creds', key: 'username' }, passwordSecretRef: { name: 'static-creds', key: 'password' } } }),
+        opaqueSecret('ecr-keys', { 'access-key-id': TEST_ACCESS_KEY_ID, 'secret-access-key': TEST_SECRET_ACCESS_KEY }),
+        registryResource(userHost, { awsIamUser: { accessKeyIDSecretRef: { name: 'ecr-keys', key: 'access-key-id' }, secretAccessKeySecretRef: { name: 'ecr-keys', key: 'secret-access-key' } } }),
+        registryResource(roleHost, { awsIamRole: { audience, roleARN: 'arn:aws:iam::210987654321:role/pull' } }),
+      ] }));
+      const auths = await waitFor('the node holds every Registry credential', async () => {
+        const a = await kubeletAuths(node);
+        return [brokerHost, userHost, roleHost].every((h) => a[h] !== undefined) ? a : undefined;
+      }, 180_000).catch(async (e: Error) => {
+        throw new Error(`${e.message}\n${await kubectl(['-n', NS, 'get', 'pods', '-o', 'wide'])}\n${await kubectl(['-n', NS, 'logs', '-l', 'app.kubernetes.io/component=broker', '--tail', '40']).catch(() => '')}`);
+      });
+      expect(auths[brokerHost]).toBe('bob:second-password');
+      // The ECR tokens the fake AWS issued, one per AWS registry: keys for one, the web identity for the other.
+      const issued = aws.issued.map((t) => `AWS:${t.password}`);
+      expect(issued).toContain(auths[userHost]);
+      expect(issued).toContain(auths[roleHost]);
+      expect(aws.calls.filter((c) => c.service === 'sts').map((c) => c.status)).toContain(200);
+      expect(aws.calls.filter((c) => c.status !== 200)).toEqual([]);
       // Old and new both work until the kubelet has re-read its file; then the old one goes.
       await sleep(Math.max(0, firstPullAt + KUBELET_CACHE_MS - Date.now()));
       await registry.setUsers({ bob: 'second-password' });
       const rotated = await pullWithPod(kubectl, node, image);
       expect(rotated.phase, rotated.events).toBe('Running');
       const rotatedAt = Date.now();
+      // The kubelet has re-read its file: the broker's static credential pulls through the CRI.
+      const viaBroker = await pullWithPod(kubectl, node, `${brokerHost}/private/app:v1`);
+      expect(viaBroker.phase, viaBroker.events).toBe('Running');
 
       log('removal: the registry leaves the Secret');
       await kubectl(['apply', '-f', '-'], dockerConfigSecret({}));
+      await kubectl(['-n', NS, 'delete', 'registries', '--all']);
       await waitFor('the agent removes the entry', async () => ((await kubeletFileHas(node, registry.host, undefined)) ? true : undefined));
+      await waitFor('the broker drops the Registry credentials', async () => (Object.keys(await kubeletAuths(node)).length === 0 ? true : undefined));
       await sleep(Math.max(0, rotatedAt + KUBELET_CACHE_MS - Date.now()));
       const removed = await pullWithPod(kubectl, node, image);
       expect(removed.phase).toBe('Failed');
@@ -196,6 +262,8 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
     } finally {
       await node.stop();
       await unroute?.();
+      await unrouteAws?.();
+      await aws.stop();
       await controllers.stop();
       await cp.stop();
       await registry.stop();

@@ -97,9 +97,17 @@ export async function dockerArchive(image: string, dir: string): Promise<string>
 
 /**
  * The shipped manifests (daemonset/ or a variant), rendered by kubectl kustomize with an overlay
- * that only sets the image, this node's host paths (and pins the pods to it) and the registry config.
+ * that only sets the image, this node's host paths (and pins the pods to it), the registry config
+ * and, given brokerEnv, the broker's environment.
  */
-export async function agentOverlay(node: KubeNode, registryToml: string, variant = 'daemonset', agentEnv: Readonly<Record<string, string>> = {}): Promise<string> {
+export async function agentOverlay(
+  node: KubeNode,
+  registryToml: string,
+  variant = 'daemonset',
+  agentEnv: Readonly<Record<string, string>> = {},
+  /** Added to the broker Deployment's container (the fake AWS endpoints). */
+  brokerEnv: Readonly<Record<string, string>> = {},
+): Promise<string> {
   const dir = join(REPO_ROOT, '.local', 'node-e2e', `${node.o.name}-${variant.replace(/\W/g, '_')}`);
   await mkdir(dir, { recursive: true });
   const name = variant === 'daemonset' ? 'node-registry-credentials' : 'node-registry-credentials-cleanup';
@@ -118,8 +126,16 @@ export async function agentOverlay(node: KubeNode, registryToml: string, variant
       },
     },
   };
+  const brokerPatch = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'node-registry-credentials-broker' },
+    spec: { template: { spec: { containers: [{ name: 'broker', env: Object.entries(brokerEnv).map(([n, value]) => ({ name: n, value })) }] } } },
+  };
+  const withBroker = variant === 'daemonset' && Object.keys(brokerEnv).length > 0;
   await writeFile(join(dir, 'registry.toml'), registryToml);
   await writeFile(join(dir, 'patch.json'), JSON.stringify(patch));
+  if (withBroker) await writeFile(join(dir, 'broker-patch.json'), JSON.stringify(brokerPatch));
   await writeFile(
     join(dir, 'kustomization.yaml'),
     [
@@ -127,7 +143,7 @@ export async function agentOverlay(node: KubeNode, registryToml: string, variant
       'kind: Kustomization',
       `resources: [${JSON.stringify(relative(dir, join(REPO_ROOT, variant)))}]`,
       'images: [{name: node-registry-credentials, newName: node-registry-credentials, newTag: e2e}]',
-      'patches: [{path: patch.json}]',
+      `patches: [{path: patch.json}${withBroker ? ', {path: broker-patch.json}' : ''}]`,
       ...(variant === 'daemonset' ? ['configMapGenerator: [{name: node-registry-credentials-registries, behavior: replace, files: [registry.toml]}]'] : []),
       '',
     ].join('\n'),
@@ -140,9 +156,16 @@ export async function agentOverlay(node: KubeNode, registryToml: string, variant
  * the API server on loopback. Returns the undo.
  */
 export async function routeServiceVip(cp: ControlPlaneRef, bridgeIndex?: number): Promise<() => Promise<void>> {
-  // Per bridge when several clusters run side by side: each node's pods reach their own API server.
+  return routeVip('10.0.0.1', 443, Number(new URL(cp.server).port), bridgeIndex);
+}
+
+/**
+ * Pods reach a test server on this machine's loopback (the API server, the fake AWS) at vip:port.
+ * Per bridge when several clusters run side by side, so each node's pods reach their own.
+ */
+export async function routeVip(vip: string, port: number, loopbackPort: number, bridgeIndex?: number): Promise<() => Promise<void>> {
   const from = bridgeIndex === undefined ? [] : ['-i', `nrc${bridgeIndex}`];
-  const rule = ['PREROUTING', ...from, '-d', '10.0.0.1/32', '-p', 'tcp', '--dport', '443', '-j', 'DNAT', '--to-destination', `127.0.0.1:${new URL(cp.server).port}`];
+  const rule = ['PREROUTING', ...from, '-d', `${vip}/32`, '-p', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `127.0.0.1:${loopbackPort}`];
   await execFileP('sysctl', ['-qw', 'net.ipv4.conf.all.route_localnet=1']);
   await execFileP('iptables', ['-t', 'nat', '-I', ...rule]);
   return async () => {
