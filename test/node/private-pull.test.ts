@@ -27,7 +27,8 @@ const KUBELET_CACHE_MS = 5 * 60_000 + 15_000;
 const NS = 'okteto';
 /**
  * NRC_NODE_MUTATE=no-config-json | no-hosts-toml: the agent writes the kubelet's file elsewhere, or
- * no hosts.toml, to show that the install step then fails (docs/e2e.md). Never set in CI.
+ * no hosts.toml, to show that the install step then fails; =broker-no-aws: the broker keeps AWS's
+ * real endpoints (unreachable here), to show that the broker step then fails (docs/e2e.md). Never set in CI.
  */
 const MUTATION: Record<string, string> =
   process.env.NRC_NODE_MUTATE === 'no-config-json' ? { NRC_KUBELET_ROOT_DIR: '/var/lib/node-registry-credentials/elsewhere' } : process.env.NRC_NODE_MUTATE === 'no-hosts-toml' ? { NRC_NO_CONTAINERD: 'true' } : {};
@@ -161,7 +162,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       // No kube-proxy here: the `kubernetes` Service VIP leads to this cluster's API server.
       unroute = await routeServiceVip(cp.info, index);
       unrouteAws = await routeVip(AWS_VIP, 80, awsPort, index);
-      const brokerEnv = { AWS_ENDPOINT_URL_ECR: `http://${AWS_VIP}`, AWS_ENDPOINT_URL_STS: `http://${AWS_VIP}` };
+      const brokerEnv: Record<string, string> = process.env.NRC_NODE_MUTATE === 'broker-no-aws' ? { NRC_LOG_LEVEL: 'info' } : { AWS_ENDPOINT_URL_ECR: `http://${AWS_VIP}`, AWS_ENDPOINT_URL_STS: `http://${AWS_VIP}` };
       await execFileP('skopeo', ['copy', '--insecure-policy', '--dest-cert-dir', registry.caDir, '--dest-creds', 'alice:first-password', `docker-archive:${pauseArchive}`, `docker://${registry.host}/private/app:v1`]);
       const image = `${registry.host}/private/app:v1`;
       await node.start();
@@ -220,7 +221,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
         const a = await kubeletAuths(node);
         return [brokerHost, userHost, roleHost].every((h) => a[h] !== undefined) ? a : undefined;
       }, 180_000).catch(async (e: Error) => {
-        throw new Error(`${e.message}\n${await kubectl(['-n', NS, 'get', 'pods', '-o', 'wide'])}\n${await kubectl(['-n', NS, 'logs', '-l', 'app.kubernetes.io/component=broker', '--tail', '40']).catch(() => '')}`);
+        throw new Error(`${e.message}\n${await kubectl(['-n', NS, 'get', 'pods', '-o', 'wide'])}\n${await kubectl(['get', 'events', '-A', '--field-selector', 'reason=FailedScheduling', '-o', 'custom-columns=MSG:.message', '--no-headers']).catch(() => '')}\n${await kubectl(['-n', NS, 'logs', '-l', 'app.kubernetes.io/component=broker', '--tail', '40']).catch(() => '')}`);
       });
       expect(auths[brokerHost]).toBe('bob:second-password');
       // The ECR tokens the fake AWS issued, one per AWS registry: keys for one, the web identity for the other.

@@ -64,8 +64,10 @@ export class Controllers {
         `--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`,
         `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${cp.caFile}`,
         '--use-service-account-credentials=false', '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0',
-        // No cloud and no pod CIDRs: node IPAM and lifecycle controllers are off (the node keeps its taints as the kubelet sets them).
-        '--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-ttl,-service-lb-controller,-node-route-controller',
+        // No cloud and no pod CIDRs: node IPAM is off. The node lifecycle controller stays: it lifts the
+        // not-ready taint the kubelet registers with, without which only DaemonSet pods (which tolerate
+        // it) would schedule, and the broker's Deployment would stay Pending.
+        '--controllers=*,-nodeipam,-cloud-node-lifecycle,-ttl,-service-lb-controller,-node-route-controller',
       ], logs),
       await spawnLogged('kube-scheduler', goTool('kube-scheduler'), [`--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`, '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0'], logs),
     );
