@@ -17,8 +17,9 @@ export const REPO = join(import.meta.dirname, '..');
 export const CHART = join(REPO, 'charts', 'node-registry-credentials');
 const CRD = 'registries.admin.okteto.com.yaml';
 
-/** The helm binary built by scripts/build-go-tools.sh (testenv/helm). */
+/** The helm binary built by scripts/build-go-tools.sh (testenv/helm); HELM_BIN overrides. */
 export function helmBin(): string {
+  if (process.env['HELM_BIN']) return process.env['HELM_BIN'];
   const dir = execFileSync('bash', [join(REPO, 'scripts', 'build-go-tools.sh'), '--print-dir'], { encoding: 'utf8' }).trim().split('\n').at(-1)!;
   return join(dir, 'helm');
 }
