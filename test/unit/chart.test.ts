@@ -100,6 +100,19 @@ describe.skipIf(skipWithout(['helm']))('the Helm chart', () => {
     expect(named(objs, 'Deployment', 'node-registry-credentials-broker')!['spec'].template.spec.containers[0].image).toBe('registry.example.com/mirror/nrc:9.9.9');
   });
 
+  it('agent.hostRoot (a node simulated under a directory) moves every host directory of agent and cleanup under it, mounted where the agent expects the node\'s', () => {
+    const objs = render({ agent: { hostRoot: '/srv/node-1/root/' } });
+    for (const ds of ofKind(objs, 'DaemonSet')) {
+      const pod = ds['spec'].template.spec;
+      const host = new Map<string, string>((pod.volumes as Obj[]).filter((v) => v['hostPath']).map((v) => [v['name'], v['hostPath'].path]));
+      expect([...host.values()].sort()).toEqual(['/srv/node-1/root/etc', '/srv/node-1/root/root', '/srv/node-1/root/var/lib/kubelet', '/srv/node-1/root/var/lib/node-registry-credentials']);
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+        for (const m of c.volumeMounts ?? []) if (host.has(m.name)) expect(m.mountPath).toBe(`/host${host.get(m.name)!.slice('/srv/node-1/root'.length)}`);
+      }
+    }
+    expect(refused({ agent: { hostRoot: 'relative/dir' } })).toMatch(/\/agent\/hostRoot/);
+  });
+
   it('credential Secret names reach the agent, its Role and the broker', () => {
     const objs = render({ credentials: { secretName: 'my-dockerconfig', brokerSecretName: 'my-broker' } });
     expect(env(agentPod(objs).containers[0])).toMatchObject({ NRC_SECRET_NAME: 'my-dockerconfig', NRC_BROKER_SECRET_NAME: 'my-broker' });
@@ -170,6 +183,9 @@ describe.skipIf(skipWithout(['helm']))('the Helm chart', () => {
       expect(pod.containers[0].securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
       expect((pod.volumes as Obj[]).some((v) => v['hostPath'])).toBe(false);
     }
+    // Cluster components: the Jobs are placed like the broker.
+    const placed = render({ broker: { tolerations: [{ key: 'dedicated', operator: 'Exists' }], nodeSelector: { pool: 'system' } } });
+    for (const job of ofKind(placed, 'Job')) expect(job['spec'].template.spec).toMatchObject({ tolerations: [{ key: 'dedicated', operator: 'Exists' }], nodeSelector: { pool: 'system' } });
     // The same script the chart ships, unmodified.
     expect(named(objs, 'ConfigMap', 'node-registry-credentials-uninstall')!['data']['wait.mjs']).toBe(readFileSync(join(CHART, 'files/uninstall-wait.mjs'), 'utf8'));
   });

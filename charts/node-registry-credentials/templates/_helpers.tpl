@@ -69,26 +69,33 @@ auth_header = {{ $o.authHeader }}
   mountPath: /host/root
 {{- end -}}
 
+{{/* A host directory under agent.hostRoot ("/" on every real node). */}}
+{{- define "nrc.hostPath" -}}
+{{- $root := trimSuffix "/" (index . 0).Values.agent.hostRoot -}}
+{{- printf "%s%s" $root (index . 1) -}}
+{{- end -}}
+
 {{- define "nrc.hostVolumes" -}}
+{{- $ := . -}}
 - name: tmp
   emptyDir:
     medium: Memory
     sizeLimit: 16Mi
 - name: kubelet
   hostPath:
-    path: /var/lib/kubelet
+    path: {{ include "nrc.hostPath" (list $ "/var/lib/kubelet") }}
     type: Directory
 - name: state
   hostPath:
-    path: /var/lib/node-registry-credentials
+    path: {{ include "nrc.hostPath" (list $ "/var/lib/node-registry-credentials") }}
     type: DirectoryOrCreate
 - name: etc
   hostPath:
-    path: /etc
+    path: {{ include "nrc.hostPath" (list $ "/etc") }}
     type: Directory
 - name: root-home
   hostPath:
-    path: /root
+    path: {{ include "nrc.hostPath" (list $ "/root") }}
     type: Directory
 {{- end -}}
 
