@@ -133,7 +133,7 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
       recordCheckResults(checkMetrics, results);
     },
     onApplied(r: ApplyReport): void {
-      recordApply(metrics, { at: r.at, errors: r.errors, registries: r.registries, ok: r.hostOk });
+      recordApply(metrics, { at: r.at, errors: r.errors, registries: r.registries, ok: r.hostOk, hash: r.hash });
       if (r.hostOk) server?.setReady(true);
       void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors: r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) })) });
     },

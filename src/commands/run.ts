@@ -8,6 +8,7 @@ import { agentConfig, loadRegistryConfig, openHost, type AgentConfig, type Input
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import type { Flags } from './options.ts';
 import { startKubernetesRuntime } from './run-kubernetes.ts';
+import { registerDriftRepairs } from '../report/metrics.ts';
 import type { CheckResult } from '../check/index.ts';
 import type { CredentialGate } from '../check/gate.ts';
 
@@ -103,6 +104,7 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     io.err(`${agent.message}\n`);
     return EXIT_FAILED;
   }
+  registerDriftRepairs(kube.metrics, () => agent.reconciler.driftRepairs);
   logger.info({ sources: sources.length, applies: agent.reconciler.applies }, 'running: following the sources until SIGTERM');
   const sig = await stopping;
   logger.info({ signal: sig }, 'stopping; the node keeps its configuration (cleanup runs only on uninstall)');

@@ -28,6 +28,8 @@ export interface AgentMetrics {
   readonly watchRestarts: Counter<'watch'>;
   /** 1 for the current state of each watch, 0 for the others. */
   readonly watchState: Gauge<'watch' | 'state'>;
+  /** 1, labelled with the configuration hash of the last successful apply (as on the Node). */
+  readonly appliedConfiguration: Gauge<'hash'>;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -39,6 +41,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     registriesManaged: new Gauge({ name: `${METRIC_PREFIX}registries_managed`, help: 'Registries configured on this node by the agent.', registers }),
     watchRestarts: new Counter({ name: `${METRIC_PREFIX}watch_restarts_total`, help: 'Kubernetes watch restarts (reconnects and relists), by watch.', labelNames: ['watch'], registers }),
     watchState: new Gauge({ name: `${METRIC_PREFIX}watch_state`, help: 'Current state of each Kubernetes watch (1 = in that state).', labelNames: ['watch', 'state'], registers }),
+    appliedConfiguration: new Gauge({ name: `${METRIC_PREFIX}applied_configuration_info`, help: 'The configuration hash of the last successful apply (the one on the Node); nodes of one fleet agree.', labelNames: ['hash'], registers }),
   };
 }
 
@@ -51,8 +54,25 @@ export function recordWatchState(metrics: AgentMetrics, e: WatchStateEvent): voi
 }
 
 /** Records one apply's outcome. */
-export function recordApply(metrics: AgentMetrics, result: { at: Date; errors: readonly { code: string }[]; registries?: number; ok: boolean }): void {
+export function recordApply(metrics: AgentMetrics, result: { at: Date; errors: readonly { code: string }[]; registries?: number; ok: boolean; hash?: string }): void {
   if (result.ok) metrics.lastSuccessfulApply.set(result.at.getTime() / 1000);
+  if (result.ok && result.hash !== undefined) {
+    metrics.appliedConfiguration.reset();
+    metrics.appliedConfiguration.set({ hash: result.hash }, 1);
+  }
   for (const e of result.errors) metrics.applyErrors.inc({ code: e.code });
   if (result.registries !== undefined) metrics.registriesManaged.set(result.registries);
+}
+
+/** Exposes the reconciler's drift repair count (passes started because someone else changed a managed file). */
+export function registerDriftRepairs(metrics: AgentMetrics, count: () => number): void {
+  new Counter({
+    name: `${METRIC_PREFIX}drift_repairs_total`,
+    help: 'Repairs of managed host files that someone else changed.',
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      this.inc(count());
+    },
+  });
 }

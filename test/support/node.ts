@@ -9,10 +9,14 @@
 // - no image can be pulled from outside: the pause image is a static binary imported locally.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { kubectl, kustomize, type ControlPlaneInfo } from './control-plane.ts';
+import { snapshot, type Entry } from './e2e-hostroot.ts';
+import { buildAgentImage } from './e2e-images.ts';
+import { makePki, type Pki } from './e2e-pki.ts';
 import { REPO_ROOT } from './e2e-prereqs.ts';
 import { goTool } from './go-tools.ts';
 
@@ -419,5 +423,47 @@ export class KubeNode {
     const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(this.o.dir));
     for (const m of mounts.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
     await execFileP('ip', ['link', 'del', `nrc${this.o.index}`]).catch(() => undefined);
+  }
+}
+
+/** A node suite's shared inputs: its work directory, a registry PKI, the agent and pause images as archives. */
+export interface NodeSuiteWork {
+  readonly work: string;
+  readonly pki: Pki;
+  readonly agentArchive: string;
+  readonly pauseArchive: string;
+}
+
+export async function nodeSuiteWork(prefix: string): Promise<NodeSuiteWork> {
+  const work = await mkdtemp(join(tmpdir(), prefix));
+  const pkiDir = join(work, 'pki');
+  await mkdir(pkiDir, { recursive: true });
+  const pki = await makePki(pkiDir);
+  return { work, pki, agentArchive: await dockerArchive(await buildAgentImage(), work), pauseArchive: await pauseImageArchive(work) };
+}
+
+/** Removes a node suite's work directory, after whatever a failed step left mounted under it. */
+export async function removeNodeSuiteWork(work: string | undefined): Promise<void> {
+  if (!work) return;
+  const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(work));
+  for (const m of mounted.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
+  await rm(work, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** What the agent may touch on the node (etc/, root/, the kubelet's config.json), to compare byte for byte. */
+export async function agentHostFiles(node: KubeNode): Promise<Record<string, Entry>> {
+  const root = Object.entries(await snapshot(join(node.root, 'root'))).map(([k, v]) => [`root/${k}`, v] as const);
+  const kubelet = await readFile(join(node.kubeletRootDir, 'config.json')).catch(() => Buffer.from('absent'));
+  return { ...(await snapshot(join(node.root, 'etc'))), ...Object.fromEntries(root), 'var/lib/kubelet/config.json': { type: 'file', mode: 0, content: kubelet.toString('base64') } };
+}
+
+/** Polls `fn` until it yields a value (errors count as "not yet"). */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out: ${what}`);
+    await sleep(500);
   }
 }

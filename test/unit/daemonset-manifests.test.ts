@@ -4,19 +4,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadAllYaml } from '@kubernetes/client-node';
-import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
-import { ValidatingAdmissionPolicy } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
-import { ValidatingAdmissionPolicyBinding } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding';
-import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
-import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
-import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
-import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
+import { expectSafeDaemonSet, expectValidObjects, ofKind, type Obj } from '../support/manifest-safety.ts';
 
 const ROOT = fileURLToPath(new URL('../../daemonset/', import.meta.url));
 // kubectl renders the manifests; without it these tests skip locally but fail in CI.
@@ -24,22 +14,6 @@ const HAS_KUBECTL = spawnSync('kubectl', ['version', '--client'], { stdio: 'igno
 if (!HAS_KUBECTL && process.env['CI']) throw new Error('kubectl is required for the manifest tests (kubectl kustomize); install it (see scripts/setup-host.sh)');
 if (!HAS_KUBECTL) console.warn('daemonset manifest tests SKIPPED: kubectl not found on PATH');
 const VARIANTS = ['.', 'crd', 'variants/mounted-secret', 'variants/k3s', 'variants/cleanup', 'variants/per-node-ecr', 'variants/broker-platform-account'];
-
-type Obj = Record<string, any>; // rendered YAML, checked field by field below
-
-const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  'v1/ServiceAccount': ServiceAccount,
-  'v1/ConfigMap': ConfigMap,
-  'rbac.authorization.k8s.io/v1/Role': Role,
-  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
-  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
-  'apps/v1/DaemonSet': DaemonSet,
-  'apps/v1/Deployment': Deployment,
-  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': ValidatingAdmissionPolicy,
-  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': ValidatingAdmissionPolicyBinding,
-  'apiextensions.k8s.io/v1/CustomResourceDefinition': CustomResourceDefinition,
-};
 
 const rendered = new Map<string, Obj[]>();
 function render(variant: string): Obj[] {
@@ -51,61 +25,18 @@ function render(variant: string): Obj[] {
   }
   return objs;
 }
-const ofKind = (objs: Obj[], kind: string): Obj[] => objs.filter((o) => o['kind'] === kind);
 
 describe.skipIf(!HAS_KUBECTL).each(VARIANTS)('daemonset/%s', (variant) => {
   it('renders objects that are valid against the Kubernetes schemas', () => {
-    const objs = render(variant);
-    expect(objs.length).toBeGreaterThan(0);
-    for (const o of objs) {
-      const model = MODELS[`${o['apiVersion']}/${o['kind']}`];
-      expect(model, `no schema for ${o['apiVersion']}/${o['kind']}`).toBeDefined();
-      expect(() => new model!(o as never).validate(), `${o['kind']}/${o['metadata']?.name}`).not.toThrow();
+    expectValidObjects(render(variant), 'okteto');
+    for (const o of render(variant)) {
       const clusterScoped = o['kind'] === 'CustomResourceDefinition' || o['kind'].startsWith('Cluster') || o['kind'].startsWith('ValidatingAdmissionPolicy');
       if (!clusterScoped) expect(o['metadata'].namespace).toBe('okteto');
     }
   });
 
   it('keeps every DaemonSet within the safety rules', () => {
-    for (const ds of ofKind(render(variant), 'DaemonSet')) {
-      const pod = ds['spec'].template.spec;
-      expect(pod.tolerations).toContainEqual({ operator: 'Exists' });
-      expect(pod.priorityClassName).toBe('system-node-critical');
-      expect(pod.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
-      expect(pod.hostNetwork ?? false).toBe(false);
-      expect(pod.hostPID ?? false).toBe(false);
-      expect(pod.hostIPC ?? false).toBe(false);
-      const hostVolumes = new Map<string, Obj>();
-      for (const v of pod.volumes ?? []) {
-        if (!v.hostPath) continue;
-        hostVolumes.set(v.name, v);
-        // Directories only; only the agent's own state dir may be created on the host.
-        expect(['Directory', 'DirectoryOrCreate'], `${v.name} hostPath type`).toContain(v.hostPath.type);
-        if (v.hostPath.type === 'DirectoryOrCreate') expect(v.hostPath.path).toBe('/var/lib/node-registry-credentials');
-      }
-      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
-        const sc = c.securityContext;
-        expect(sc.privileged ?? false).toBe(false);
-        expect(sc.allowPrivilegeEscalation).toBe(false);
-        expect(sc.readOnlyRootFilesystem).toBe(true);
-        expect(sc.capabilities.drop).toEqual(['ALL']);
-        for (const cap of sc.capabilities.add ?? []) expect(['CHOWN', 'DAC_OVERRIDE', 'FOWNER']).toContain(cap);
-        expect(c.resources.requests.cpu).toBeDefined();
-        expect(c.resources.requests.memory).toBeDefined();
-        expect(c.resources.limits.memory).toBeDefined();
-        expect(c.image).toBe('node-registry-credentials:dev');
-        for (const m of c.volumeMounts ?? []) {
-          const hv = hostVolumes.get(m.name);
-          if (!hv) continue;
-          // Host dirs appear at the same path under /host, where the agent expects them.
-          expect(m.mountPath).toBe(`/host${hv.hostPath.path}`);
-          expect(sc.runAsUser).toBe(0);
-        }
-        if (!(c.volumeMounts ?? []).some((m: Obj) => hostVolumes.has(m.name))) {
-          expect(sc.capabilities.add ?? []).toEqual([]); // no host access, no capabilities
-        }
-      }
-    }
+    for (const ds of ofKind(render(variant), 'DaemonSet')) expectSafeDaemonSet(ds, { image: 'node-registry-credentials:dev' });
   });
 });
 
