@@ -6,19 +6,17 @@
 // (pkg/credentialprovider CachingDockerConfigProvider), so rotation and removal wait for that,
 // as an operator's would: docs/e2e.md and docs/kubernetes.md say so.
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlane, kubectl as adminKubectl, kustomize } from '../support/control-plane.ts';
-import { buildAgentImage } from '../support/e2e-images.ts';
-import { makePki, type Pki } from '../support/e2e-pki.ts';
-import { snapshot, diffSnapshots, type Entry } from '../support/e2e-hostroot.ts';
+import type { Pki } from '../support/e2e-pki.ts';
+import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { agentOverlay, Controllers, dockerArchive, KubeNode, NODE_TOOLS, pauseImageArchive, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
+import { agentHostFiles, agentOverlay, Controllers, eventually, KubeNode, NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -94,15 +92,7 @@ async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, time
   }
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out: ${what}`);
-    await sleep(500);
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> => eventually(what, fn, timeoutMs);
 
 /** The user:password the agent's config.json on the node holds for each key. */
 async function kubeletAuths(node: KubeNode): Promise<Record<string, string>> {
@@ -120,18 +110,10 @@ async function kubeletFileHas(node: KubeNode, key: string, user: string | undefi
 
 describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real node pulls a private image with no imagePullSecrets', () => {
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'nrc-node-e2e-'));
-    pki = await makePki(await mkdir(join(work, 'pki'), { recursive: true }).then(() => join(work, 'pki')));
-    agentArchive = await dockerArchive(await buildAgentImage(), work);
-    pauseArchive = await pauseImageArchive(work);
+    ({ work, pki, agentArchive, pauseArchive } = await nodeSuiteWork('nrc-node-e2e-'));
   }, 1_200_000);
 
-  afterAll(async () => {
-    // Whatever a failed step left mounted under the work directory goes before the directory does.
-    const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => work && m.startsWith(work));
-    for (const m of mounts.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
-    await rm(work, { recursive: true, force: true }).catch(() => undefined);
-  }, 120_000);
+  afterAll(() => removeNodeSuiteWork(work), 120_000);
 
   /** One cluster per runtime (its own control plane, controllers and node), so both run side by side. */
   const scenario = async (runtime: Runtime, index: number): Promise<void> => {
@@ -167,12 +149,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       const image = `${registry.host}/private/app:v1`;
       await node.start();
       // What the agent may touch on this node, as it was before install.
-      const hostFiles = async (): Promise<Record<string, Entry>> => ({
-        ...(await snapshot(join(node.root, 'etc'))),
-        ...Object.fromEntries(Object.entries(await snapshot(join(node.root, 'root'))).map(([k, v]) => [`root/${k}`, v])),
-        'var/lib/kubelet/config.json': { type: 'file', mode: 0, content: (await readFile(join(node.kubeletRootDir, 'config.json')).catch(() => Buffer.from('absent'))).toString('base64') },
-      });
-      const before = await hostFiles();
+      const before = await agentHostFiles(node);
 
       log('negative control: without the agent the pod cannot pull');
       const denied = await pullWithPod(kubectl, node, image);
@@ -259,7 +236,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
         return ready === '1' ? true : undefined;
       }, 180_000);
       await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
-      expect(diffSnapshots(before, await hostFiles())).toEqual([]);
+      expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
     } finally {
       await node.stop();
       await unroute?.();
