@@ -109,7 +109,7 @@ export function renderMarkdown(r: Results): string {
     const l = r.latency;
     out.push('', '## 1. Propagation latency: Secret change → new bytes in the kubelet config.json (ms)', '');
     out.push(table(['source', 'how', 'changes', 'p50', 'p95', 'p99', 'max', 'timeouts'], l.rows.map((x) => [x.name, x.how, x.changes, ms(x.ms.p50), ms(x.ms.p95), ms(x.ms.p99), ms(x.ms.max), x.timeouts])));
-    out.push('', `(c)/(a): p50 ${round(l.ratioShellOverSecretWatch.p50, 2)}x, p95 ${round(l.ratioShellOverSecretWatch.p95, 2)}x, p99 ${round(l.ratioShellOverSecretWatch.p99, 2)}x. The agent's debounce (--debounce-ms, default ${l.debounceMs} ms) is most of (a) and (b).`);
+    out.push('', `(c)/(a): p50 ${round(l.ratioShellOverSecretWatch.p50, 2)}x, p95 ${round(l.ratioShellOverSecretWatch.p95, 2)}x, p99 ${round(l.ratioShellOverSecretWatch.p99, 2)}x. The agent applies a change at once; --debounce-ms (default ${l.debounceMs} ms) only coalesces bursts (section 4).`);
     for (const n of l.notes) out.push(`- ${n}`);
   }
   if (r.idle) {
