@@ -2,7 +2,7 @@
 // /metrics (Prometheus text). Closing drops keep-alive connections so SIGTERM ends at once.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../metrics.ts';
 
 export interface AgentServerOptions {
   /** host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:0 (any free port). */
