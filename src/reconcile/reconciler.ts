@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { Logger } from '../log.ts';
-import type { Source, SourceSnapshot } from '../model/credential.ts';
+import type { RegistryCredential, Source, SourceSnapshot } from '../model/credential.ts';
 import type { ApplyReport } from '../model/apply-report.ts';
 import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
@@ -42,6 +42,12 @@ export interface ReconcilerOptions {
   readonly gate?: CredentialGate;
 }
 
+/** An applied pass: its report, once the configuration hash (off the event loop) is known. */
+interface PendingReport {
+  readonly credentials: readonly RegistryCredential[];
+  readonly build: (hash: string) => ApplyReport;
+}
+
 export interface ReconcilerEvents {
   applied: [ApplyReport];
   waiting: [AgentError];
@@ -67,9 +73,9 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private resync: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
-  /** Passes whose report (it waits for the configuration hash) is not out yet. */
-  private inFlight = 0;
-  private reports: Promise<void> = Promise.resolve();
+  /** Passes applied whose report (it waits for the configuration hash) is not out yet, oldest first. */
+  private unreported: PendingReport[] = [];
+  private hashing = false;
   private drift: DriftWatch | undefined;
   applies = 0;
   /** Host files written (write operations carried out) and their bytes, since start. */
@@ -110,7 +116,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
 
   /** True while a pass is pending, or applied but not yet reported. */
   get running(): boolean {
-    return this.dueAt !== undefined || this.inFlight > 0;
+    return this.dueAt !== undefined || this.hashing || this.unreported.length > 0;
   }
 
   /**
@@ -123,7 +129,10 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     if (this.stopped) return;
     const now = Date.now();
     const debounce = this.o.debounceMs ?? 200;
-    if (this.burstSince === undefined && this.dueAt !== undefined && this.dueAt <= now && this.pendingChanges > 0) this.burstSince = now;
+    if (this.burstSince === undefined && this.dueAt !== undefined && this.dueAt <= now && this.pendingChanges > 0) {
+      this.burstSince = now;
+      this.o.logger.debug({ debounceMs: debounce }, 'changes arrive faster than they are applied: coalescing the burst');
+    }
     this.pendingChanges++;
     if (this.burstSince === undefined) return this.schedule(now, true);
     const maxWait = Math.max(1000, 5 * debounce);
@@ -176,33 +185,44 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
 
   /** Plans and writes now; the report follows once the configuration hash is computed. */
   private pass(): void {
-    this.inFlight++;
-    let report: (hash: string) => ApplyReport | undefined;
-    let hash: Promise<string>;
-    try {
-      ({ report, hash } = this.applyNow());
-    } catch (err) {
-      this.inFlight--;
-      throw err;
-    }
-    // In order: a later pass never reports before an earlier one.
-    this.reports = this.reports
-      .then(() => hash)
-      .then((h) => {
-        const r = report(h);
-        if (r && !this.stopped) this.report(r);
-      })
-      .catch((err: unknown) => this.o.logger.error({ error: err instanceof Error ? err.message : String(err) }, 'report failed'))
-      .finally(() => this.inFlight--);
+    const pending = this.applyNow();
+    if (!pending) return;
+    this.unreported.push(pending);
+    if (!this.hashing) void this.flushReports();
   }
 
-  private applyNow(): { report: (hash: string) => ApplyReport | undefined; hash: Promise<string> } {
+  /**
+   * One scrypt at a time: each takes 16 MiB, which the allocator of a thread-pool thread may keep,
+   * so hashes run side by side grew the agent by tens of MiB. Passes applied meanwhile are
+   * reported together, with the hash of the newest configuration (the one the node holds).
+   */
+  private async flushReports(): Promise<void> {
+    this.hashing = true;
+    try {
+      while (this.unreported.length > 0 && !this.stopped) {
+        const batch = this.unreported.splice(0);
+        const newest = batch.at(-1)!;
+        const hash = await configurationHash(newest.credentials, this.o.hostOptions);
+        if (this.stopped) return;
+        const reports = batch.map((p) => p.build(hash));
+        const last = reports.at(-1)!;
+        this.report({ ...last, changes: reports.flatMap((r) => r.changes), bytesWritten: reports.reduce((n, r) => n + r.bytesWritten, 0) }, batch.length);
+      }
+    } catch (err) {
+      this.o.logger.error({ error: err instanceof Error ? err.message : 'error' }, 'report failed');
+    } finally {
+      this.hashing = false;
+      this.unreported = [];
+    }
+  }
+
+  private applyNow(): PendingReport | undefined {
     const missing = this.o.sources.filter((s) => !this.snapshots.has(s.name)).map((s) => s.name);
     if (missing.length > 0) {
       const err = new AgentError('NRC_E_SOURCE_NOT_READY', { subject: missing.join(', ') });
       this.o.logger.warn({ code: err.code, sources: missing }, err.message);
       this.emit('waiting', err);
-      return { report: () => undefined, hash: Promise.resolve('') };
+      return undefined;
     }
     const ordered = this.o.sources.map((s) => this.snapshots.get(s.name)!);
     const merged = mergeSnapshots(ordered);
@@ -211,12 +231,10 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const sourceErrors = [...[...this.latestErrors.values()].flat(), ...gated.errors];
     const outcome = reconcileOnce({ host: this.o.host, credentials, hostOptions: this.o.hostOptions, targetOptions: this.o.targetOptions });
     const at = new Date();
-    // Off the event loop (scrypt takes ~100 ms on a small node): the next change is not held up.
-    const hash = configurationHash(credentials, this.o.hostOptions);
     const expiries = new Map(credentials.filter((c) => c.expiresAt !== undefined).map((c) => [c.key, c.expiresAt!] as const));
     const base = { at, registries: credentials.length, expiries };
     if (outcome instanceof AgentError) {
-      return { hash, report: (h) => ({ ...base, hash: h, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false }) };
+      return { credentials, build: (hash) => ({ ...base, hash, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false }) };
     }
     const hostErrors = outcome.result.errors;
     this.writes += outcome.result.done.filter((op) => op.op === 'write').length;
@@ -236,11 +254,12 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.errors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
     const hostOk = hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code));
-    return { hash, report: (h) => ({ ...base, hash: h, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk }) };
+    return { credentials, build: (hash) => ({ ...base, hash, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk }) };
   }
 
-  private report(r: ApplyReport): void {
-    this.applies++;
+  /** `passes`: how many passes this report covers (they were applied while a hash was computed). */
+  private report(r: ApplyReport, passes: number): void {
+    this.applies += passes;
     this.lastReport = r;
     for (const c of r.changes) this.o.logger.info({ path: c.path, change: c.change, added: c.added, updated: c.updated, removed: c.removed }, 'host file changed');
     for (const e of r.errors) this.o.logger.error({ code: e.code, subject: e.subject }, e.message);
