@@ -10,7 +10,7 @@ import { churnSection, type ChurnResult } from './bench/churn.ts';
 import { fleetSection, type FleetResult } from './bench/fleet.ts';
 import { idleSection, type IdleResult } from './bench/idle.ts';
 import { latencySection, type LatencyResult } from './bench/latency.ts';
-import { type AgentBuild, BUILD_DIR, buildAgent, now, REPO, round, table } from './bench/lib.ts';
+import { type AgentBuild, BUILD_DIR, buildAgent, daemonSetRuntimeEnv, now, REPO, round, table } from './bench/lib.ts';
 import { scaleSection, type ScaleResult } from './bench/scale.ts';
 
 const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency'] as const;
@@ -189,8 +189,10 @@ async function main(): Promise<number> {
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 
   const build: AgentBuild = buildAgent();
-  log(`agent: ${build.note}`);
-  const results: Results = { machine: machine(), mode: values.quick ? 'quick' : 'full', agent: { kind: build.kind, note: build.note }, secondsPerSection: {}, errors: {} };
+  const runtimeEnv = Object.entries(daemonSetRuntimeEnv()).map(([k, v]) => `${k}=${v}`);
+  const note = runtimeEnv.length > 0 ? `${build.note}, run with the DaemonSet's ${runtimeEnv.join(' ')}` : build.note;
+  log(`agent: ${note}`);
+  const results: Results = { machine: machine(), mode: values.quick ? 'quick' : 'full', agent: { kind: build.kind, note }, secondsPerSection: {}, errors: {} };
 
   const runSection = async (name: Section, fn: () => Promise<void> | void): Promise<void> => {
     if (!only.has(name)) return;
