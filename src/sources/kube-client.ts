@@ -51,8 +51,6 @@ export interface WatchHandle {
 }
 
 export const SERVICEACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-/** client-go re-reads a bound ServiceAccount token file this often (the kubelet rotates it). */
-const TOKEN_FILE_TTL_MS = 60_000;
 
 function withQuery(path: string, query: Query | undefined): string {
   const q = new URLSearchParams();
@@ -61,15 +59,12 @@ function withQuery(path: string, query: Query | undefined): string {
   return s ? `${path}${path.includes('?') ? '&' : '?'}${s}` : path;
 }
 
-/** A bearer token read from a file, again once it is older than a minute. */
+/** A bearer token read from a file, again whenever the file changed (the kubelet rotates bound tokens). */
 function tokenFileReader(file: string): () => string {
-  let cached: { token: string; at: number; mtimeMs: number } | undefined;
+  let cached: { token: string; mtimeMs: number } | undefined;
   return () => {
-    const now = Date.now();
-    if (cached && now - cached.at < TOKEN_FILE_TTL_MS) return cached.token;
     const mtimeMs = statSync(file).mtimeMs;
-    if (!cached || cached.mtimeMs !== mtimeMs) cached = { token: readFileSync(file, 'utf8').trim(), at: now, mtimeMs };
-    else cached = { ...cached, at: now };
+    if (cached?.mtimeMs !== mtimeMs) cached = { token: readFileSync(file, 'utf8').trim(), mtimeMs };
     return cached.token;
   };
 }
