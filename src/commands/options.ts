@@ -82,7 +82,7 @@ export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
 ];
 
 export const RUN_FLAGS: readonly FlagSpec[] = [
-  { name: 'debounce-ms', type: 'string', default: '200', number: { integer: true, atLeast: 0 }, help: 'A change after a quiet spell applies at once; a burst (changes piling up while an apply is pending) is applied once no change came for this long (at most max(1 s, 5x)).' },
+  { name: 'debounce-ms', type: 'string', default: '200', number: { integer: true, atLeast: 0 }, help: 'A change after a quiet spell applies at once; a burst (changes piling up while an apply is pending) is applied once no change came for this long (at most max(5 s, 25x) after it began).' },
   { name: 'resync-seconds', type: 'string', default: '60', number: { above: 0 }, help: 'Re-check the host files this often (with jitter) to repair drift.' },
   ...KUBERNETES_RUN_FLAGS,
   ...CHECK_FLAGS,

@@ -8,7 +8,7 @@ import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
 import type { CredentialGate } from '../check/gate.ts';
-import { configurationHash } from '../report/configuration-hash.ts';
+import { configurationHash, configurationHashKnown } from '../report/configuration-hash.ts';
 import { mergeSnapshots, reconcileOnce } from './engine.ts';
 
 /**
@@ -17,6 +17,13 @@ import { mergeSnapshots, reconcileOnce } from './engine.ts';
  * by itself soon after the fault is gone.
  */
 const HOST_FAULTS: ReadonlySet<string> = new Set(['NRC_E_TARGET_NOT_FILE', 'NRC_E_UNSAFE_PATH', 'NRC_E_WRITE_FAILED']);
+
+/**
+ * At most one new configuration hash a second: scrypt costs ~100 ms of CPU, and a Secret changed
+ * many times a second must not keep a core of the node busy. The files are written at once; only
+ * the report (metrics, the Node annotation) waits.
+ */
+const HASH_INTERVAL_MS = 1000;
 
 export interface ReconcilerOptions {
   readonly host: HostFs;
@@ -28,7 +35,7 @@ export interface ReconcilerOptions {
   readonly logger: Logger;
   /**
    * A change after a quiet spell applies at once; changes that pile up while a pass is pending
-   * (a burst) are coalesced until none came for this long (at most max(1 s, 5x)), then applied.
+   * (a burst) are coalesced until none came for this long (at most max(5 s, 25x) after it began), then applied.
    */
   readonly debounceMs?: number;
   /** Re-checks the host this often (with jitter) to repair drift. */
@@ -76,6 +83,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   /** Passes applied whose report (it waits for the configuration hash) is not out yet, oldest first. */
   private unreported: PendingReport[] = [];
   private hashing = false;
+  private lastHashAt = Number.NEGATIVE_INFINITY;
+  private hashWait: NodeJS.Timeout | undefined;
   private drift: DriftWatch | undefined;
   applies = 0;
   /** Host files written (write operations carried out) and their bytes, since start. */
@@ -99,6 +108,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.cancelPending();
+    clearTimeout(this.hashWait);
     clearTimeout(this.resync);
     await this.drift?.close();
     await Promise.all(this.o.sources.map((s) => s.stop().catch(() => undefined)));
@@ -135,7 +145,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
     this.pendingChanges++;
     if (this.burstSince === undefined) return this.schedule(now, true);
-    const maxWait = Math.max(1000, 5 * debounce);
+    // 5 s: decoding each of 10,000 watch events of a burst takes ~3.6 s without the JIT (the DaemonSet's --jitless).
+    const maxWait = Math.max(5000, 25 * debounce);
     this.schedule(Math.min(now + debounce, this.burstSince + maxWait), false);
   }
 
@@ -200,9 +211,16 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.hashing = true;
     try {
       while (this.unreported.length > 0 && !this.stopped) {
+        const wait = this.lastHashAt + HASH_INTERVAL_MS - Date.now();
+        if (wait > 0 && !configurationHashKnown(this.unreported.at(-1)!.credentials, this.o.hostOptions)) {
+          await new Promise<void>((resolve) => (this.hashWait = setTimeout(resolve, wait)));
+          if (this.stopped) return;
+        }
         const batch = this.unreported.splice(0);
         const newest = batch.at(-1)!;
+        const known = configurationHashKnown(newest.credentials, this.o.hostOptions);
         const hash = await configurationHash(newest.credentials, this.o.hostOptions);
+        if (!known) this.lastHashAt = Date.now();
         if (this.stopped) return;
         const reports = batch.map((p) => p.build(hash));
         const last = reports.at(-1)!;
