@@ -78,7 +78,8 @@ export class KubeClient {
     private readonly auth: () => Promise<KubeAuth> | KubeAuth,
   ) {
     this.url = new URL(server);
-    // One keep-alive connection for lists, patches and Events; each watch holds its own.
+    // Kept-alive connections for lists, patches and Events; each watch opens its own (agent: false),
+    // so that long-lived watches (the broker holds one per referenced Secret) never queue a request.
     this.agent = this.url.protocol === 'https:' ? new Agent({ keepAlive: true, maxSockets: 4 }) : undefined;
   }
 
@@ -95,7 +96,7 @@ export class KubeClient {
     });
   }
 
-  private async open(method: string, path: string, headers: Record<string, string>): Promise<ClientRequest> {
+  private async open(method: string, path: string, headers: Record<string, string>, pooled = true): Promise<ClientRequest> {
     const a = await this.auth();
     const url = new URL(path, this.url);
     const options: RequestOptions = {
@@ -107,11 +108,11 @@ export class KubeClient {
       headers: { accept: 'application/json', 'user-agent': 'node-registry-credentials', ...a.headers, ...headers },
     };
     if (url.protocol === 'https:') {
-      Object.assign(options, { agent: this.agent, ca: a.ca, cert: a.cert, key: a.key, servername: a.servername });
+      Object.assign(options, { agent: pooled ? this.agent : false, ca: a.ca, cert: a.cert, key: a.key, servername: a.servername });
       if (a.rejectUnauthorized !== undefined) options.rejectUnauthorized = a.rejectUnauthorized;
       return httpsRequest(options);
     }
-    return http.request(options);
+    return http.request(pooled ? options : { ...options, agent: false });
   }
 
   /** One JSON request; resolves with the parsed body, rejects with KubeApiError on a non-2xx status. */
@@ -154,7 +155,7 @@ export class KubeClient {
       done = true;
       onDone(err);
     };
-    const req = await this.open('GET', withQuery(path, { ...query, watch: true }), {});
+    const req = await this.open('GET', withQuery(path, { ...query, watch: true }), {}, false);
     req.on('error', (err) => finish(err));
     req.on('response', (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
