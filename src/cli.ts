@@ -1,13 +1,22 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
-import { BROKER_SUMMARY, brokerCommand } from './commands/broker.ts';
-import { CHECK_COMMAND_FLAGS, CHECK_SUMMARY, checkCommand } from './commands/check.ts';
-import { doctorCommand } from './commands/doctor.ts';
-import { localCommand } from './commands/local.ts';
-import { applyCommand, cleanupCommand, EXIT_FAILED, renderCommand, type Io } from './commands/oneshot.ts';
-import { BROKER_FLAGS, CHECK_FLAGS, COMMON_FLAGS, helpText, INPUT_FLAGS, parseFlags, RUN_FLAGS, type Flags, type FlagSpec } from './commands/options.ts';
-import { runCommand } from './commands/run.ts';
-import { STATUS_FLAGS, STATUS_SUMMARY, statusCommand } from './commands/status.ts';
+import { EXIT_FAILED, type Io } from './commands/oneshot.ts';
+import {
+  BROKER_FLAGS,
+  BROKER_SUMMARY,
+  CHECK_COMMAND_FLAGS,
+  CHECK_FLAGS,
+  CHECK_SUMMARY,
+  COMMON_FLAGS,
+  helpText,
+  INPUT_FLAGS,
+  parseFlags,
+  RUN_FLAGS,
+  STATUS_FLAGS,
+  STATUS_SUMMARY,
+  type Flags,
+  type FlagSpec,
+} from './commands/options.ts';
 
 interface Command {
   readonly summary: string;
@@ -17,31 +26,33 @@ interface Command {
 
 const OUTPUT_FLAG: FlagSpec = { name: 'output', type: 'string', default: 'text', help: 'text or json.' };
 
+// Each command's code is loaded only when it runs: the node agent (`run`) never carries the
+// broker's or `status`'s dependencies (the AWS SDK, the Kubernetes client) in its memory.
 export const COMMANDS: Record<string, Command> = {
   apply: {
     summary: 'Reconcile the host once from --dockerconfig, then exit.\nExit 0: all applied. 2: some entries rejected (coded errors on stderr), every valid one applied. 1: nothing changed.',
     flags: [...COMMON_FLAGS, ...INPUT_FLAGS],
-    run: applyCommand,
+    run: async (f, io) => (await import('./commands/oneshot.ts')).applyCommand(f, io),
   },
   render: {
     summary: 'Print the planned changes as a diff, every secret masked to its last 4 characters; write nothing.',
     flags: [...COMMON_FLAGS, ...INPUT_FLAGS],
-    run: renderCommand,
+    run: async (f, io) => (await import('./commands/oneshot.ts')).renderCommand(f, io),
   },
   cleanup: {
     summary: 'Remove exactly what the agent added and restore what it replaced, byte for byte. Safe to run twice.',
     flags: COMMON_FLAGS,
-    run: cleanupCommand,
+    run: async (f, io) => (await import('./commands/oneshot.ts')).cleanupCommand(f, io),
   },
   run: {
     summary: 'The long-running agent: watch the credential sources and keep the host in step.',
     flags: [...COMMON_FLAGS, ...INPUT_FLAGS, ...RUN_FLAGS],
-    run: runCommand,
+    run: async (f, io) => (await import('./commands/run.ts')).runCommand(f, io),
   },
   broker: {
     summary: BROKER_SUMMARY,
     flags: [...COMMON_FLAGS.filter((s) => s.name === 'log-level' || s.name === 'help'), ...BROKER_FLAGS],
-    run: brokerCommand,
+    run: async (f, io) => (await import('./commands/broker.ts')).brokerCommand(f, io),
   },
   doctor: {
     summary:
@@ -53,22 +64,22 @@ export const COMMANDS: Record<string, Command> = {
       CHECK_FLAGS.find((s) => s.name === 'check-timeout-ms')!,
       OUTPUT_FLAG,
     ],
-    run: doctorCommand,
+    run: async (f, io) => (await import('./commands/doctor.ts')).doctorCommand(f, io),
   },
   check: {
     summary: CHECK_SUMMARY,
     flags: CHECK_COMMAND_FLAGS,
-    run: checkCommand,
+    run: async (f, io) => (await import('./commands/check.ts')).checkCommand(f, io),
   },
   status: {
     summary: STATUS_SUMMARY,
     flags: STATUS_FLAGS,
-    run: (f, io) => statusCommand(f, io),
+    run: async (f, io) => (await import('./commands/status.ts')).statusCommand(f, io),
   },
   local: {
     summary: 'The local demo (what `npm start` runs): a sample node under .local/, re-applied on every edit of .local/dockerconfig.json.',
     flags: COMMON_FLAGS,
-    run: localCommand,
+    run: async (f, io) => (await import('./commands/local.ts')).localCommand(f, io),
   },
 };
 

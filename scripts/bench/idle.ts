@@ -89,7 +89,7 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.5, notes };
 }
 
-const MODULES = ['@kubernetes/client-node', '@aws-sdk/client-ecr', 'prom-client', 'pino', 'diff', 'smol-toml', 'chokidar'];
+const MODULES = ['@kubernetes/client-node', '@aws-sdk/client-ecr', 'pino', 'diff', 'smol-toml', 'chokidar'];
 
 /** RSS after importing one module in a fresh process, minus a fresh process that imports nothing. */
 async function moduleCosts(): Promise<Record<string, number>> {

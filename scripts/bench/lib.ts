@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { load } from 'js-yaml';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 /** The Node 24 binary this script runs on (npm puts the pinned one first on PATH). */
@@ -57,8 +58,22 @@ export interface SpawnedAgent {
   stop(): Promise<void>;
 }
 
+/**
+ * The Node and allocator settings the DaemonSet gives the agent's container (NODE_OPTIONS,
+ * MALLOC_*), read from daemonset/base/daemonset.yaml so the bench runs the agent as a node does.
+ */
+export function daemonSetRuntimeEnv(): Record<string, string> {
+  const doc = load(fs.readFileSync(join(REPO, 'daemonset/base/daemonset.yaml'), 'utf8')) as {
+    spec?: { template?: { spec?: { containers?: { name?: string; env?: { name?: string; value?: unknown }[] }[] } } };
+  };
+  const agent = doc.spec?.template?.spec?.containers?.find((c) => c.name === 'agent');
+  const out: Record<string, string> = {};
+  for (const e of agent?.env ?? []) if (e.name && /^(NODE_OPTIONS|MALLOC_)/.test(e.name) && typeof e.value === 'string') out[e.name] = e.value;
+  return out;
+}
+
 export function spawnAgent(build: AgentBuild, args: readonly string[], env: NodeJS.ProcessEnv = {}): SpawnedAgent {
-  const fullEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  const fullEnv: NodeJS.ProcessEnv = { ...process.env, ...daemonSetRuntimeEnv(), ...env };
   delete fullEnv['KUBERNETES_SERVICE_HOST'];
   const child = spawn(NODE, [...build.argv, 'run', ...args], { cwd: REPO, env: fullEnv, stdio: ['ignore', 'ignore', 'pipe'] });
   const messages = new Map<string, number>();

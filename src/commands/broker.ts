@@ -14,8 +14,6 @@ import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import type { Flags } from './options.ts';
 import { untilSignal } from './run.ts';
 
-export const BROKER_SUMMARY =
-  "The cluster broker (a Deployment of 2 replicas, leader election on a Lease): resolves the Registry resources and exchanges AWS credentials for ECR tokens once per cluster, and writes them into one dockerconfigjson Secret that the node agents watch.\nExit 0 on SIGTERM; 1 when leadership is lost or it cannot start.";
 
 export async function brokerCommand(f: Flags, io: Io): Promise<number> {
   const c = brokerConfig(f);

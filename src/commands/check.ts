@@ -8,18 +8,9 @@ import type { HostOptions } from '../model/host-options.ts';
 import { readDockerConfigFile } from '../sources/file-source.ts';
 import { checkSettings, loadRegistryConfig } from './config.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
-import { CHECK_FLAGS, str, type Flags, type FlagSpec } from './options.ts';
+import { str, type Flags } from './options.ts';
 
-export const CHECK_COMMAND_FLAGS: readonly FlagSpec[] = [
-  { name: 'dockerconfig', type: 'string', help: 'A dockerconfigjson / .dockercfg file, or a mounted Secret volume directory (required).' },
-  { name: 'registry-config', type: 'string', help: 'TOML with per-registry host options; ca/ca_file and skip_verify are used by the check.' },
-  CHECK_FLAGS.find((s) => s.name === 'check-timeout-ms')!,
-  { name: 'output', type: 'string', default: 'text', help: 'text or json.' },
-  { name: 'help', type: 'boolean', help: 'Show this help.' },
-];
 
-export const CHECK_SUMMARY =
-  "Check every credential of --dockerconfig against its registry's /v2/ (Basic, or the Bearer token flow) and print valid / rejected / unreachable per registry; writes nothing.\nExit 0: none rejected or unreachable. 2: some rejected or unreachable. 1: the input cannot be read.";
 
 /** Checks each credential once (for `check` and `doctor`): no rate limit beyond one check each. */
 export function checkOnce(settings: CheckSettings, credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): Promise<CheckResult[]> {

@@ -82,7 +82,7 @@ export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
 ];
 
 export const RUN_FLAGS: readonly FlagSpec[] = [
-  { name: 'debounce-ms', type: 'string', default: '200', number: { integer: true, atLeast: 0 }, help: 'Coalesce source changes arriving within this window into one apply.' },
+  { name: 'debounce-ms', type: 'string', default: '200', number: { integer: true, atLeast: 0 }, help: 'A change after a quiet spell applies at once; a burst (changes piling up while an apply is pending) is applied once no change came for this long (at most max(5 s, 25x) after it began).' },
   { name: 'resync-seconds', type: 'string', default: '60', number: { above: 0 }, help: 'Re-check the host files this often (with jitter) to repair drift.' },
   ...KUBERNETES_RUN_FLAGS,
   ...CHECK_FLAGS,
@@ -169,3 +169,30 @@ export function numberFlag(specs: readonly FlagSpec[], name: string, value: stri
   if (ok) return n;
   return new AgentError('NRC_E_FLAG_INVALID', { subject: `--${name}`, detail: `(${text === undefined ? 'no value' : `got ${quoteSubject(text)}`}; expected ${describeRule(rule)})` });
 }
+
+// Summaries and flags of the commands whose code cli.ts loads only when that command runs.
+
+export const BROKER_SUMMARY =
+  "The cluster broker (a Deployment of 2 replicas, leader election on a Lease): resolves the Registry resources and exchanges AWS credentials for ECR tokens once per cluster, and writes them into one dockerconfigjson Secret that the node agents watch.\nExit 0 on SIGTERM; 1 when leadership is lost or it cannot start.";
+
+export const CHECK_COMMAND_FLAGS: readonly FlagSpec[] = [
+  { name: 'dockerconfig', type: 'string', help: 'A dockerconfigjson / .dockercfg file, or a mounted Secret volume directory (required).' },
+  { name: 'registry-config', type: 'string', help: 'TOML with per-registry host options; ca/ca_file and skip_verify are used by the check.' },
+  CHECK_FLAGS.find((s) => s.name === 'check-timeout-ms')!,
+  { name: 'output', type: 'string', default: 'text', help: 'text or json.' },
+  { name: 'help', type: 'boolean', help: 'Show this help.' },
+];
+
+export const CHECK_SUMMARY =
+  "Check every credential of --dockerconfig against its registry's /v2/ (Basic, or the Bearer token flow) and print valid / rejected / unreachable per registry; writes nothing.\nExit 0: none rejected or unreachable. 2: some rejected or unreachable. 1: the input cannot be read.";
+
+export const STATUS_FLAGS: readonly FlagSpec[] = [
+  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config, else $KUBECONFIG or ~/.kube/config.' },
+  { name: 'behind-after', type: 'string', default: '10m', help: 'A node still on an older configuration this long after the newest one was applied is "behind" (s, m, h).' },
+  { name: 'expiry-warning', type: 'string', default: '1h', help: 'Mark nodes whose registry tokens expire within this time (s, m, h).' },
+  { name: 'output', type: 'string', default: 'text', help: 'text or json.' },
+  { name: 'help', type: 'boolean', help: 'Show this help.' },
+];
+
+export const STATUS_SUMMARY =
+  'Fleet view: what every node reports (configuration hash, applied-at, token expiries, last error codes), one line per node; nodes behind or failing are marked with !.\nExit 0: every node in step. 2: some node behind, failing or not reporting. 1: the cluster cannot be read.';

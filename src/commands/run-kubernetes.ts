@@ -1,6 +1,5 @@
 // The Kubernetes side of `run`: the Registry and Secret sources, the HTTP server
 // (/healthz, /readyz, /metrics) and node status. run.ts calls this with its KubernetesConfig.
-import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
@@ -13,7 +12,8 @@ import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../re
 import type { CheckResult } from '../check/credential-check.ts';
 import { FileSource } from '../sources/file-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
-import { inCluster, loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
+import type { KubeClient } from '../sources/kube-client.ts';
+import { inCluster, loadKubeClient } from '../sources/kubernetes/kubeconfig.ts';
 import type { KubernetesConfig } from './config.ts';
 
 export interface KubernetesRuntime {
@@ -43,11 +43,10 @@ async function loadKubernetes(): Promise<{
 /** A node that joined minutes ago gets its first ECR token at once: joining nodes arrive slowly. */
 const NEW_NODE_MS = 10 * 60_000;
 
-async function isNewNode(kc: KubeConfig, nodeName: string | undefined, log: Logger): Promise<boolean> {
+async function isNewNode(kc: KubeClient, nodeName: string | undefined, log: Logger): Promise<boolean> {
   if (!nodeName) return false;
   try {
-    const { CoreV1Api } = await import('@kubernetes/client-node');
-    const node = await kc.makeApiClient(CoreV1Api).readNode({ name: nodeName });
+    const node = await kc.request<{ metadata?: { creationTimestamp?: string } }>('GET', `/api/v1/nodes/${encodeURIComponent(nodeName)}`);
     const created = node.metadata?.creationTimestamp;
     return created !== undefined && Date.now() - new Date(created).getTime() < NEW_NODE_MS;
   } catch (err) {
@@ -58,7 +57,7 @@ async function isNewNode(kc: KubeConfig, nodeName: string | undefined, log: Logg
 }
 
 /** The ECR source, when Registry resources or --ecr-default-chain can yield ECR registries. */
-async function startEcr(c: KubernetesConfig, kc: KubeConfig | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
+async function startEcr(c: KubernetesConfig, kc: KubeClient | undefined, watchRegistries: boolean, metrics: AgentMetrics, log: Logger): Promise<EcrSource | undefined> {
   const { defaultChainHosts, serviceAccount } = c.ecr;
   if (!watchRegistries && defaultChainHosts.length === 0) return undefined;
   const [ecrModule, { ecrStateFile, fileTokenCache }] = await Promise.all([import('../sources/ecr/index.ts'), import('../host/ecr-token-cache.ts')]);
@@ -90,10 +89,10 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const sources: Source[] = [];
   const kubeconfigPath = c.kubeconfig;
   const useKube = c.useKubernetes && (kubeconfigPath !== undefined || inCluster());
-  // The Kubernetes client costs about 80 MiB of RSS: load it only when a Kubernetes source is in use.
+  // The Kubernetes sources load only when one is in use.
   const k8s = useKube ? await loadKubernetes() : undefined;
   // useKube means a --kubeconfig or a pod, so this never falls back to ~/.kube/config.
-  const kc: KubeConfig | undefined = k8s ? await loadKubeConfig(kubeconfigPath) : undefined;
+  const kc: KubeClient | undefined = k8s ? await loadKubeClient(kubeconfigPath) : undefined;
   const namespace = c.namespace;
   const watchRegistries = Boolean(k8s && kc && c.watchRegistries);
   const ecr = await startEcr(c, kc, watchRegistries, metrics, log);

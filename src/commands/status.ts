@@ -9,19 +9,10 @@ import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, A
 
 export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
-import { str, withDefault, type Flags, type FlagSpec } from './options.ts';
+import { STATUS_FLAGS, str, withDefault, type Flags } from './options.ts';
 
 
-export const STATUS_FLAGS: readonly FlagSpec[] = [
-  { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config, else $KUBECONFIG or ~/.kube/config.' },
-  { name: 'behind-after', type: 'string', default: '10m', help: 'A node still on an older configuration this long after the newest one was applied is "behind" (s, m, h).' },
-  { name: 'expiry-warning', type: 'string', default: '1h', help: 'Mark nodes whose registry tokens expire within this time (s, m, h).' },
-  { name: 'output', type: 'string', default: 'text', help: 'text or json.' },
-  { name: 'help', type: 'boolean', help: 'Show this help.' },
-];
 
-export const STATUS_SUMMARY =
-  'Fleet view: what every node reports (configuration hash, applied-at, token expiries, last error codes), one line per node; nodes behind or failing are marked with !.\nExit 0: every node in step. 2: some node behind, failing or not reporting. 1: the cluster cannot be read.';
 
 /** ok · updating (on an older configuration, within --behind-after) · behind · failing · expiring · unreported. */
 export type NodeState = 'ok' | 'updating' | 'behind' | 'failing' | 'expiring' | 'unreported';

@@ -2,13 +2,13 @@ import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { Logger } from '../log.ts';
-import type { Source, SourceSnapshot } from '../model/credential.ts';
+import type { RegistryCredential, Source, SourceSnapshot } from '../model/credential.ts';
 import type { ApplyReport } from '../model/apply-report.ts';
 import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
 import type { CredentialGate } from '../check/gate.ts';
-import { configurationHash } from '../report/configuration-hash.ts';
+import { configurationHash, configurationHashKnown } from '../report/configuration-hash.ts';
 import { mergeSnapshots, reconcileOnce } from './engine.ts';
 
 /**
@@ -18,6 +18,13 @@ import { mergeSnapshots, reconcileOnce } from './engine.ts';
  */
 const HOST_FAULTS: ReadonlySet<string> = new Set(['NRC_E_TARGET_NOT_FILE', 'NRC_E_UNSAFE_PATH', 'NRC_E_WRITE_FAILED']);
 
+/**
+ * At most one new configuration hash a second: scrypt costs ~100 ms of CPU, and a Secret changed
+ * many times a second must not keep a core of the node busy. The files are written at once; only
+ * the report (metrics, the Node annotation) waits.
+ */
+const HASH_INTERVAL_MS = 1000;
+
 export interface ReconcilerOptions {
   readonly host: HostFs;
   /** In precedence order: for one registry, the first source that provides it wins. */
@@ -26,7 +33,10 @@ export interface ReconcilerOptions {
   readonly hostOptionErrors?: readonly AgentError[];
   readonly targetOptions: TargetOptions;
   readonly logger: Logger;
-  /** Coalesces bursts of source changes into one apply. */
+  /**
+   * A change after a quiet spell applies at once; changes that pile up while a pass is pending
+   * (a burst) are coalesced until none came for this long (at most max(5 s, 25x) after it began), then applied.
+   */
   readonly debounceMs?: number;
   /** Re-checks the host this often (with jitter) to repair drift. */
   readonly resyncMs?: number;
@@ -39,6 +49,12 @@ export interface ReconcilerOptions {
   readonly gate?: CredentialGate;
 }
 
+/** An applied pass: its report, once the configuration hash (off the event loop) is known. */
+interface PendingReport {
+  readonly credentials: readonly RegistryCredential[];
+  readonly build: (hash: string) => ApplyReport;
+}
+
 export interface ReconcilerEvents {
   applied: [ApplyReport];
   waiting: [AgentError];
@@ -46,21 +62,30 @@ export interface ReconcilerEvents {
 
 /**
  * Wires sources to the host: keeps each source's last good snapshot, waits until every
- * source has delivered one (so a slow source never removes what it provided), then
- * debounces changes into snapshot → plan → apply, retrying failed writes with backoff.
+ * source has delivered one (so a slow source never removes what it provided), then turns
+ * changes into snapshot → plan → apply (the first at once, a burst coalesced), retrying failed
+ * writes with backoff.
  */
 export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private readonly snapshots = new Map<string, SourceSnapshot>();
   private readonly latestErrors = new Map<string, readonly AgentError[]>();
-  private debounce: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+  /** When the pass now pending runs (undefined: none pending). */
+  private dueAt: number | undefined;
+  /** Source changes the pending pass will take. */
+  private pendingChanges = 0;
+  /** When the burst being coalesced began (undefined: no burst). */
+  private burstSince: number | undefined;
   private resync: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
-  private running = false;
-  private again = false;
+  /** Passes applied whose report (it waits for the configuration hash) is not out yet, oldest first. */
+  private unreported: PendingReport[] = [];
+  private hashing = false;
+  private lastHashAt = Number.NEGATIVE_INFINITY;
+  private hashWait: NodeJS.Timeout | undefined;
   private drift: DriftWatch | undefined;
-  /** When the pass now pending was first asked for. */
-  private pendingSince: number | undefined;
   applies = 0;
   /** Host files written (write operations carried out) and their bytes, since start. */
   writes = 0;
@@ -82,7 +107,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.debounce);
+    this.cancelPending();
+    clearTimeout(this.hashWait);
     clearTimeout(this.resync);
     await this.drift?.close();
     await Promise.all(this.o.sources.map((s) => s.stop().catch(() => undefined)));
@@ -95,23 +121,66 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       for (const e of snap.errors) this.o.logger.error({ code: e.code, subject: e.subject, source: name }, e.message);
       if (this.snapshots.has(name)) this.o.logger.warn({ source: name }, 'keeping the last good configuration of this source');
     }
-    this.trigger(this.o.debounceMs ?? 200);
+    this.changed();
   }
 
-  /** Asks for a pass soon; bursts of triggers collapse into one. */
+  /** True while a pass is pending, or applied but not yet reported. */
+  get running(): boolean {
+    return this.dueAt !== undefined || this.hashing || this.unreported.length > 0;
+  }
+
+  /**
+   * A source changed. Applied at once when nothing is pending; a second change that lands while a
+   * pass is still pending marks a burst: the pass then waits until no change came for debounceMs,
+   * but never longer than maxWait after the burst began, so a Secret rewritten without pause still
+   * reaches the node, and a burst costs at most the leading write and this one.
+   */
+  private changed(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    const debounce = this.o.debounceMs ?? 200;
+    if (this.burstSince === undefined && this.dueAt !== undefined && this.dueAt <= now && this.pendingChanges > 0) {
+      this.burstSince = now;
+      this.o.logger.debug({ debounceMs: debounce }, 'changes arrive faster than they are applied: coalescing the burst');
+    }
+    this.pendingChanges++;
+    if (this.burstSince === undefined) return this.schedule(now, true);
+    // 5 s: decoding each of 10,000 watch events of a burst takes ~3.6 s without the JIT (the DaemonSet's --jitless).
+    const maxWait = Math.max(5000, 25 * debounce);
+    this.schedule(Math.min(now + debounce, this.burstSince + maxWait), false);
+  }
+
+  /** Asks for a pass within delayMs (drift, resync, a retry after a failed write). */
   trigger(delayMs = 0): void {
     if (this.stopped) return;
-    // A pending pass is postponed by each new trigger, but not forever: a steady stream of
-    // changes (a Secret updated every 100 ms) still reaches the node within maxWait.
-    const now = Date.now();
-    const maxWait = Math.max(1000, 5 * (this.o.debounceMs ?? 200));
-    const delay = this.pendingSince === undefined ? delayMs : Math.min(delayMs, Math.max(0, this.pendingSince + maxWait - now));
-    this.pendingSince ??= now;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      this.pendingSince = undefined;
-      void this.pass();
-    }, delay);
+    this.schedule(Date.now() + delayMs, true);
+  }
+
+  /** Pending pass at `at`; `earlierOnly` keeps a pending pass that is due sooner. */
+  private schedule(at: number, earlierOnly: boolean): void {
+    if (earlierOnly && this.dueAt !== undefined && this.dueAt <= at) return;
+    this.cancelPending();
+    this.dueAt = at;
+    const run = (): void => {
+      this.timer = undefined;
+      this.immediate = undefined;
+      this.dueAt = undefined;
+      this.pendingChanges = 0;
+      this.burstSince = undefined;
+      this.pass();
+    };
+    const delay = at - Date.now();
+    // setImmediate: changes delivered in the same I/O turn (one read of a watch stream) join it.
+    if (delay <= 0) this.immediate = setImmediate(run);
+    else this.timer = setTimeout(run, delay);
+  }
+
+  private cancelPending(): void {
+    clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = undefined;
+    this.immediate = undefined;
+    this.dueAt = undefined;
   }
 
   private scheduleResync(): void {
@@ -125,30 +194,53 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.resync.unref();
   }
 
-  private async pass(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
+  /** Plans and writes now; the report follows once the configuration hash is computed. */
+  private pass(): void {
+    const pending = this.applyNow();
+    if (!pending) return;
+    this.unreported.push(pending);
+    if (!this.hashing) void this.flushReports();
+  }
+
+  /**
+   * One scrypt at a time: each takes 16 MiB, which the allocator of a thread-pool thread may keep,
+   * so hashes run side by side grew the agent by tens of MiB. Passes applied meanwhile are
+   * reported together, with the hash of the newest configuration (the one the node holds).
+   */
+  private async flushReports(): Promise<void> {
+    this.hashing = true;
     try {
-      this.applyNow();
-    } finally {
-      this.running = false;
-      if (this.again) {
-        this.again = false;
-        this.trigger();
+      while (this.unreported.length > 0 && !this.stopped) {
+        const wait = this.lastHashAt + HASH_INTERVAL_MS - Date.now();
+        if (wait > 0 && !configurationHashKnown(this.unreported.at(-1)!.credentials, this.o.hostOptions)) {
+          await new Promise<void>((resolve) => (this.hashWait = setTimeout(resolve, wait)));
+          if (this.stopped) return;
+        }
+        const batch = this.unreported.splice(0);
+        const newest = batch.at(-1)!;
+        const known = configurationHashKnown(newest.credentials, this.o.hostOptions);
+        const hash = await configurationHash(newest.credentials, this.o.hostOptions);
+        if (!known) this.lastHashAt = Date.now();
+        if (this.stopped) return;
+        const reports = batch.map((p) => p.build(hash));
+        const last = reports.at(-1)!;
+        this.report({ ...last, changes: reports.flatMap((r) => r.changes), bytesWritten: reports.reduce((n, r) => n + r.bytesWritten, 0) }, batch.length);
       }
+    } catch (err) {
+      this.o.logger.error({ error: err instanceof Error ? err.message : 'error' }, 'report failed');
+    } finally {
+      this.hashing = false;
+      this.unreported = [];
     }
   }
 
-  private applyNow(): void {
+  private applyNow(): PendingReport | undefined {
     const missing = this.o.sources.filter((s) => !this.snapshots.has(s.name)).map((s) => s.name);
     if (missing.length > 0) {
       const err = new AgentError('NRC_E_SOURCE_NOT_READY', { subject: missing.join(', ') });
       this.o.logger.warn({ code: err.code, sources: missing }, err.message);
       this.emit('waiting', err);
-      return;
+      return undefined;
     }
     const ordered = this.o.sources.map((s) => this.snapshots.get(s.name)!);
     const merged = mergeSnapshots(ordered);
@@ -157,12 +249,10 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const sourceErrors = [...[...this.latestErrors.values()].flat(), ...gated.errors];
     const outcome = reconcileOnce({ host: this.o.host, credentials, hostOptions: this.o.hostOptions, targetOptions: this.o.targetOptions });
     const at = new Date();
-    const hash = configurationHash(credentials, this.o.hostOptions);
     const expiries = new Map(credentials.filter((c) => c.expiresAt !== undefined).map((c) => [c.key, c.expiresAt!] as const));
-    const base = { at, hash, registries: credentials.length, expiries };
+    const base = { at, registries: credentials.length, expiries };
     if (outcome instanceof AgentError) {
-      this.report({ ...base, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false });
-      return;
+      return { credentials, build: (hash) => ({ ...base, hash, changes: [], bytesWritten: 0, errors: [...sourceErrors, outcome], hostOk: false }) };
     }
     const hostErrors = outcome.result.errors;
     this.writes += outcome.result.done.filter((op) => op.op === 'write').length;
@@ -181,11 +271,13 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
     const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.errors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
-    this.report({ ...base, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk: hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code)) });
+    const hostOk = hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code));
+    return { credentials, build: (hash) => ({ ...base, hash, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk }) };
   }
 
-  private report(r: ApplyReport): void {
-    this.applies++;
+  /** `passes`: how many passes this report covers (they were applied while a hash was computed). */
+  private report(r: ApplyReport, passes: number): void {
+    this.applies += passes;
     this.lastReport = r;
     for (const c of r.changes) this.o.logger.info({ path: c.path, change: c.change, added: c.added, updated: c.updated, removed: c.removed }, 'host file changed');
     for (const e of r.errors) this.o.logger.error({ code: e.code, subject: e.subject }, e.message);

@@ -1,5 +1,5 @@
 // Prometheus metrics of the credential check, registered on the agent's registry.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../metrics.ts';
 import type { CheckResult, CheckStatus } from '../check/credential-check.ts';
 
 const STATUSES: readonly CheckStatus[] = ['valid', 'rejected', 'unreachable', 'not-checked'];

@@ -1,24 +1,36 @@
-import { createHash, scryptSync } from 'node:crypto';
+import { createHash, scrypt } from 'node:crypto';
 import type { RegistryCredential } from '../model/credential.ts';
 import type { HostOptions } from '../model/host-options.ts';
 
-let lastHash: { material: string; hash: string } | undefined;
+let lastHash: { material: string; hash: Promise<string> } | undefined;
 
 /**
  * A hash of what is configured (keys, hosts, credentials, host options), equal on every node
  * that applied the same configuration. It is published on the Node, so it is stretched with
  * scrypt: testing a guessed password against it costs tens of milliseconds and needs every other
- * credential of the configuration too. Computed once per distinct configuration.
+ * credential of the configuration too. Computed once per distinct configuration, on libuv's
+ * thread pool so that the event loop (the next change) never waits for it.
  */
-export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
+export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): Promise<string> {
+  const material = materialOf(credentials, hostOptions);
+  if (lastHash?.material === material) return lastHash.hash;
+  const hash = new Promise<string>((resolve, reject) => {
+    scrypt(material, 'node-registry-credentials/applied-hash/v1', 8, { N: 2 ** 14, r: 8, p: 1 }, (err, key) => (err ? reject(err) : resolve(key.toString('hex'))));
+  });
+  lastHash = { material, hash };
+  return hash;
+}
+
+/** True when configurationHash answers from its cache, without a scrypt. */
+export function configurationHashKnown(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): boolean {
+  return lastHash?.material === materialOf(credentials, hostOptions);
+}
+
+function materialOf(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
   const h = createHash('sha256');
   for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
     h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
   }
   for (const o of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) h.update(JSON.stringify(o));
-  const material = h.digest('hex');
-  if (lastHash?.material === material) return lastHash.hash;
-  const hash = scryptSync(material, 'node-registry-credentials/applied-hash/v1', 8, { N: 2 ** 14, r: 8, p: 1 }).toString('hex');
-  lastHash = { material, hash };
-  return hash;
+  return h.digest('hex');
 }

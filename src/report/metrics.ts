@@ -1,6 +1,6 @@
-// Prometheus metrics. A registry per agent (not prom-client's global one) so tests and
-// several components can each register their metrics on the one the server exposes.
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+// Prometheus metrics. A registry per agent (no global one) so tests and several components can
+// each register their metrics on the one the server exposes.
+import { Counter, Gauge, Registry, registerProcessMetrics } from '../metrics.ts';
 import type { WatchState, WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
 
 export const METRIC_PREFIX = 'nrc_';
@@ -8,9 +8,9 @@ export const METRIC_PREFIX = 'nrc_';
 /** A fresh registry, with the process metrics (memory, CPU, event loop lag) unless disabled. */
 export function createMetricsRegistry(opts: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
-  // prom-client samples event-loop delay with a timer; its default 10 ms resolution wakes an idle
-  // agent ~100 times a second (issue 7). Every 5 s keeps the metric and lets the process sleep.
-  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 5000 });
+  // Event-loop delay is sampled with a timer: a 10 ms resolution would wake an idle agent ~100
+  // times a second (issue 7). Every 5 s keeps the metric and lets the process sleep.
+  if (opts.processMetrics ?? true) registerProcessMetrics(registry, METRIC_PREFIX, 5000);
   return registry;
 }
 

@@ -1,9 +1,9 @@
 // Makes each node's result visible from the cluster: annotations on the Node (hash of the
 // applied configuration, time, last error codes) and rate-limited Warning Events for failures.
 // Only codes, subjects (registry hosts, file paths) and fixed texts are sent: never a secret.
-import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import type { PublishedReport } from '../model/apply-report.ts';
+import { type KubeAccess, type KubeClient, kubeClientOf } from '../sources/kube-client.ts';
 
 import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries } from './node-annotations.ts';
 
@@ -18,7 +18,7 @@ export const EVENT_REASON = 'RegistryCredentialsError';
 export const NODE_EVENT_NAMESPACE = 'default';
 
 export interface NodeStatusOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: KubeAccess;
   readonly nodeName: string;
   /**
    * Namespace the Events are created in (default `default`, NODE_EVENT_NAMESPACE: the API server
@@ -46,7 +46,7 @@ function describe(code: string, subject: string | undefined): string {
 }
 
 export class NodeStatusReporter {
-  private readonly core: CoreV1Api;
+  private readonly client: KubeClient;
   private readonly opts: NodeStatusOptions;
   private readonly interval: number;
   private readonly maxEvents: number;
@@ -58,7 +58,7 @@ export class NodeStatusReporter {
 
   constructor(opts: NodeStatusOptions) {
     this.opts = opts;
-    this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.client = kubeClientOf(opts.kubeConfig);
     this.interval = opts.eventIntervalMs ?? 600_000;
     this.maxEvents = opts.maxEventsPerInterval ?? 5;
     this.now = opts.now ?? (() => new Date());
@@ -88,10 +88,7 @@ export class NodeStatusReporter {
     if (key === this.lastAnnotations) return;
     annotations[ANNOTATION_AT] = result.at.toISOString();
     try {
-      await this.core.patchNode(
-        { name: this.opts.nodeName, body: { metadata: { annotations } } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      await this.client.request('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: { metadata: { annotations } }, contentType: 'application/merge-patch+json' });
       this.lastAnnotations = key;
     } catch (err) {
       this.fail('patch Node annotations', err);
@@ -113,10 +110,12 @@ export class NodeStatusReporter {
       this.lastEventAt.set(key, now);
       const at = new Date(now).toISOString();
       try {
-        await this.core.createNamespacedEvent({
-          namespace: this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE,
+        const namespace = this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE;
+        await this.client.request('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
           body: {
-            metadata: { generateName: `${this.opts.nodeName}.nrc.`, namespace: this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE },
+            apiVersion: 'v1',
+            kind: 'Event',
+            metadata: { generateName: `${this.opts.nodeName}.nrc.`, namespace },
             // uid = node name, as the kubelet sets it for its own Node events.
             involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.nodeName, uid: this.opts.nodeName },
             reason: EVENT_REASON,
@@ -125,8 +124,8 @@ export class NodeStatusReporter {
             source: { component: this.opts.component ?? 'node-registry-credentials', host: this.opts.nodeName },
             reportingComponent: this.opts.component ?? 'node-registry-credentials',
             reportingInstance: this.opts.nodeName,
-            firstTimestamp: new Date(now),
-            lastTimestamp: new Date(now),
+            firstTimestamp: at,
+            lastTimestamp: at,
             count: 1,
             action: 'Apply',
           },

@@ -1,8 +1,9 @@
 // The `run` HTTP server: /healthz (process alive), /readyz (first successful apply done),
 // /metrics (Prometheus text). Closing drops keep-alive connections so SIGTERM ends at once.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../metrics.ts';
+import { http } from '../node-http.ts';
 
 export interface AgentServerOptions {
   /** host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:0 (any free port). */
@@ -30,7 +31,7 @@ export function parseListenAddress(text: string): { host: string; port: number }
 
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   let ready = opts.ready ?? false;
-  const server: Server = createServer((req, res) => {
+  const server: Server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const text = (code: number, body: string): void => {
       res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8' });

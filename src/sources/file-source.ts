@@ -6,6 +6,8 @@ import type { Source, SourceSnapshot } from '../model/credential.ts';
 import { parseDockerConfig } from './dockerconfig.ts';
 
 const SECRET_KEYS = ['.dockerconfigjson', '.dockercfg'];
+/** chokidar's per-file throttle of 'change' events (index.js, _throttle(EV.CHANGE, path, 50)). */
+const CHOKIDAR_CHANGE_THROTTLE_MS = 50;
 
 /** The file to read: the path itself, or the Secret key inside a mounted Secret volume. */
 export function resolveDockerConfigFile(input: string): string {
@@ -49,6 +51,7 @@ export class FileSource implements Source {
   readonly name: string;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private recheck: NodeJS.Timeout | undefined;
   private last: string | undefined;
   private firstEventAt: number | undefined;
 
@@ -84,6 +87,10 @@ export class FileSource implements Source {
         this.firstEventAt = undefined;
         read();
       }, Math.max(0, Math.min(this.debounceMs, this.firstEventAt + 10 * this.debounceMs - now)));
+      // chokidar drops a file's 'change' events for 50 ms after the one it reports: a rewrite
+      // inside that window would go unseen, so read once more after it (unchanged content is skipped).
+      clearTimeout(this.recheck);
+      this.recheck = setTimeout(read, CHOKIDAR_CHANGE_THROTTLE_MS + 10);
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
     read();
@@ -91,6 +98,7 @@ export class FileSource implements Source {
 
   async stop(): Promise<void> {
     clearTimeout(this.timer);
+    clearTimeout(this.recheck);
     await this.watcher?.close();
   }
 }

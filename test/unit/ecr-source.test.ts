@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
+import { Registry } from '../../src/metrics.ts';
 import { AgentError, type ErrorCode } from '../../src/errors.ts';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
 import type { EcrAuth, EcrToken } from '../../src/sources/ecr/aws.ts';

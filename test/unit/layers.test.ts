@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 const SRC = resolve(import.meta.dirname, '../../src');
 
 export const LAYERS: readonly (readonly string[])[] = [
-  ['errors', 'log'], // error codes and the logger: import nothing of the agent
+  ['errors', 'log', 'metrics', 'node-http'], // error codes, the logger, the Prometheus exposition, node:http: import nothing of the agent
   ['model'], // shared contracts: credentials, registry keys, host options, file states, state paths, targets, the apply report
   ['sources', 'plan'], // credentials in; the pure planner. Neither knows the other, nor the host.
   ['host'], // the host writer: applies a plan under the host root

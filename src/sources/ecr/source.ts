@@ -1,7 +1,7 @@
 // The ECR source: one 12-hour token per ECR registry, refreshed before it expires, spread out
 // across the fleet, kept across restarts. It never touches the host's credential files (the
 // reconciler does); it only persists its own token cache in the agent's state directory.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../metrics.ts';
 import { pino, type Logger } from 'pino';
 import { AgentError } from '../../errors.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';

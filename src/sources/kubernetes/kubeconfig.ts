@@ -1,6 +1,7 @@
-// How the agent finds its cluster, for `run` and `status` alike. The client is loaded on demand:
-// it costs about 80 MiB of RSS that `run` without Kubernetes sources must not carry (issue 7).
+// How the agent finds its cluster. `run` uses the small client of client.ts; `status` and the
+// broker load @kubernetes/client-node on demand (about 80 MiB of RSS, issue 7).
 import type { KubeConfig } from '@kubernetes/client-node';
+import { inClusterClient, KubeClient, kubeconfigClient } from '../kube-client.ts';
 
 /** True in a pod, where the in-cluster config (service account token, API address) is there. */
 export function inCluster(): boolean {
@@ -15,4 +16,11 @@ export async function loadKubeConfig(file: string | undefined): Promise<KubeConf
   else if (inCluster()) kc.loadFromCluster();
   else kc.loadFromDefault();
   return kc;
+}
+
+/** The node agent's client: --kubeconfig FILE, else the in-cluster ServiceAccount; client-node only for what client.ts does not do. */
+export async function loadKubeClient(file: string | undefined): Promise<KubeClient> {
+  if (file) return (await kubeconfigClient(file)) ?? KubeClient.fromKubeConfig(await loadKubeConfig(file));
+  if (inCluster()) return inClusterClient();
+  return KubeClient.fromKubeConfig(await loadKubeConfig(undefined));
 }

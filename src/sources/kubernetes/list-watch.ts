@@ -3,8 +3,8 @@
 // failures, and a watchdog that relists when the stream goes silent (not even a bookmark).
 // Its state changes are events (onState) that logs and metrics read.
 import { EventEmitter } from 'node:events';
-import { type KubeConfig, Watch } from '@kubernetes/client-node';
 import { AgentError } from '../../errors.ts';
+import type { KubeClient, WatchHandle } from '../kube-client.ts';
 
 export type KubeObject = Record<string, unknown> & { metadata?: { name?: string; namespace?: string; resourceVersion?: string } };
 
@@ -62,11 +62,11 @@ export interface ListResult {
 }
 
 export interface ListWatchOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly client: KubeClient;
   /** Collection path for the watch, e.g. /api/v1/namespaces/okteto/secrets. */
   readonly path: string;
   readonly fieldSelector?: string;
-  /** Lists through the typed client (same path and selector as the watch). */
+  /** Lists the collection (same path and selector as the watch). */
   readonly list: () => Promise<ListResult>;
   /** Human name of this watch for events and errors. */
   readonly description: string;
@@ -106,6 +106,12 @@ export function forbiddenError(rule: RbacRule, verbs: readonly string[], cause?:
 
 function objectKey(o: KubeObject): string {
   return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+}
+
+/** One list of a collection: its items and the resourceVersion to watch from. */
+export async function listObjects(client: KubeClient, path: string, fieldSelector?: string): Promise<ListResult> {
+  const res = await client.request<{ items?: KubeObject[]; metadata?: { resourceVersion?: string } }>('GET', path, { query: { fieldSelector } });
+  return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? '' };
 }
 
 class Gone extends Error {}
@@ -228,16 +234,13 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
 
   /** One watch request; resolves 'ended' on a clean end, 'stalled' when the watchdog cut it; throws on failure. */
   private async watchOnce(): Promise<'ended' | 'stalled'> {
-    const watch = new Watch(this.opts.kubeConfig);
-    // client-node cuts a silent watch after 30 s; our watchdog owns silence detection, so
-    // let the client wait longer (a bookmark-less quiet watch is normal on a real cluster).
-    const w = watch as unknown as { requestTimeoutMs?: unknown };
-    if (typeof w.requestTimeoutMs === 'number') w.requestTimeoutMs = this.t.watchdogMs + 30_000;
+    // The client has no timer of its own: the watchdog owns silence detection (a bookmark-less
+    // quiet watch is normal on a real cluster).
     const timeoutSeconds = Math.round(this.t.watchTimeoutSeconds * (1 + this.t.random()));
     return new Promise<'ended' | 'stalled'>((resolve, reject) => {
       let settled = false;
       let gotData = false;
-      let controller: AbortController | undefined;
+      let controller: WatchHandle | undefined;
       let watchdog: NodeJS.Timeout | undefined;
       const started = Date.now();
       const finish = (fn: () => void): void => {
@@ -291,7 +294,7 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
         else if (!gotData && Date.now() - started < 1000) finish(() => reject(new Error('watch closed immediately')));
         else finish(() => resolve('ended'));
       };
-      watch
+      this.opts.client
         .watch(
           this.opts.path,
           {

@@ -2,20 +2,20 @@
 // One watch for the registries of the namespace, plus one watch PER referenced Secret name
 // (field selector metadata.name): the agent never reads other Secrets of the namespace, and
 // the Role can list the referenced names in resourceNames. See docs/kubernetes.md "Fleet design".
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../../errors.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';
 import { normalizeRegistryKey, quoteSubject, validateRegistryHost } from '../../model/registry-key.ts';
 import { decodeBase64 } from '../dockerconfig.ts';
 import type { EcrRegistrySpec } from '../ecr/types.ts';
-import { type KubeObject, ListWatch, type WatchState, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+import { type KubeAccess, type KubeClient, kubeClientOf } from '../kube-client.ts';
+import { type KubeObject, ListWatch, listObjects, type WatchState, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
 export const REGISTRY_GROUP = 'admin.okteto.com';
 export const REGISTRY_VERSION = 'v1';
 export const REGISTRY_PLURAL = 'registries';
 
 export interface RegistrySourceOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: KubeAccess;
   /** Namespace of the Registry resources and of the Secrets they reference (default okteto). */
   readonly namespace?: string;
   readonly tuning?: WatchTuning;
@@ -119,7 +119,7 @@ export class KubernetesRegistrySource implements Source {
   readonly name: string;
   private readonly opts: RegistrySourceOptions;
   private readonly namespace: string;
-  private readonly core: CoreV1Api;
+  private readonly client: KubeClient;
   private readonly registries: ListWatch;
   private registryItems: readonly KubeObject[] = [];
   private registriesError: AgentError | undefined;
@@ -135,22 +135,14 @@ export class KubernetesRegistrySource implements Source {
     this.opts = opts;
     this.namespace = opts.namespace ?? 'okteto';
     this.name = `registries:${this.namespace}`;
-    this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
-    const custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.client = kubeClientOf(opts.kubeConfig);
+    const path = `/apis/${REGISTRY_GROUP}/${REGISTRY_VERSION}/namespaces/${encodeURIComponent(this.namespace)}/${REGISTRY_PLURAL}`;
     this.registries = new ListWatch({
-      kubeConfig: opts.kubeConfig,
-      path: `/apis/${REGISTRY_GROUP}/${REGISTRY_VERSION}/namespaces/${encodeURIComponent(this.namespace)}/${REGISTRY_PLURAL}`,
+      client: this.client,
+      path,
       description: `${REGISTRY_PLURAL}.${REGISTRY_GROUP} in ${this.namespace}`,
       rbac: { apiGroup: REGISTRY_GROUP, resource: REGISTRY_PLURAL, namespace: this.namespace },
-      list: async () => {
-        const res = (await custom.listNamespacedCustomObject({
-          group: REGISTRY_GROUP,
-          version: REGISTRY_VERSION,
-          namespace: this.namespace,
-          plural: REGISTRY_PLURAL,
-        })) as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
-        return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? '' };
-      },
+      list: () => listObjects(this.client, path),
       ...(opts.tuning ? { tuning: opts.tuning } : {}),
     });
     this.registries.on('sync', (items) => {
@@ -215,16 +207,14 @@ export class KubernetesRegistrySource implements Source {
     for (const name of wanted) {
       if (this.secretWatches.has(name)) continue;
       const fieldSelector = `metadata.name=${name}`;
+      const secretsPath = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`;
       const watch = new ListWatch({
-        kubeConfig: this.opts.kubeConfig,
-        path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
+        client: this.client,
+        path: secretsPath,
         fieldSelector,
         description: `secrets ${this.namespace}/${name}`,
         rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: name },
-        list: async () => {
-          const res = await this.core.listNamespacedSecret({ namespace: this.namespace, fieldSelector });
-          return { items: res.items as unknown as KubeObject[], resourceVersion: res.metadata?.resourceVersion ?? '' };
-        },
+        list: () => listObjects(this.client, secretsPath, fieldSelector),
         ...(this.opts.tuning ? { tuning: this.opts.tuning } : {}),
       });
       const sw: SecretWatch = { watch, state: 'relisting', error: undefined, secret: undefined };

@@ -1,17 +1,17 @@
 // Watches ONE docker-config Secret by name (list+watch with a metadata.name field selector,
 // so RBAC can limit the agent to that name) and turns it into a SourceSnapshot.
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../../errors.ts';
 import type { Source, SourceSnapshot } from '../../model/credential.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
-import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+import { type KubeAccess, kubeClientOf } from '../kube-client.ts';
+import { type KubeObject, ListWatch, listObjects, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
 import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, EXPIRIES_ANNOTATION } from './defaults.ts';
 
 export { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE };
 
 export interface SecretSourceOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: KubeAccess;
   readonly namespace?: string;
   readonly name?: string;
   readonly tuning?: WatchTuning;
@@ -67,18 +67,16 @@ export class KubernetesSecretSource implements Source {
     this.namespace = opts.namespace ?? DEFAULT_SECRET_NAMESPACE;
     this.secretName = opts.name ?? DEFAULT_SECRET_NAME;
     this.name = `secret:${this.namespace}/${this.secretName}`;
-    const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    const client = kubeClientOf(opts.kubeConfig);
     const fieldSelector = `metadata.name=${this.secretName}`;
+    const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`;
     this.watch = new ListWatch({
-      kubeConfig: opts.kubeConfig,
-      path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
+      client,
+      path,
       fieldSelector,
       description: `secrets ${this.namespace}/${this.secretName}`,
       rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: this.secretName },
-      list: async () => {
-        const res = await core.listNamespacedSecret({ namespace: this.namespace, fieldSelector });
-        return { items: res.items as unknown as KubeObject[], resourceVersion: res.metadata?.resourceVersion ?? '' };
-      },
+      list: () => listObjects(client, path, fieldSelector),
       ...(opts.tuning ? { tuning: opts.tuning } : {}),
     });
     this.watch.on('sync', (items) => {
