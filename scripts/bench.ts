@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet]`: the agent's
+// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup]`: the agent's
 // benchmarks (issue 7). Prints a Markdown report and writes the same figures as JSON under
 // bench-results/ (git-ignored). Every section has a bounded budget so a full run stays well
 // under 10 minutes on 2 cores; --quick is a smoke run of about a minute. Not a test.
@@ -12,8 +12,9 @@ import { idleSection, type IdleResult } from './bench/idle.ts';
 import { latencySection, type LatencyResult } from './bench/latency.ts';
 import { type AgentBuild, BUILD_DIR, buildAgent, daemonSetRuntimeEnv, now, REPO, round, table } from './bench/lib.ts';
 import { scaleSection, type ScaleResult } from './bench/scale.ts';
+import { startupSection, type StartupResult } from './bench/startup.ts';
 
-const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency'] as const;
+const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Config {
@@ -26,6 +27,7 @@ interface Config {
   readonly churnTimeoutMs: number;
   readonly fleetSizes: readonly number[];
   readonly fleetHours: number;
+  readonly startupRuns: number;
 }
 
 const FULL: Config = {
@@ -38,6 +40,7 @@ const FULL: Config = {
   churnTimeoutMs: 120_000,
   fleetSizes: [1000, 5000, 10_000],
   fleetHours: 24,
+  startupRuns: 10,
 };
 
 const QUICK: Config = {
@@ -50,6 +53,7 @@ const QUICK: Config = {
   churnTimeoutMs: 30_000,
   fleetSizes: [1000, 10_000],
   fleetHours: 24,
+  startupRuns: 2,
 };
 
 interface Machine {
@@ -73,6 +77,7 @@ interface Results {
   churn?: ChurnResult;
   idle?: IdleResult;
   latency?: LatencyResult;
+  startup?: StartupResult;
   readonly errors: Partial<Record<Section, string>>;
 }
 
@@ -169,6 +174,13 @@ export function renderMarkdown(r: Results): string {
     out.push('', `Broker: every node holds the token within ${f.targetBrokerPropagationSeconds} s of the write: ${propOk ? 'met' : '**missed**'}; broker down ${f.outageHours} h, nodes still hold valid tokens: ${outageOk ? 'met' : '**missed**'}.`);
     for (const n of f.notes) out.push(`- ${n}`);
   }
+  if (r.startup) {
+    const st = r.startup;
+    out.push('', `## 6. Start-up: process start → first apply (ms, ${st.runs} runs each); the image`, '');
+    out.push(table(['agent', 'p50', 'max', 'mean'], [['mounted Secret', ms(st.mountedMs.p50), ms(st.mountedMs.max), ms(st.mountedMs.mean)], ['Secret watch', ms(st.watchMs.p50), ms(st.watchMs.max), ms(st.watchMs.mean)]]));
+    if (st.imageMiB !== undefined) out.push('', `Image node-registry-credentials:e2e: ${st.imageMiB} MiB (docker image inspect).`);
+    for (const n of st.notes) out.push(`- ${n}`);
+  }
   const errs = Object.entries(r.errors);
   if (errs.length > 0) {
     out.push('', '## Sections that failed', '');
@@ -212,6 +224,7 @@ async function main(): Promise<number> {
   await runSection('churn', async () => void (results.churn = await churnSection(build, cfg.churnUpdates, cfg.churnTimeoutMs)));
   await runSection('idle', async () => void (results.idle = await idleSection(build, cfg.idleSeconds)));
   await runSection('latency', async () => void (results.latency = await latencySection(build, cfg.latencyChanges, cfg.latencyBudgetMs)));
+  await runSection('startup', async () => void (results.startup = await startupSection(build, cfg.startupRuns, 30_000)));
   results.totalSeconds = round((now() - started) / 1000, 1);
 
   const md = renderMarkdown(results);
