@@ -83,8 +83,11 @@ export class Gauge<L extends string = never> extends Metric<L> {
     else this.add(a, b ?? 0, true);
   }
 
-  inc(labels: Labels<L> = {}, by = 1): void {
-    this.add(labels, by, false);
+  inc(by?: number): void;
+  inc(labels: Labels<L>, by?: number): void;
+  inc(a: Labels<L> | number = {}, b = 1): void {
+    if (typeof a === 'number') this.add({}, a, false);
+    else this.add(a, b, false);
   }
 }
 
@@ -96,7 +99,11 @@ export class Counter<L extends string = never> extends Metric<L> {
     this.collectFn = o.collect?.bind(this);
   }
 
-  inc(labels: Labels<L> = {}, by = 1): void {
+  // inc(5) as well as inc({labels}, 5), as prom-client takes it.
+  inc(by?: number): void;
+  inc(labels: Labels<L>, by?: number): void;
+  inc(a: Labels<L> | number = {}, b = 1): void {
+    const [labels, by] = typeof a === 'number' ? [{}, a] : [a, b];
     if (by < 0) throw new Error(`counter ${this.name} cannot decrease`);
     this.add(labels, by, false);
   }

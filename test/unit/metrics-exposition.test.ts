@@ -22,6 +22,10 @@ describe('Prometheus exposition', () => {
     expect(text).toContain('# TYPE x_level gauge\nx_level 3\n');
     expect(text).toContain('x_unset 0\n');
     expect(() => c.inc({}, -1)).toThrow();
+    // A number alone is the amount (prom-client's inc(5)), as a collect function that mirrors a count uses it.
+    const mirrored = new Counter({ name: 'y_total', help: 'Mirrored.', registers, collect() { this.reset(); this.inc(7); } });
+    expect(await registry.metrics()).toContain('y_total 7\n');
+    expect(() => mirrored.inc(-1)).toThrow();
   });
 
   it('reads a collected gauge at every scrape, and exports the process metrics under the prefix', async () => {
