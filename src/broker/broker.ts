@@ -14,6 +14,7 @@ import type { EcrTokenFetcher } from '../sources/ecr/aws.ts';
 import { DEFAULT_POLICY, type SchedulePolicy } from '../sources/ecr/schedule.ts';
 import { KubernetesRegistrySource } from '../sources/kubernetes/registry-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
+import type { Registry } from '../metrics.ts';
 import { BrokerSecretWriter, type WriteOutcome } from './secret-writer.ts';
 
 export interface BrokerOptions {
@@ -27,6 +28,8 @@ export interface BrokerOptions {
   readonly aws?: Omit<AwsFetcherOptions, 'serviceAccountTokens'>;
   readonly debounceMs?: number;
   readonly onState?: (e: WatchStateEvent) => void;
+  /** Where the ECR tokens' expiry (nrc_ecr_token_expiry_seconds) is exported: the EcrTokenExpiring alert reads it here. */
+  readonly metrics?: Registry;
   /** Every write attempt's outcome (tests, metrics). */
   readonly onWrite?: (outcome: WriteOutcome | AgentError) => void;
   // Injected for tests.
@@ -66,6 +69,7 @@ export class Broker {
       fleetSize: 1,
       newNode: true,
       logger: opts.logger.child({ component: 'ecr' }),
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.fetchToken ? { fetchToken: opts.fetchToken } : {}),
       // A new leader with no cached token calls AWS at once: there is no fleet to spread.

@@ -36,6 +36,7 @@ export async function brokerCommand(f: Flags, io: Io): Promise<number> {
     serviceAccount: c.serviceAccount,
     logger: logger.child({ component: 'broker' }),
     onState: (e) => recordWatchState(metrics, e),
+    metrics: metrics.registry,
   });
   let lost: AgentError | undefined;
   let wake: (() => void) | undefined;

@@ -151,7 +151,7 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
       await admin.putRegistry(NS, roleHost, { awsIamRole: { audience, roleARN: roleArn } });
       await admin.putDockerConfigSecret(NS, SECRET, dockerconfig({ 'reg.example.com': 'u1:p1' }));
       const brokerKubeconfig = (await admin.agent({ name: BROKER_SA })).path;
-      broker = cli(['broker', '--kubeconfig', brokerKubeconfig, '--identity', 'broker-0'], { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url }, (s) => (brokerErr += s));
+      broker = cli(['broker', '--kubeconfig', brokerKubeconfig, '--identity', 'broker-0', '--listen-address', '127.0.0.1:0'], { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url }, (s) => (brokerErr += s));
       start();
       await waitFor(async () => expect(Object.keys(await kubeletAuths()).sort()).toEqual([roleHost, userHost, 'reg.example.com', 'registry.example.com'].sort()), { timeout: 30_000, interval: 100 });
       const a = await kubeletAuths();
@@ -161,6 +161,14 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
       expect(aws.ecrCalls().map((c) => c.status)).toEqual([200, 200]);
       expect(aws.calls.filter((c) => c.service === 'sts').map((c) => c.status)).toEqual([200]);
       await waitFor(() => expect(claims).toHaveLength(1));
+      // The broker exports each token's remaining life, which the chart's EcrTokenExpiring alert reads.
+      const brokerAddress = /"address":"([^"]+)"/.exec(brokerErr)?.[1];
+      expect(brokerAddress, brokerErr).toBeDefined();
+      const exposition = await (await fetch(`http://${brokerAddress}/metrics`)).text();
+      for (const host of [userHost, roleHost]) {
+        const left = Number(new RegExp(`^nrc_ecr_token_expiry_seconds\\{registry="${host.replace(/\./g, '\\.')}"\\} (\\S+)$`, 'm').exec(exposition)?.[1]);
+        expect(left, exposition).toBeGreaterThan(3600);
+      }
       expect(claims[0]).toMatchObject({ iss: SERVICE_ACCOUNT_ISSUER, aud: [audience], sub: `system:serviceaccount:okteto:${BROKER_SA}` });
       const life = Number(claims[0]!['exp']) - Number(claims[0]!['iat']);
       expect(life).toBeGreaterThanOrEqual(600);
