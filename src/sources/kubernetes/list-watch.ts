@@ -56,18 +56,16 @@ export interface RbacRule {
   readonly resourceName?: string;
 }
 
-export interface ListResult {
+interface ListResult {
   readonly items: readonly KubeObject[];
   readonly resourceVersion: string;
 }
 
 export interface ListWatchOptions {
   readonly client: KubeClient;
-  /** Collection path for the watch, e.g. /api/v1/namespaces/okteto/secrets. */
+  /** Collection path for the list and the watch, e.g. /api/v1/namespaces/okteto/secrets. */
   readonly path: string;
   readonly fieldSelector?: string;
-  /** Lists the collection (same path and selector as the watch). */
-  readonly list: () => Promise<ListResult>;
   /** Human name of this watch for events and errors. */
   readonly description: string;
   readonly rbac: RbacRule;
@@ -109,7 +107,7 @@ function objectKey(o: KubeObject): string {
 }
 
 /** One list of a collection: its items and the resourceVersion to watch from. */
-export async function listObjects(client: KubeClient, path: string, fieldSelector?: string): Promise<ListResult> {
+async function listObjects(client: KubeClient, path: string, fieldSelector: string | undefined): Promise<ListResult> {
   const res = await client.request<{ items?: KubeObject[]; metadata?: { resourceVersion?: string } }>('GET', path, { query: { fieldSelector } });
   return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? '' };
 }
@@ -186,7 +184,7 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
       try {
         if (needList) {
           this.setState({ state: 'relisting', watch: this.opts.description, failures: this.failures });
-          const res = await this.opts.list();
+          const res = await listObjects(this.opts.client, this.opts.path, this.opts.fieldSelector);
           if (this.stopped) return;
           this.items.clear();
           for (const o of res.items) this.items.set(objectKey(o), o);

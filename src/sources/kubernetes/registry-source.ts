@@ -8,7 +8,7 @@ import { normalizeRegistryKey, quoteSubject, validateRegistryHost } from '../../
 import { decodeBase64 } from '../dockerconfig.ts';
 import type { EcrRegistrySpec } from '../ecr/types.ts';
 import { type KubeAccess, type KubeClient, kubeClientOf } from '../kube-client.ts';
-import { type KubeObject, ListWatch, listObjects, type WatchState, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+import { type KubeObject, ListWatch, type WatchState, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
 export const REGISTRY_GROUP = 'admin.okteto.com';
 export const REGISTRY_VERSION = 'v1';
@@ -136,13 +136,11 @@ export class KubernetesRegistrySource implements Source {
     this.namespace = opts.namespace ?? 'okteto';
     this.name = `registries:${this.namespace}`;
     this.client = kubeClientOf(opts.kubeConfig);
-    const path = `/apis/${REGISTRY_GROUP}/${REGISTRY_VERSION}/namespaces/${encodeURIComponent(this.namespace)}/${REGISTRY_PLURAL}`;
     this.registries = new ListWatch({
       client: this.client,
-      path,
+      path: `/apis/${REGISTRY_GROUP}/${REGISTRY_VERSION}/namespaces/${encodeURIComponent(this.namespace)}/${REGISTRY_PLURAL}`,
       description: `${REGISTRY_PLURAL}.${REGISTRY_GROUP} in ${this.namespace}`,
       rbac: { apiGroup: REGISTRY_GROUP, resource: REGISTRY_PLURAL, namespace: this.namespace },
-      list: () => listObjects(this.client, path),
       ...(opts.tuning ? { tuning: opts.tuning } : {}),
     });
     this.registries.on('sync', (items) => {
@@ -206,15 +204,12 @@ export class KubernetesRegistrySource implements Source {
     }
     for (const name of wanted) {
       if (this.secretWatches.has(name)) continue;
-      const fieldSelector = `metadata.name=${name}`;
-      const secretsPath = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`;
       const watch = new ListWatch({
         client: this.client,
-        path: secretsPath,
-        fieldSelector,
+        path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
+        fieldSelector: `metadata.name=${name}`,
         description: `secrets ${this.namespace}/${name}`,
         rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: name },
-        list: () => listObjects(this.client, secretsPath, fieldSelector),
         ...(this.opts.tuning ? { tuning: this.opts.tuning } : {}),
       });
       const sw: SecretWatch = { watch, state: 'relisting', error: undefined, secret: undefined };

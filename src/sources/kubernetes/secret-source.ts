@@ -4,7 +4,7 @@ import { AgentError } from '../../errors.ts';
 import type { Source, SourceSnapshot } from '../../model/credential.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
 import { type KubeAccess, kubeClientOf } from '../kube-client.ts';
-import { type KubeObject, ListWatch, listObjects, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
 import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, EXPIRIES_ANNOTATION } from './defaults.ts';
 
@@ -67,16 +67,12 @@ export class KubernetesSecretSource implements Source {
     this.namespace = opts.namespace ?? DEFAULT_SECRET_NAMESPACE;
     this.secretName = opts.name ?? DEFAULT_SECRET_NAME;
     this.name = `secret:${this.namespace}/${this.secretName}`;
-    const client = kubeClientOf(opts.kubeConfig);
-    const fieldSelector = `metadata.name=${this.secretName}`;
-    const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`;
     this.watch = new ListWatch({
-      client,
-      path,
-      fieldSelector,
+      client: kubeClientOf(opts.kubeConfig),
+      path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
+      fieldSelector: `metadata.name=${this.secretName}`,
       description: `secrets ${this.namespace}/${this.secretName}`,
       rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: this.secretName },
-      list: () => listObjects(client, path, fieldSelector),
       ...(opts.tuning ? { tuning: opts.tuning } : {}),
     });
     this.watch.on('sync', (items) => {
