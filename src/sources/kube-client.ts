@@ -69,6 +69,23 @@ function tokenFileReader(file: string): () => string {
   };
 }
 
+/** A response's whole body, parsed as JSON when it is JSON (else the text, kept for the error). */
+function readBody(res: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('error', reject);
+    res.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        resolve(text ? JSON.parse(text) : undefined);
+      } catch {
+        resolve(text);
+      }
+    });
+  });
+}
+
 export class KubeClient {
   private readonly url: URL;
   private readonly agent: Agent | undefined;
@@ -123,21 +140,11 @@ export class KubeClient {
       req.setTimeout(o.timeoutMs ?? 30_000, () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
       req.on('response', (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = text ? JSON.parse(text) : undefined;
-          } catch {
-            // not JSON: kept as text for the error
-          }
+        readBody(res).then((parsed) => {
           const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) resolve(parsed as T);
           else reject(new KubeApiError(status, parsed));
-        });
+        }, reject);
       });
       req.end(body);
     });
@@ -160,17 +167,7 @@ export class KubeClient {
     req.on('response', (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
       if (status !== 200) {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let body: unknown;
-          try {
-            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            body = undefined;
-          }
-          finish(new KubeApiError(status, body));
-        });
+        readBody(res).then((body) => finish(new KubeApiError(status, body)), finish);
         return;
       }
       res.setEncoding('utf8');
