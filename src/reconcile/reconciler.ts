@@ -8,7 +8,7 @@ import type { HostOptions } from '../model/host-options.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { DriftWatch, expectedAfterApply } from './drift-watch.ts';
 import type { CredentialGate } from '../check/gate.ts';
-import { configurationHash, configurationHashKnown } from '../report/configuration-hash.ts';
+import { configurationHash, configurationHashKnown, configurationMaterial } from '../report/configuration-hash.ts';
 import { mergeSnapshots, reconcileOnce } from './engine.ts';
 
 /**
@@ -211,15 +211,18 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.hashing = true;
     try {
       while (this.unreported.length > 0 && !this.stopped) {
+        const newest = this.unreported.at(-1)!;
+        let material = configurationMaterial(newest.credentials, this.o.hostOptions);
         const wait = this.lastHashAt + HASH_INTERVAL_MS - Date.now();
-        if (wait > 0 && !configurationHashKnown(this.unreported.at(-1)!.credentials, this.o.hostOptions)) {
+        if (wait > 0 && !configurationHashKnown(material)) {
           await new Promise<void>((resolve) => (this.hashWait = setTimeout(resolve, wait)));
           if (this.stopped) return;
         }
         const batch = this.unreported.splice(0);
-        const newest = batch.at(-1)!;
-        const known = configurationHashKnown(newest.credentials, this.o.hostOptions);
-        const hash = await configurationHash(newest.credentials, this.o.hostOptions);
+        // Passes applied during the wait: the newest of them is the configuration the node holds.
+        if (batch.at(-1) !== newest) material = configurationMaterial(batch.at(-1)!.credentials, this.o.hostOptions);
+        const known = configurationHashKnown(material);
+        const hash = await configurationHash(material);
         if (!known) this.lastHashAt = Date.now();
         if (this.stopped) return;
         const reports = batch.map((p) => p.build(hash));

@@ -11,8 +11,7 @@ let lastHash: { material: string; hash: Promise<string> } | undefined;
  * credential of the configuration too. Computed once per distinct configuration, on libuv's
  * thread pool so that the event loop (the next change) never waits for it.
  */
-export function configurationHash(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): Promise<string> {
-  const material = materialOf(credentials, hostOptions);
+export function configurationHash(material: string): Promise<string> {
   if (lastHash?.material === material) return lastHash.hash;
   const hash = new Promise<string>((resolve, reject) => {
     scrypt(material, 'node-registry-credentials/applied-hash/v1', 8, { N: 2 ** 14, r: 8, p: 1 }, (err, key) => (err ? reject(err) : resolve(key.toString('hex'))));
@@ -22,11 +21,12 @@ export function configurationHash(credentials: readonly RegistryCredential[], ho
 }
 
 /** True when configurationHash answers from its cache, without a scrypt. */
-export function configurationHashKnown(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): boolean {
-  return lastHash?.material === materialOf(credentials, hostOptions);
+export function configurationHashKnown(material: string): boolean {
+  return lastHash?.material === material;
 }
 
-function materialOf(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
+/** What configurationHash stretches: a SHA-256 over the sorted configuration (cheap next to scrypt, linear in the registries). */
+export function configurationMaterial(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
   const h = createHash('sha256');
   for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
     h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
