@@ -2,12 +2,9 @@
 // started the same way, side by side: RSS, CPU time and wake-ups over the same window.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { CONTROL_PLANE_TOOLS, type ControlPlane, kubeConfigFor, serviceAccountKubeconfig, startControlPlane } from '../../test/support/control-plane.ts';
 import { FakeApiServer } from '../../test/support/fake-apiserver.ts';
-import { missingGoTools } from '../../test/support/go-tools.ts';
 import { type AgentBuild, dockerConfig, KubeletSecretVolume, makeHostRoot, mib, NODE, now, type ProcSample, REPO, round, sampleProc, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
-import { NS, SECRET, startSecretAgent } from './secret-agent.ts';
+import { NS, SECRET, startRealSecretAgent, startSecretAgent } from './secret-agent.ts';
 
 const REGISTRIES = 10;
 const TICK_MS = 10; // USER_HZ = 100
@@ -63,22 +60,9 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   const watchK = new VersionWatcher(hostK.kubeletConfig);
 
   // The same watch through a real kube-apiserver + etcd, as the DaemonSet's ServiceAccount.
-  let cp: ControlPlane | undefined;
-  let agentR: { pid: number; stop(): Promise<void> } | undefined;
-  let hostR: Awaited<ReturnType<typeof makeHostRoot>> | undefined;
-  let watchR: VersionWatcher | undefined;
-  const missing = missingGoTools(CONTROL_PLANE_TOOLS);
-  if (missing.length > 0) {
-    notes.push(`real API server row skipped: Go tools not built (${missing.join(', ')})`);
-  } else {
-    cp = await startControlPlane();
-    const core = kubeConfigFor(cp.info).makeApiClient(CoreV1Api);
-    await core.createNamespacedSecret({ namespace: NS, body: { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: SECRET, namespace: NS }, data: { '.dockerconfigjson': Buffer.from(dockerConfig(REGISTRIES, 1)).toString('base64') } } });
-    hostR = await makeHostRoot('idle-r');
-    const { path } = await serviceAccountKubeconfig(cp.info);
-    agentR = spawnAgent(build, ['--host-root', hostR.root, '--kubeconfig', path, '--secret-namespace', NS, '--secret-name', SECRET]);
-    watchR = new VersionWatcher(hostR.kubeletConfig);
-  }
+  const real = await startRealSecretAgent(build, REGISTRIES, 'idle-r');
+  if (typeof real === 'string') notes.push(`real API server row skipped: ${real}`);
+  const watchR = typeof real === 'string' ? undefined : real.watch;
 
   // The bare runtime, started the same way (same binary, cwd and environment).
   const bare = spawn(NODE, ['-e', 'setInterval(()=>{}, 1e9)'], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -96,7 +80,7 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   ];
   if (agentK.mode === 'run process') pids.push(['run, Secret watch (fake API server)', agentK.pid]);
   else notes.push('the Secret-watch agent could not run as a separate `run` process in this tree (no --kubeconfig); only the mounted-Secret agent was measured');
-  if (agentR) pids.push(['run, Secret watch (real kube-apiserver + etcd)', agentR.pid]);
+  if (typeof real !== 'string') pids.push(['run, Secret watch (real kube-apiserver + etcd)', real.agent.pid]);
   const before = pids.map(([, pid]) => sampleProc(pid));
   const t0 = now();
   const [moduleRssMiB] = await Promise.all([moduleCosts(), sleep(seconds * 1000)]);
@@ -106,10 +90,9 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   const bareRss = rows[0]!.rssMiB;
   const withRatio = rows.map((r, i) => (i === 0 ? r : { ...r, rssRatio: round(r.rssMiB / bareRss, 2) }));
 
-  await Promise.all([agentM.stop(), agentK.stop(), agentR?.stop(), stopChild(bare)]);
+  await Promise.all([agentM.stop(), agentK.stop(), typeof real === 'string' ? undefined : real.stop(), stopChild(bare)]);
   await api.stop();
-  await cp?.stop();
-  await Promise.all([hostM.cleanup(), hostK.cleanup(), hostR?.cleanup()]);
+  await Promise.all([hostM.cleanup(), hostK.cleanup()]);
   return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.5, notes };
 }
 

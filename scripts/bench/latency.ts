@@ -5,12 +5,9 @@
 // volume and (c) the `while sleep 1; cp` loop, all running side by side on the same disk.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { CONTROL_PLANE_TOOLS, type ControlPlane, kubeConfigFor, serviceAccountKubeconfig, startControlPlane } from '../../test/support/control-plane.ts';
 import { FakeApiServer } from '../../test/support/fake-apiserver.ts';
-import { missingGoTools } from '../../test/support/go-tools.ts';
 import { type AgentBuild, dist, type Dist, dockerConfig, KubeletSecretVolume, makeHostRoot, now, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
-import { NS, SECRET, startSecretAgent } from './secret-agent.ts';
+import { NS, SECRET, startRealSecretAgent, startSecretAgent } from './secret-agent.ts';
 
 const REGISTRIES = 10;
 const PER_CHANGE_TIMEOUT_MS = 10_000;
@@ -79,26 +76,10 @@ export async function latencySection(build: AgentBuild, count: number, budgetMs:
 
   // (a-real) The same Secret watch through a real kube-apiserver + etcd, as the DaemonSet's
   // ServiceAccount; the change is the admin's PUT (its round trip is inside the sample).
-  let cp: ControlPlane | undefined;
-  let agentR: { stop(): Promise<void> } | undefined;
-  let watchR: VersionWatcher | undefined;
-  let hostR: Awaited<ReturnType<typeof makeHostRoot>> | undefined;
-  let putReal: ((v: number) => Promise<void>) | undefined;
-  const missing = missingGoTools(CONTROL_PLANE_TOOLS);
-  if (missing.length > 0) {
-    notes.push(`(a-real) skipped: Go tools not built (${missing.join(', ')}; run \`bash scripts/build-go-tools.sh\`)`);
-  } else {
-    cp = await startControlPlane();
-    notes.push(`(a-real) control plane (etcd + kube-apiserver, CRD and daemonset/ installed) started in ${cp.info.startupMs} ms`);
-    const core = kubeConfigFor(cp.info).makeApiClient(CoreV1Api);
-    const body = (v: number) => ({ apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: SECRET, namespace: NS }, data: { '.dockerconfigjson': Buffer.from(dockerConfig(REGISTRIES, v)).toString('base64') } });
-    await core.createNamespacedSecret({ namespace: NS, body: body(1) });
-    putReal = async (v) => void (await core.replaceNamespacedSecret({ namespace: NS, name: SECRET, body: body(v) }));
-    hostR = await makeHostRoot('lat-a-real');
-    const { path } = await serviceAccountKubeconfig(cp.info);
-    agentR = spawnAgent(build, ['--host-root', hostR.root, '--kubeconfig', path, '--secret-namespace', NS, '--secret-name', SECRET]);
-    watchR = new VersionWatcher(hostR.kubeletConfig);
-  }
+  const real = await startRealSecretAgent(build, REGISTRIES, 'lat-a-real');
+  if (typeof real === 'string') notes.push(`(a-real) skipped: ${real}`);
+  else notes.push(`(a-real) control plane (etcd + kube-apiserver, CRD and daemonset/ installed) started in ${real.cp.info.startupMs} ms`);
+  const watchR = typeof real === 'string' ? undefined : real.watch;
 
   // (b) Mounted Secret volume with the kubelet's ..data swap, real `run` process.
   const volB = new KubeletSecretVolume(join(hostA.root, '..', 'secret-b'));
@@ -119,19 +100,17 @@ export async function latencySection(build: AgentBuild, count: number, budgetMs:
 
   const [a, ar, b, c] = await Promise.all([
     sequential(count, deadline, (v) => void api.putDockerConfigSecret(NS, SECRET, dockerConfig(REGISTRIES, v)), watchA),
-    watchR && putReal ? sequential(count, deadline, putReal, watchR) : Promise.resolve(undefined),
+    typeof real === 'string' ? Promise.resolve(undefined) : sequential(count, deadline, real.put, real.watch),
     sequential(count, deadline, (v) => volB.update(dockerConfig(REGISTRIES, v)), watchB),
     openLoop(count, deadline, (v) => volC.update(dockerConfig(REGISTRIES, v)), watchC),
   ]);
 
   watchA.close();
-  watchR?.close();
   watchB.close();
   watchC.close();
-  await Promise.all([agentA.stop(), agentR?.stop(), agentB.stop(), stopChild(loop)]);
+  await Promise.all([agentA.stop(), typeof real === 'string' ? undefined : real.stop(), agentB.stop(), stopChild(loop)]);
   await api.stop();
-  await cp?.stop();
-  await Promise.all([hostA.cleanup(), hostR?.cleanup(), hostB.cleanup(), hostC.cleanup()]);
+  await Promise.all([hostA.cleanup(), hostB.cleanup(), hostC.cleanup()]);
 
   const rows: LatencyRow[] = [
     { name: '(a) Secret watch', how: `${agentA.mode}, fake API server, first change at once`, changes: a.samples.length, timeouts: a.timeouts, ms: dist(a.samples) },

@@ -3,8 +3,11 @@
 // Reconciler in this process (said plainly in the results).
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { CONTROL_PLANE_TOOLS, type ControlPlane, kubeConfigFor, serviceAccountKubeconfig, startControlPlane } from '../../test/support/control-plane.ts';
 import type { FakeApiServer } from '../../test/support/fake-apiserver.ts';
-import { type AgentBuild, runHelpHas, spawnAgent } from './lib.ts';
+import { missingGoTools } from '../../test/support/go-tools.ts';
+import { type AgentBuild, dockerConfig, makeHostRoot, runHelpHas, type SpawnedAgent, spawnAgent, VersionWatcher } from './lib.ts';
 
 export const NS = 'okteto';
 export const SECRET = 'okteto-dockerconfig-static';
@@ -46,4 +49,42 @@ export async function startSecretAgent(build: AgentBuild, api: FakeApiServer, ho
   });
   if (agent instanceof Error) throw agent;
   return { mode: 'in-process', pid: process.pid, changedCount: (p) => counts.get(p) ?? 0, stop: () => agent.stop() };
+}
+
+export interface RealSecretAgent {
+  readonly cp: ControlPlane;
+  readonly agent: SpawnedAgent;
+  readonly watch: VersionWatcher;
+  /** Replaces the Secret with generation `v` of `registries` registries (the admin's PUT). */
+  put(v: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The `run` process watching the Secret through a real kube-apiserver + etcd, as the DaemonSet's
+ * ServiceAccount, on a fresh host root; a string saying why not when the Go tools are not built.
+ */
+export async function startRealSecretAgent(build: AgentBuild, registries: number, prefix: string): Promise<RealSecretAgent | string> {
+  const missing = missingGoTools(CONTROL_PLANE_TOOLS);
+  if (missing.length > 0) return `Go tools not built (${missing.join(', ')}; run \`bash scripts/build-go-tools.sh\`)`;
+  const cp = await startControlPlane();
+  const core = kubeConfigFor(cp.info).makeApiClient(CoreV1Api);
+  const body = (v: number) => ({ apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: SECRET, namespace: NS }, data: { '.dockerconfigjson': Buffer.from(dockerConfig(registries, v)).toString('base64') } });
+  await core.createNamespacedSecret({ namespace: NS, body: body(1) });
+  const host = await makeHostRoot(prefix);
+  const { path } = await serviceAccountKubeconfig(cp.info);
+  const agent = spawnAgent(build, ['--host-root', host.root, '--kubeconfig', path, '--secret-namespace', NS, '--secret-name', SECRET]);
+  const watch = new VersionWatcher(host.kubeletConfig);
+  return {
+    cp,
+    agent,
+    watch,
+    put: async (v) => void (await core.replaceNamespacedSecret({ namespace: NS, name: SECRET, body: body(v) })),
+    stop: async () => {
+      watch.close();
+      await agent.stop();
+      await cp.stop();
+      await host.cleanup();
+    },
+  };
 }
