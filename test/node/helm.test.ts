@@ -20,7 +20,7 @@ import { ControlPlane, kubectl as adminKubectl } from '../support/control-plane.
 import { AGENT_IMAGE } from '../support/e2e-images.ts';
 import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { goTool, skipWithout } from '../support/go-tools.ts';
-import { agentHostFiles, Controllers, eventually, KubeNode, NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, routeServiceVip, type NodeSuiteWork } from '../support/node.ts';
+import { agentHostFiles, Controllers, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, routeServiceVip, type NodeSuiteWork } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -56,7 +56,8 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', 'helm', ...NODE_TOOLS]))(
     try {
       // The platform owns the namespace and its Secret; the chart brings the CRD when missing.
       await kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
-      const auth = Buffer.from('alice:first-password').toString('base64');
+      const credential = 'alice:first-password';
+      const auth = Buffer.from(credential).toString('base64');
       await kubectl(['apply', '-f', '-'], JSON.stringify({
         apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson',
         metadata: { name: 'okteto-dockerconfig-static', namespace: NS },
@@ -67,8 +68,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', 'helm', ...NODE_TOOLS]))(
       await node.start();
       const before = await agentHostFiles(node);
       const configured = async (): Promise<boolean> => {
-        const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
-        const kubelet = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths?.[REGISTRY]?.auth === auth;
+        const kubelet = (await kubeletAuths(node))[REGISTRY] === credential;
         const hosts = await readFile(join(node.hostsDir, REGISTRY, 'hosts.toml'), 'utf8').catch(() => '');
         return kubelet && hosts.includes(`server = "https://${REGISTRY}"`);
       };

@@ -16,7 +16,7 @@ import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { agentHostFiles, agentOverlay, Controllers, eventually, KubeNode, NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
+import { agentHostFiles, agentOverlay, Controllers, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -93,13 +93,6 @@ async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, time
 }
 
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> => eventually(what, fn, timeoutMs);
-
-/** The user:password the agent's config.json on the node holds for each key. */
-async function kubeletAuths(node: KubeNode): Promise<Record<string, string>> {
-  const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
-  const auths = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
-  return Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, Buffer.from(v.auth ?? '', 'base64').toString()]));
-}
 
 /** The kubelet's view of the agent's file: what holds the registry's key. */
 async function kubeletFileHas(node: KubeNode, key: string, user: string | undefined): Promise<boolean> {

@@ -457,6 +457,13 @@ export async function agentHostFiles(node: KubeNode): Promise<Record<string, Ent
   return { ...(await snapshot(join(node.root, 'etc'))), ...Object.fromEntries(root), 'var/lib/kubelet/config.json': { type: 'file', mode: 0, content: kubelet.toString('base64') } };
 }
 
+/** The user:password the kubelet's config.json on the node holds for each key (none when the file is absent). */
+export async function kubeletAuths(node: KubeNode): Promise<Record<string, string>> {
+  const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
+  const auths = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
+  return Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, Buffer.from(v.auth ?? '', 'base64').toString()]));
+}
+
 /** Polls `fn` until it yields a value (errors count as "not yet"). */
 export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
   const until = Date.now() + timeoutMs;
