@@ -108,6 +108,10 @@ export const ERROR_CODES = {
     summary: 'A foreign entry in the kubelet\'s config.json matches more images than the agent\'s credential and is tried before it for some of them; the agent leaves it (removing it would break the other images), so the kubelet tries both.',
     fix: 'Narrow or remove the foreign entry (often a wildcard key), or give the Secret the same key.',
   },
+  NRC_E_HUB_ALIAS_REORDERS: {
+    summary: 'A foreign key in the kubelet\'s config.json broader than docker.io (e.g. *.io) would hide the Secret\'s Docker Hub fallback credential, so the agent also writes it as docker.io; the kubelet then tries it before the Secret\'s own keys that cover part of Docker Hub (e.g. *.io/library), which the Secret alone would try first. Both are still tried, in that order.',
+    fix: 'Narrow or remove the foreign entry, or give the Secret a docker.io key (or the narrower keys only) instead of the Docker Hub fallback key.',
+  },
   NRC_E_KUBELET_CANNOT_READ: {
     summary: 'The kubelet\'s config.json holds something besides the registry entries that makes the kubelet ignore the whole file (e.g. "HttpHeaders" with a value that is not a string), so the credentials the agent wrote there are not used.',
     fix: 'Repair that part of the file (HttpHeaders must map names to strings); the agent does not rewrite what is not a registry entry.',

@@ -287,19 +287,30 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
 function withHubPromoted(work: Work, desired: ReadonlyMap<string, JsonObject>): ReadonlyMap<string, JsonObject> {
   const hub = desired.get(DOCKER_HUB_KEY);
   if (hub === undefined || desired.has(DOCKER_HUB_HOST)) return desired;
-  const st = work.state(work.input.targets.kubeletConfig);
+  const path = work.input.targets.kubeletConfig;
+  const st = work.state(path);
   const doc = st.kind === 'file' ? parseJsonObject(st.bytes) : work.seed();
   const auths = doc && isJsonObject(doc['auths']) ? doc['auths'] : {};
-  const ours = work.input.record.jsonFiles[work.input.targets.kubeletConfig]?.entries ?? {};
+  const ours = work.input.record.jsonFiles[path]?.entries ?? {};
   const mine = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
-  const hidden = Object.keys(auths).some((raw) => {
+  const hiding = Object.keys(auths).filter((raw) => {
     if (desired.has(raw) || raw in ours) return false;
     const k = kubeletKey(raw);
     // A foreign key that one of ours covers is moved aside anyway (displaceForeign).
     if (k === undefined || mine.some((m) => keyCovers(m, k))) return false;
     return k.key !== DOCKER_HUB_HOST && matchesDockerHub(k) && !keyCovers(HUB_DIRECT, k);
   });
-  return hidden ? new Map<string, JsonObject>([...desired, [DOCKER_HUB_HOST, hub] as const].sort(([a], [b]) => a.localeCompare(b))) : desired;
+  if (hiding.length === 0) return desired;
+  // docker.io sorts before some of ours that match part of Docker Hub (*.io/library): for those
+  // images the kubelet now tries the Docker Hub credential first. No single key can avoid that.
+  const overtaken = mine.filter((m) => m.key !== KUBELET_HUB_FALLBACK && takesPrecedence(HUB_DIRECT, m));
+  if (overtaken.length > 0) {
+    work.errors.push(new AgentError('NRC_E_HUB_ALIAS_REORDERS', {
+      subject: `${path} ${hiding.map(quoteSubject).join(', ')}`,
+      detail: `docker.io is tried before the agent's ${overtaken.map((m) => quoteSubject(m.key)).join(', ')}.`,
+    }));
+  }
+  return new Map<string, JsonObject>([...desired, [DOCKER_HUB_HOST, hub] as const].sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /**

@@ -59,6 +59,20 @@ describe('planner: what the kubelet reads from its config.json', () => {
     expect(auths(wider)).toEqual({ '*.io': { auth: b64('w:w') } });
   });
 
+  it('reports that docker.io, written over a foreign *.io, is tried before a Secret key covering part of Docker Hub', () => {
+    // As an imagePullSecret, *.io/library wins for docker.io/library images; in one file docker.io
+    // sorts first. The agent still writes it (else docker.io/other images get only the foreign
+    // credential) and says so, naming the keys.
+    const host = new MemoryHost({ [KUBELET]: JSON.stringify({ auths: { '*.io': { auth: b64('f:f') } } }) });
+    const p = host.converge({ credentials: [cred('*.io/library', 'lib', 'p'), cred(DOCKER_HUB_KEY, 'hub', 'p')], targets: kubeletOnly });
+    expect(Object.keys(auths(host)).sort()).toEqual(['*.io', '*.io/library', 'docker.io', DOCKER_HUB_KEY]);
+    expect(p.errors.map((e) => [e.code, e.subject])).toEqual([['NRC_E_HUB_ALIAS_REORDERS', `${KUBELET} "*.io"`]]);
+    expect(p.errors[0]?.message).toContain('"*.io/library"');
+    // Without a key of ours under docker.io there is nothing to report.
+    const plain = new MemoryHost({ [KUBELET]: JSON.stringify({ auths: { '*.io': { auth: b64('f:f') } } }) });
+    expect(plain.converge({ credentials: [cred('quay.io', 'q', 'p'), cred(DOCKER_HUB_KEY, 'hub', 'p')], targets: kubeletOnly }).errors).toEqual([]);
+  });
+
   it('seeds a new file from the one the kubelet reads today, skipping a file it would refuse', () => {
     const host = new MemoryHost({
       '/config.json': JSON.stringify({ auths: { 'bad.example.org': { auth: 'not base64!' }, 'lost.example.org': { auth: b64('l:l') } } }),
