@@ -26,17 +26,6 @@ else
   log "Debian packages already installed"
 fi
 
-# kubectl (for `kubectl kustomize` in the manifest tests) comes with this machine image; Debian's
-# own kubernetes-client is far too old. Install it only where some apt source offers `kubectl`.
-if ! command -v kubectl >/dev/null 2>&1; then
-  if apt-cache show kubectl >/dev/null 2>&1; then
-    log "installing kubectl"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null
-  else
-    log "WARNING: kubectl not found and no apt source offers it; the daemonset manifest tests need it"
-  fi
-fi
-
 docker_up() { $SUDO /usr/bin/docker version >/dev/null 2>&1; }
 if docker_up; then
   log "dockerd already running"

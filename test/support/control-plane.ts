@@ -128,7 +128,7 @@ export function kubeConfigFor(info: ControlPlaneInfo, token?: string): KubeConfi
 /** kubectl against the control plane with the admin credential. */
 export async function kubectl(info: ControlPlaneInfo, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const c = execFile('kubectl', ['--kubeconfig', info.adminKubeconfig, ...args], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    const c = execFile(goTool('kubectl'), ['--kubeconfig', info.adminKubeconfig, ...args], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`kubectl ${args.join(' ')}: ${stderr || err.message}`));
       else resolve(stdout);
     });
@@ -138,7 +138,7 @@ export async function kubectl(info: ControlPlaneInfo, args: readonly string[], i
 
 /** `kubectl kustomize DIR` (relative to the repository). */
 export async function kustomize(dir: string): Promise<string> {
-  return (await execFileP('kubectl', ['kustomize', join(REPO_ROOT, dir)], { maxBuffer: 16 << 20 })).stdout;
+  return (await execFileP(goTool('kubectl'), ['kustomize', join(REPO_ROOT, dir)], { maxBuffer: 16 << 20 })).stdout;
 }
 
 /**

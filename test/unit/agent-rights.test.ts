@@ -1,20 +1,19 @@
 // daemonset/'s rendered Role and ClusterRole grant exactly the rights listed in
 // docs/agent-rights.json (the documented list); test/kubernetes/rights.test.ts checks the same list
 // against what a real API server lets the DaemonSet's ServiceAccount do.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { AGENT_RIGHTS, atoms, type Rule } from '../support/agent-rights.ts';
 import { REPO_ROOT } from '../support/e2e-prereqs.ts';
+import { goTool, skipWithout } from '../support/go-tools.ts';
 
-const HAS_KUBECTL = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
-if (!HAS_KUBECTL && process.env['CI']) throw new Error('kubectl is required for the manifest tests (kubectl kustomize)');
 
 type Obj = { kind: string; metadata: { name: string; namespace?: string }; rules?: Rule[]; subjects?: { kind: string; name: string; namespace?: string }[]; roleRef?: { kind: string; name: string } };
 
-describe.skipIf(!HAS_KUBECTL)('the documented rights (docs/agent-rights.json) equal the manifests', () => {
-  const objs = (): Obj[] => loadAllYaml(execFileSync('kubectl', ['kustomize', join(REPO_ROOT, 'daemonset')], { encoding: 'utf8' })) as Obj[];
+describe.skipIf(skipWithout(['kubectl']))('the documented rights (docs/agent-rights.json) equal the manifests', () => {
+  const objs = (): Obj[] => loadAllYaml(execFileSync(goTool('kubectl'), ['kustomize', join(REPO_ROOT, 'daemonset')], { encoding: 'utf8' })) as Obj[];
 
   it('Role (namespace okteto) and ClusterRole rules, bound to the DaemonSet\'s ServiceAccount', () => {
     const all = objs();

@@ -1,32 +1,31 @@
 // Renders every kustomization under daemonset/ with `kubectl kustomize` and validates each
 // object against the Kubernetes OpenAPI schemas shipped by kubernetes-models, then checks the
 // safety properties the agent promises (host directories only, no privileged, capabilities...).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
+import { goTool, skipWithout } from '../support/go-tools.ts';
 import { expectSafeDaemonSet, expectValidObjects, ofKind, type Obj } from '../support/manifest-safety.ts';
 
 const ROOT = fileURLToPath(new URL('../../daemonset/', import.meta.url));
-// kubectl renders the manifests; without it these tests skip locally but fail in CI.
-const HAS_KUBECTL = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
-if (!HAS_KUBECTL && process.env['CI']) throw new Error('kubectl is required for the manifest tests (kubectl kustomize); install it (see scripts/setup-host.sh)');
-if (!HAS_KUBECTL) console.warn('daemonset manifest tests SKIPPED: kubectl not found on PATH');
+// kubectl (testenv/kube, the server's minor) renders the manifests; without it these skip locally, never in CI.
+const NO_KUBECTL = skipWithout(['kubectl']);
 const VARIANTS = ['.', 'crd', 'variants/mounted-secret', 'variants/k3s', 'variants/cleanup', 'variants/per-node-ecr', 'variants/broker-platform-account'];
 
 const rendered = new Map<string, Obj[]>();
 function render(variant: string): Obj[] {
   let objs = rendered.get(variant);
   if (!objs) {
-    const yaml = execFileSync('kubectl', ['kustomize', `${ROOT}${variant}`], { encoding: 'utf8' });
+    const yaml = execFileSync(goTool('kubectl'), ['kustomize', `${ROOT}${variant}`], { encoding: 'utf8' });
     objs = loadAllYaml(yaml) as Obj[];
     rendered.set(variant, objs);
   }
   return objs;
 }
 
-describe.skipIf(!HAS_KUBECTL).each(VARIANTS)('daemonset/%s', (variant) => {
+describe.skipIf(NO_KUBECTL).each(VARIANTS)('daemonset/%s', (variant) => {
   it('renders objects that are valid against the Kubernetes schemas', () => {
     expectValidObjects(render(variant), 'okteto');
     for (const o of render(variant)) {
@@ -40,7 +39,7 @@ describe.skipIf(!HAS_KUBECTL).each(VARIANTS)('daemonset/%s', (variant) => {
   });
 });
 
-describe.skipIf(!HAS_KUBECTL)('the agent DaemonSet', () => {
+describe.skipIf(NO_KUBECTL)('the agent DaemonSet', () => {
   const agent = (variant: string): Obj => ofKind(render(variant), 'DaemonSet')[0]!['spec'].template.spec;
   const env = (variant: string): Record<string, Obj> =>
     Object.fromEntries(agent(variant).containers[0].env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
