@@ -8,7 +8,7 @@
 // Used by test/support/control-plane-global-setup.ts (one shared instance per `npm test`), by the
 // fault suites (their own instance: they stop and restart etcd and the API server) and by
 // scripts/cluster.ts (`npm run cluster`). Every child is killed when this process exits.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -139,6 +139,11 @@ export async function kubectl(info: ControlPlaneInfo, args: readonly string[], i
 /** `kubectl kustomize DIR` (relative to the repository). */
 export async function kustomize(dir: string): Promise<string> {
   return (await execFileP(goTool('kubectl'), ['kustomize', join(REPO_ROOT, dir)], { maxBuffer: 16 << 20 })).stdout;
+}
+
+/** kustomize, blocking: for test files that render while collecting. */
+export function kustomizeSync(dir: string): string {
+  return execFileSync(goTool('kubectl'), ['kustomize', join(REPO_ROOT, dir)], { encoding: 'utf8', maxBuffer: 16 << 20 });
 }
 
 /**

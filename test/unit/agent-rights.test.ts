@@ -1,19 +1,17 @@
 // daemonset/'s rendered Role and ClusterRole grant exactly the rights listed in
 // docs/agent-rights.json (the documented list); test/kubernetes/rights.test.ts checks the same list
 // against what a real API server lets the DaemonSet's ServiceAccount do.
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { AGENT_RIGHTS, atoms, type Rule } from '../support/agent-rights.ts';
-import { REPO_ROOT } from '../support/e2e-prereqs.ts';
-import { goTool, skipWithout } from '../support/go-tools.ts';
+import { kustomizeSync } from '../support/control-plane.ts';
+import { skipWithout } from '../support/go-tools.ts';
 
 
 type Obj = { kind: string; metadata: { name: string; namespace?: string }; rules?: Rule[]; subjects?: { kind: string; name: string; namespace?: string }[]; roleRef?: { kind: string; name: string } };
 
 describe.skipIf(skipWithout(['kubectl']))('the documented rights (docs/agent-rights.json) equal the manifests', () => {
-  const objs = (): Obj[] => loadAllYaml(execFileSync(goTool('kubectl'), ['kustomize', join(REPO_ROOT, 'daemonset')], { encoding: 'utf8' })) as Obj[];
+  const objs = (): Obj[] => loadAllYaml(kustomizeSync('daemonset')) as Obj[];
 
   it('Role (namespace okteto) and ClusterRole rules, bound to the DaemonSet\'s ServiceAccount', () => {
     const all = objs();

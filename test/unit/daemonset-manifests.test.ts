@@ -1,15 +1,14 @@
 // Renders every kustomization under daemonset/ with `kubectl kustomize` and validates each
 // object against the Kubernetes OpenAPI schemas shipped by kubernetes-models, then checks the
 // safety properties the agent promises (host directories only, no privileged, capabilities...).
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseRegistryConfig } from '../../src/sources/registry-config.ts';
-import { goTool, skipWithout } from '../support/go-tools.ts';
+import { kustomizeSync } from '../support/control-plane.ts';
+import { skipWithout } from '../support/go-tools.ts';
 import { expectSafeDaemonSet, expectValidObjects, ofKind, type Obj } from '../support/manifest-safety.ts';
 
-const ROOT = fileURLToPath(new URL('../../daemonset/', import.meta.url));
 // kubectl (testenv/kube, the server's minor) renders the manifests; without it these skip locally, never in CI.
 const NO_KUBECTL = skipWithout(['kubectl']);
 const VARIANTS = ['.', 'crd', 'variants/mounted-secret', 'variants/k3s', 'variants/cleanup', 'variants/per-node-ecr', 'variants/broker-platform-account'];
@@ -18,7 +17,7 @@ const rendered = new Map<string, Obj[]>();
 function render(variant: string): Obj[] {
   let objs = rendered.get(variant);
   if (!objs) {
-    const yaml = execFileSync(goTool('kubectl'), ['kustomize', `${ROOT}${variant}`], { encoding: 'utf8' });
+    const yaml = kustomizeSync(join('daemonset', variant));
     objs = loadAllYaml(yaml) as Obj[];
     rendered.set(variant, objs);
   }
