@@ -1,16 +1,29 @@
 import type { Clock } from '../../src/model/clock.ts';
 
-/** A clock that moves only when told to; `advance` fires due timers in time order. */
+/**
+ * A clock that moves only when told to; `advance` fires due timers in time order. `step` moves the
+ * wall clock alone (an NTP step, a VM resumed with a stale clock): monotonic time and timers do not.
+ */
 export class ManualClock implements Clock {
   private t: number;
+  /** Wall minus monotonic: changed by step() only. */
+  private wallOffset: number;
   private seq = 0;
   private readonly timers = new Map<number, { at: number; fn: () => void }>();
 
   constructor(start = Date.UTC(2026, 0, 1)) {
-    this.t = start;
+    this.t = 0;
+    this.wallOffset = start;
   }
   now(): number {
+    return this.t + this.wallOffset;
+  }
+  monotonic(): number {
     return this.t;
+  }
+  /** Steps the wall clock by `ms` (negative: back); monotonic time and pending timers stay. */
+  step(ms: number): void {
+    this.wallOffset += ms;
   }
   setTimer(fn: () => void, ms: number): unknown {
     const id = ++this.seq;
@@ -20,11 +33,11 @@ export class ManualClock implements Clock {
   clearTimer(handle: unknown): void {
     this.timers.delete(handle as number);
   }
-  /** When the next timer fires, if any. */
+  /** When the next timer fires (wall time, comparable with now()), if any. */
   nextAt(): number | undefined {
     let min: number | undefined;
     for (const { at } of this.timers.values()) if (min === undefined || at < min) min = at;
-    return min;
+    return min === undefined ? undefined : min + this.wallOffset;
   }
   advance(ms: number): void {
     const end = this.t + ms;
