@@ -199,6 +199,14 @@ export const ERROR_CODES = {
     summary: 'The Kubernetes API server cannot be reached or keeps failing; the node keeps its last good credentials.',
     fix: 'Check the API server and the node\'s network; the agent reconnects with backoff by itself.',
   },
+  NRC_E_K8S_BAD_RESPONSE: {
+    summary: 'A request to the Kubernetes API got a success status with a body the API server does not send (not JSON, such as a proxy\'s or load balancer\'s HTML page, or not a list); it is not read as "no objects", so the node keeps its last good credentials.',
+    fix: 'Check what stands between the node and the API server (proxy, load balancer, KUBERNETES_SERVICE_HOST); the agent retries with backoff by itself.',
+  },
+  NRC_E_K8S_SECRET_MISSING: {
+    summary: 'The broker\'s Secret disappeared; the node keeps the credentials it had from it for a grace period (--broker-secret-grace-seconds), while the broker restores the Secret.',
+    fix: 'Nothing, if the broker is running: it rewrites its Secret within seconds. Otherwise check the broker Deployment (kubectl -n okteto get deploy node-registry-credentials-broker); after the grace period the node removes those credentials.',
+  },
   NRC_E_K8S_SECRET_NOT_DOCKERCONFIG: {
     summary: 'The watched Secret has neither a .dockerconfigjson nor a .dockercfg key (or its data is not base64).',
     fix: 'Recreate it as type kubernetes.io/dockerconfigjson (`kubectl create secret docker-registry`); the node keeps its last good credentials meanwhile.',

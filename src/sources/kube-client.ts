@@ -26,6 +26,8 @@ export class KubeApiError extends Error {
   constructor(
     readonly code: number,
     readonly body: unknown,
+    /** From a 429's or 503's Retry-After (seconds form only, as the API server sends it). */
+    readonly retryAfterMs?: number,
   ) {
     super(`HTTP ${code}${typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string' ? `: ${(body as { message: string }).message}` : ''}`);
     this.name = 'KubeApiError';
@@ -34,6 +36,36 @@ export class KubeApiError extends Error {
   get statusCode(): number {
     return this.code;
   }
+}
+
+/**
+ * A 2xx answer that is not what the API server sends: not JSON (a proxy's or load balancer's
+ * HTML page), or JSON of the wrong shape. Never read as "nothing there": the caller retries.
+ */
+export class KubeBadResponse extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(`HTTP ${status} but ${detail}`);
+    this.name = 'KubeBadResponse';
+  }
+}
+
+function retryAfterMs(res: IncomingMessage): number | undefined {
+  const v = res.headers['retry-after'];
+  const s = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : Number.NaN;
+  return Number.isFinite(s) ? s * 1000 : undefined;
+}
+
+function apiError(res: IncomingMessage, body: unknown): KubeApiError {
+  return new KubeApiError(res.statusCode ?? 0, body, retryAfterMs(res));
+}
+
+/** The API server answers JSON (or its protobuf/CBOR, which this client never asks for). */
+function isJson(res: IncomingMessage): boolean {
+  const type = res.headers['content-type'];
+  return type === undefined || /\bjson\b/i.test(type);
 }
 
 export type Query = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -69,18 +101,19 @@ function tokenFileReader(file: string): () => string {
   };
 }
 
-/** A response's whole body, parsed as JSON when it is JSON (else the text, kept for the error). */
-function readBody(res: IncomingMessage): Promise<unknown> {
+/** A response's whole body: parsed JSON, the text when it is not JSON, or undefined when empty. */
+function readBody(res: IncomingMessage): Promise<{ json: unknown; text: string; parsed: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
     res.on('error', reject);
     res.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
+      if (!text) return resolve({ json: undefined, text, parsed: true });
       try {
-        resolve(text ? JSON.parse(text) : undefined);
+        resolve({ json: JSON.parse(text), text, parsed: true });
       } catch {
-        resolve(text);
+        resolve({ json: undefined, text, parsed: false });
       }
     });
   });
@@ -140,10 +173,11 @@ export class KubeClient {
       req.setTimeout(o.timeoutMs ?? 30_000, () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
       req.on('response', (res: IncomingMessage) => {
-        readBody(res).then((parsed) => {
+        readBody(res).then((b) => {
           const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) resolve(parsed as T);
-          else reject(new KubeApiError(status, parsed));
+          if (status < 200 || status >= 300) reject(apiError(res, b.parsed ? b.json : b.text));
+          else if (!b.parsed || !isJson(res)) reject(new KubeBadResponse(status, `not JSON (${String(res.headers['content-type'] ?? 'no content-type').slice(0, 60)})`));
+          else resolve(b.json as T);
         }, reject);
       });
       req.end(body);
@@ -151,11 +185,18 @@ export class KubeClient {
   }
 
   /**
-   * A watch (?watch=true): `onEvent` for every line of the stream, `onDone` once, with the error
-   * (a non-200 status is a KubeApiError) or none when the stream ended. No timer of its own: the
-   * caller's watchdog decides when a silent watch is dead.
+   * A watch (?watch=true): `onOpen` once the server accepted it (200 and JSON), `onEvent` for every
+   * line of the stream, `onDone` once, with the error (a non-200 status is a KubeApiError, a body
+   * that is not a JSON event stream a KubeBadResponse) or none when the stream ended. No timer of
+   * its own: the caller's watchdog decides when a silent watch is dead.
    */
-  async watch(path: string, query: Query, onEvent: (type: string, obj: Record<string, unknown>) => void, onDone: (err: unknown) => void): Promise<WatchHandle> {
+  async watch(
+    path: string,
+    query: Query,
+    onEvent: (type: string, obj: Record<string, unknown>) => void,
+    onDone: (err: unknown) => void,
+    onOpen?: () => void,
+  ): Promise<WatchHandle> {
     let done = false;
     const finish = (err: unknown): void => {
       if (done) return;
@@ -167,9 +208,16 @@ export class KubeClient {
     req.on('response', (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
       if (status !== 200) {
-        readBody(res).then((body) => finish(new KubeApiError(status, body)), finish);
+        readBody(res).then((b) => finish(status >= 200 && status < 300 ? new KubeBadResponse(status, 'not a watch') : apiError(res, b.parsed ? b.json : b.text)), finish);
         return;
       }
+      if (!isJson(res)) {
+        res.resume();
+        finish(new KubeBadResponse(status, `not a JSON event stream (${String(res.headers['content-type']).slice(0, 60)})`));
+        req.destroy();
+        return;
+      }
+      onOpen?.();
       res.setEncoding('utf8');
       let buf = '';
       res.on('data', (chunk: string) => {
@@ -183,9 +231,16 @@ export class KubeClient {
           try {
             ev = JSON.parse(line) as { type?: unknown; object?: unknown };
           } catch {
-            continue; // a broken line is skipped, as client-node does
+            ev = {};
           }
-          if (typeof ev.type === 'string' && typeof ev.object === 'object' && ev.object !== null) onEvent(ev.type, ev.object as Record<string, unknown>);
+          // A line that is not an event ends the watch, as client-go's decoder does: the stream can
+          // no longer be trusted to carry every change, so the caller resumes or relists.
+          if (typeof ev.type !== 'string' || typeof ev.object !== 'object' || ev.object === null) {
+            finish(new KubeBadResponse(status, 'a watch line that is not an event'));
+            req.destroy();
+            return;
+          }
+          onEvent(ev.type, ev.object as Record<string, unknown>);
           if (done) return;
         }
       });
@@ -210,14 +265,18 @@ export function kubeClientOf(access: KubeAccess): KubeClient {
   return access instanceof KubeClient ? access : KubeClient.fromKubeConfig(access);
 }
 
+/** The in-cluster API server URL: always https, whatever the port (the bearer token never travels in clear), as client-go's InClusterConfig. */
+export function inClusterServer(host: string, port: string): string {
+  return `https://${isIPv6(host) ? `[${host}]` : host}:${port}`;
+}
+
 /** The in-cluster client: the API server of KUBERNETES_SERVICE_HOST/PORT, the pod's ServiceAccount. */
 export function inClusterClient(dir = SERVICEACCOUNT_DIR): KubeClient {
   const host = process.env['KUBERNETES_SERVICE_HOST'] ?? '';
   const port = process.env['KUBERNETES_SERVICE_PORT'] ?? '443';
-  const scheme = port === '80' || port === '8080' || port === '8001' ? 'http' : 'https';
   const token = tokenFileReader(join(dir, 'token'));
   const ca = readFileSync(join(dir, 'ca.crt'));
-  return new KubeClient(`${scheme}://${isIPv6(host) ? `[${host}]` : host}:${port}`, () => ({ ca, headers: { authorization: `Bearer ${token()}` } }));
+  return new KubeClient(inClusterServer(host, port), () => ({ ca, headers: { authorization: `Bearer ${token()}` } }));
 }
 
 interface Named<T> {

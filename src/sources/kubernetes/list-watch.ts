@@ -2,20 +2,25 @@
 // resuming after timeouts/disconnects, relisting on 410 Gone, backing off with jitter on
 // failures, and a watchdog that relists when the stream goes silent (not even a bookmark).
 // Its state changes are events (onState) that logs and metrics read.
+//
+// Backoff, as client-go's reflector: a failure streak grows the delay up to the cap, and only a
+// watch that carried data (an event or a bookmark) or stayed open HEALTHY_WATCH_MS ends the
+// streak. A request that was merely sent, or a watch the server accepted and closed at once,
+// proves nothing: a fleet of agents must not hammer an API server that is down or refusing.
 import { EventEmitter } from 'node:events';
 import { AgentError } from '../../errors.ts';
-import type { KubeClient, WatchHandle } from '../kube-client.ts';
+import { KubeBadResponse, type KubeClient, type WatchHandle } from '../kube-client.ts';
 
 export type KubeObject = Record<string, unknown> & { metadata?: { name?: string; namespace?: string; resourceVersion?: string } };
 
 export type WatchState =
-  /** Listed and watching. */
+  /** Listed, and the server accepted the watch. */
   | 'connected'
   /** Listing again: first start, 410 Gone, or after the watchdog fired. */
   | 'relisting'
   /** The watch delivered nothing (not even a bookmark) for `watchdogMs`; it is cut and a relist follows. */
   | 'stalled'
-  /** A request failed (network, 5xx); retrying after `retryInMs`. */
+  /** A request failed (network, 429, 5xx, a 2xx that is not the API server's answer); retrying after `retryInMs`. */
   | 'disconnected'
   /** 403: RBAC denies a request; retrying after `retryInMs` in case the Role gets fixed. */
   | 'forbidden'
@@ -46,7 +51,12 @@ export interface WatchTuning {
   maxConsecutiveFailures?: number;
   /** [0, 1) source for jitter; injectable for tests. */
   random?: () => number;
+  /** Milliseconds that never step (durations); injectable for tests. */
+  monotonic?: () => number;
 }
+
+/** A watch open this long proves the server healthy even without an event (a quiet watch with no bookmarks). */
+export const HEALTHY_WATCH_MS = 30_000;
 
 /** The RBAC rule a request needs, to name it in a 403 error. */
 export interface RbacRule {
@@ -106,13 +116,24 @@ function objectKey(o: KubeObject): string {
   return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 }
 
-/** One list of a collection: its items and the resourceVersion to watch from. */
+/**
+ * One list of a collection: its items and the resourceVersion to watch from. Anything but a list
+ * with a resourceVersion is refused: read as "no objects" it would wipe the node's credentials.
+ */
 async function listObjects(client: KubeClient, path: string, fieldSelector: string | undefined): Promise<ListResult> {
-  const res = await client.request<{ items?: KubeObject[]; metadata?: { resourceVersion?: string } }>('GET', path, { query: { fieldSelector } });
-  return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? '' };
+  const res = await client.request<unknown>('GET', path, { query: { fieldSelector } });
+  const list = typeof res === 'object' && res !== null && !Array.isArray(res) ? (res as { kind?: unknown; items?: unknown; metadata?: { resourceVersion?: unknown } }) : undefined;
+  const items = list?.items === null ? [] : list?.items; // a Go nil slice serializes as null
+  const rv = list?.metadata?.resourceVersion;
+  if (!list || !Array.isArray(items) || typeof rv !== 'string' || rv === '' || (typeof list.kind === 'string' && !list.kind.endsWith('List'))) {
+    throw new KubeBadResponse(200, 'not a list with a resourceVersion');
+  }
+  return { items: items.filter((o): o is KubeObject => typeof o === 'object' && o !== null), resourceVersion: rv };
 }
 
-class Gone extends Error {}
+class Gone extends Error {
+  readonly code = 410;
+}
 
 export class ListWatch extends EventEmitter<ListWatchEvents> {
   private readonly opts: ListWatchOptions;
@@ -126,6 +147,8 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
   private loop: Promise<void> | undefined;
   private synced = false;
   private watchStarted = false;
+  /** 410 Gone answers in a row with no event between them: past one, a failing server, not an expired resourceVersion. */
+  private gones = 0;
   /** Watch (re)starts after the first one; a metric. */
   restarts = 0;
   state: WatchState = 'relisting';
@@ -141,6 +164,7 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
       watchTimeoutSeconds: t.watchTimeoutSeconds ?? 300,
       maxConsecutiveFailures: t.maxConsecutiveFailures ?? Number.POSITIVE_INFINITY,
       random: t.random ?? Math.random,
+      monotonic: t.monotonic ?? (() => performance.now()),
     };
   }
 
@@ -193,7 +217,6 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
           this.synced = true;
           this.emit('sync', this.items);
         }
-        this.setState({ state: 'connected', watch: this.opts.description, failures: this.failures });
         if (this.watchStarted) this.restarts++;
         this.watchStarted = true;
         const outcome = await this.watchOnce();
@@ -207,23 +230,27 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
         if (this.stopped) return;
         if (err instanceof Gone) {
           needList = true;
-          continue;
+          if (++this.gones <= 1) continue;
         }
         this.failures++;
         const code = statusCode(err);
         const forbidden = code === 403;
         const error = forbidden
           ? forbiddenError(this.opts.rbac, ['get', 'list', 'watch'], err)
-          : new AgentError('NRC_E_K8S_UNAVAILABLE', {
-              subject: this.opts.description,
-              detail: code ? `(HTTP ${code})` : `(${errorName(err)})`,
-              cause: err,
-            });
+          : err instanceof KubeBadResponse
+            ? new AgentError('NRC_E_K8S_BAD_RESPONSE', { subject: this.opts.description, detail: `(${err.message})`, cause: err })
+            : new AgentError('NRC_E_K8S_UNAVAILABLE', {
+                subject: this.opts.description,
+                detail: code ? `(HTTP ${code})` : `(${errorName(err)})`,
+                cause: err,
+              });
         if (this.failures >= this.t.maxConsecutiveFailures) {
           this.setState({ state: 'gave-up', watch: this.opts.description, error, failures: this.failures });
           return;
         }
-        const retryInMs = backoffDelay(this.failures, this.t.initialBackoffMs, this.t.maxBackoffMs, this.t.random);
+        // A 429's or 503's Retry-After is honoured up to the cap (the API server's own priority and fairness asks for it).
+        const retryAfter = Math.min(this.t.maxBackoffMs, retryAfterOf(err) ?? 0);
+        const retryInMs = Math.max(retryAfter, backoffDelay(this.failures, this.t.initialBackoffMs, this.t.maxBackoffMs, this.t.random));
         this.setState({ state: forbidden ? 'forbidden' : 'disconnected', watch: this.opts.description, error, retryInMs, failures: this.failures });
         await this.sleep(retryInMs);
       }
@@ -240,7 +267,7 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
       let gotData = false;
       let controller: WatchHandle | undefined;
       let watchdog: NodeJS.Timeout | undefined;
-      const started = Date.now();
+      const started = this.t.monotonic();
       const finish = (fn: () => void): void => {
         if (settled) return;
         settled = true;
@@ -255,14 +282,19 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
       };
       this.abort = () => finish(() => resolve('ended'));
       armWatchdog();
+      const onOpen = (): void => {
+        if (settled) return;
+        this.setState({ state: 'connected', watch: this.opts.description, failures: this.failures });
+      };
       const onEvent = (type: string, obj: KubeObject): void => {
         if (settled) return;
         armWatchdog();
-        if (!gotData) {
-          gotData = true;
-          this.failures = 0;
-        }
         const rv = obj?.metadata?.resourceVersion;
+        if (type !== 'ERROR' && !gotData) {
+          gotData = true;
+          this.failures = 0; // the server delivered: the failure streak is over
+          this.gones = 0;
+        }
         switch (type) {
           case 'ADDED':
           case 'MODIFIED':
@@ -287,10 +319,15 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
         }
       };
       const onDone = (err: unknown): void => {
-        if (err && !isAbort(err)) finish(() => reject(err));
-        // A watch that closes at once with nothing in it is a failing server: back off.
-        else if (!gotData && Date.now() - started < 1000) finish(() => reject(new Error('watch closed immediately')));
-        else finish(() => resolve('ended'));
+        if (err && !isAbort(err)) return finish(() => reject(err));
+        if (gotData) return finish(() => resolve('ended'));
+        // Closed without a single event: healthy only if it stayed open a while (a quiet watch that
+        // timed out); a server or proxy that accepts and closes at once is failing: back off.
+        if (this.t.monotonic() - started >= Math.min(HEALTHY_WATCH_MS, timeoutSeconds * 1000)) {
+          this.failures = 0;
+          return finish(() => resolve('ended'));
+        }
+        finish(() => reject(new Error('watch closed early')));
       };
       this.opts.client
         .watch(
@@ -303,17 +340,22 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
           },
           onEvent,
           onDone,
+          onOpen,
         )
         .then(
           (c) => {
             controller = c;
             if (settled) c.abort();
-            else if (!gotData) this.failures = 0; // the server accepted the watch
           },
           (err: unknown) => finish(() => reject(err)),
         );
     });
   }
+}
+
+function retryAfterOf(err: unknown): number | undefined {
+  const v = typeof err === 'object' && err !== null ? (err as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined;
 }
 
 function isAbort(err: unknown): boolean {
