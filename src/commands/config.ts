@@ -35,6 +35,8 @@ export interface KubernetesConfig {
   readonly secretName: string;
   /** The broker's Secret (Registry-derived, wins over secretName); '' disables its watch. */
   readonly brokerSecretName: string;
+  /** How long the node keeps the broker's credentials after its Secret disappeared (0: drop them at once). */
+  readonly brokerSecretGraceMs: number;
   readonly secretDir: string | undefined;
   readonly watchRegistries: boolean;
   readonly nodeName: string | undefined;
@@ -87,6 +89,8 @@ export function kubernetesConfig(f: Flags): KubernetesConfig | AgentError {
   if (fleetSize instanceof AgentError) return fleetSize;
   const sa = serviceAccountFlag(withDefault(KUBERNETES_RUN_FLAGS, 'ecr-service-account', str(f, 'ecr-service-account'))!);
   if (sa instanceof AgentError) return sa;
+  const graceSeconds = numberFlag(KUBERNETES_RUN_FLAGS, 'broker-secret-grace-seconds', str(f, 'broker-secret-grace-seconds'));
+  if (graceSeconds instanceof AgentError) return graceSeconds;
   return {
     hostRoot: hostConfig(f).hostRoot,
     kubeconfig: str(f, 'kubeconfig'),
@@ -94,6 +98,7 @@ export function kubernetesConfig(f: Flags): KubernetesConfig | AgentError {
     namespace: withDefault(KUBERNETES_RUN_FLAGS, 'secret-namespace', str(f, 'secret-namespace'))!,
     secretName: withDefault(KUBERNETES_RUN_FLAGS, 'secret-name', str(f, 'secret-name'))!,
     brokerSecretName: withDefault(KUBERNETES_RUN_FLAGS, 'broker-secret-name', str(f, 'broker-secret-name'))!,
+    brokerSecretGraceMs: graceSeconds * 1000,
     secretDir: str(f, 'secret-dir'),
     watchRegistries: f['registries'] === true,
     nodeName: str(f, 'node-name'),

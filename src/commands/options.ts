@@ -70,6 +70,13 @@ export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
     help: "The cluster broker's Secret to watch (every Registry credential, ECR tokens included; it wins over --secret-name); '' disables the watch.",
   },
   {
+    name: 'broker-secret-grace-seconds',
+    type: 'string',
+    default: '600',
+    number: { atLeast: 0 },
+    help: "When the broker's Secret disappears (deleted by mistake: the broker rewrites it within seconds), keep its credentials on the node this long before removing them; 0 removes them at once.",
+  },
+  {
     name: 'registries',
     type: 'boolean',
     help: "Opt-in (the per-node ECR variant): watch Registry resources on this node; awsIamRole ones use this agent's own ServiceAccount token, static ones come through the platform's Secret, awsIamUser needs the broker.",

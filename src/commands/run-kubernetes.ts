@@ -74,16 +74,45 @@ async function startEcr(c: KubernetesConfig, kc: KubeClient | undefined, watchRe
   });
 }
 
+/** While a watch keeps failing, it is logged again at most this often (the metrics count every retry). */
+export const WATCH_FAILURE_LOG_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * Logs a watch's states the way a fleet can bear: the first failure of a streak, then at most one
+ * line per interval while it lasts, and one line when it ends. An API server that is down must not
+ * make thousands of nodes log every retry; the metrics still count each one.
+ */
+export function watchStateLogger(log: Logger, monotonic: () => number = () => performance.now()): (e: WatchStateEvent) => void {
+  const streaks = new Map<string, { since: number; loggedAt: number; code: string | undefined }>();
+  return (e) => {
+    const fields = { watch: e.watch, state: e.state, failures: e.failures, retryInMs: e.retryInMs, code: e.error?.code, error: e.error?.message };
+    const now = monotonic();
+    const streak = streaks.get(e.watch);
+    if (e.state === 'disconnected' || e.state === 'forbidden') {
+      // A new error code is news: logged at once even inside a streak.
+      if (streak && streak.code === e.error?.code && now - streak.loggedAt < WATCH_FAILURE_LOG_INTERVAL_MS) return log.debug(fields, 'watch');
+      streaks.set(e.watch, { since: streak?.since ?? now, loggedAt: now, code: e.error?.code });
+      const line = streak ? { ...fields, failingForS: Math.round((now - streak.since) / 1000) } : fields;
+      return e.state === 'forbidden' ? log.error(line, 'watch') : log.warn(line, 'watch');
+    }
+    if (e.state === 'gave-up') return log.error(fields, 'watch');
+    if (e.state === 'stalled') return log.warn(fields, 'watch');
+    if (e.state === 'connected' && streak) {
+      streaks.delete(e.watch);
+      return log.info({ watch: e.watch, state: e.state, failures: e.failures, failedForS: Math.round((now - streak.since) / 1000) }, 'watch recovered');
+    }
+    log.debug(fields, 'watch');
+  };
+}
+
 /** Builds the Kubernetes sources and starts the server; the caller starts the reconciler. */
 export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger): Promise<KubernetesRuntime> {
   const metrics = createAgentMetrics(createMetricsRegistry());
   const log = logger.child({ component: 'kubernetes' });
+  const logState = watchStateLogger(log);
   const onState = (e: WatchStateEvent): void => {
     recordWatchState(metrics, e);
-    const fields = { watch: e.watch, state: e.state, failures: e.failures, retryInMs: e.retryInMs, code: e.error?.code, error: e.error?.message };
-    if (e.state === 'forbidden' || e.state === 'gave-up') log.error(fields, 'watch');
-    else if (e.state === 'disconnected' || e.state === 'stalled') log.warn(fields, 'watch');
-    else log.debug(fields, 'watch');
+    logState(e);
   };
 
   const sources: Source[] = [];
@@ -97,7 +126,7 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const watchRegistries = Boolean(k8s && kc && c.watchRegistries);
   const ecr = await startEcr(c, kc, watchRegistries, metrics, log);
   // The broker's Secret first: it carries the Registry resources, ECR tokens included (issue 15).
-  if (k8s && kc && c.brokerSecretName !== '') sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: c.brokerSecretName, onState }));
+  if (k8s && kc && c.brokerSecretName !== '') sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: c.brokerSecretName, onState, absentGraceMs: c.brokerSecretGraceMs }));
   if (k8s && kc && watchRegistries) {
     sources.push(
       new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState, nodeIdentityOnly: true, ...(ecr ? { onEcrRegistries: (specs) => ecr.setRegistries(specs) } : {}) }),

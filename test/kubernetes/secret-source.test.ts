@@ -33,7 +33,7 @@ describe.skipIf(!info)('Kubernetes Secret source against the real API server, as
     await admin.clean();
   });
 
-  async function startSource(tuning: WatchTuning = FAST, opts: { name?: string; namespace?: string } = {}): Promise<void> {
+  async function startSource(tuning: WatchTuning = FAST, opts: { name?: string; namespace?: string; absentGraceMs?: number } = {}): Promise<void> {
     snapshots = [];
     states = [];
     source = new KubernetesSecretSource({ kubeConfig: agentKc, tuning, onState: (e) => states.push(e), ...opts });
@@ -60,6 +60,35 @@ describe.skipIf(!info)('Kubernetes Secret source against the real API server, as
     await admin.putDockerConfigSecret(NS, SECRET, auths({ 'reg.example.com': ['u3', 'p3'] }));
     await waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u3:p3']));
     expect(states.filter((s) => s.state === 'relisting')).toHaveLength(1);
+  });
+
+  it('the broker\'s Secret deleted by mistake: the node keeps its credentials through the grace period, and drops them only after it', async () => {
+    await admin.putDockerConfigSecret(NS, SECRET, auths({ 'reg.example.com': ['u1', 'p1'] }));
+    await startSource(FAST, { absentGraceMs: 3000 });
+    await waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
+
+    // Deleted, then written again within the grace (the broker repairing it): no snapshot ever
+    // said "no credentials", so the node never removed them.
+    await admin.deleteSecret(NS, SECRET);
+    await waitFor(() => expect(last()).toMatchObject({ ok: false, errors: [{ code: 'NRC_E_K8S_SECRET_MISSING' }] }));
+    await admin.putDockerConfigSecret(NS, SECRET, auths({ 'reg.example.com': ['u1', 'p1'] }));
+    await waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
+    expect(snapshots.filter((s) => s.ok && s.credentials.length === 0)).toEqual([]);
+
+    // Deleted and not restored: "no credentials" once the grace has passed, not before.
+    await admin.deleteSecret(NS, SECRET);
+    const deletedAt = Date.now();
+    await waitFor(() => expect(last()).toMatchObject({ ok: true, credentials: [] }), { timeout: 10_000 });
+    expect(Date.now() - deletedAt).toBeGreaterThanOrEqual(2900);
+  });
+
+  it('without a grace period (the platform\'s Secret), a deleted Secret means no credentials at once', async () => {
+    await admin.putDockerConfigSecret(NS, SECRET, auths({ 'reg.example.com': ['u1', 'p1'] }));
+    await startSource();
+    await waitFor(() => expect(hosts(last())).toEqual(['reg.example.com=u1:p1']));
+    await admin.deleteSecret(NS, SECRET);
+    await waitFor(() => expect(last()).toMatchObject({ ok: true, credentials: [], errors: [] }));
+    expect(snapshots.some((s) => !s.ok)).toBe(false);
   });
 
   it('watches only its Secret by name: RBAC allows nothing else, other Secrets do not reach it', async () => {

@@ -1,6 +1,7 @@
 // Watches ONE docker-config Secret by name (list+watch with a metadata.name field selector,
 // so RBAC can limit the agent to that name) and turns it into a SourceSnapshot.
 import { AgentError } from '../../errors.ts';
+import { systemClock, type Clock } from '../../model/clock.ts';
 import type { Source, SourceSnapshot } from '../../model/credential.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
 import { type KubeAccess, kubeClientOf } from '../kube-client.ts';
@@ -17,6 +18,12 @@ export interface SecretSourceOptions {
   readonly tuning?: WatchTuning;
   /** Watch state changes (connected, relisting, stalled, forbidden, gave-up...) for logs and metrics. */
   readonly onState?: (e: WatchStateEvent) => void;
+  /**
+   * The broker's Secret only: once seen, its disappearance keeps the last credentials this long
+   * (ok:false, NRC_E_K8S_SECRET_MISSING) before it counts as "no credentials". Default 0: at once.
+   */
+  readonly absentGraceMs?: number;
+  readonly clock?: Clock;
 }
 
 /** Secret → snapshot: absent Secret = no credentials (ok); unreadable = ok:false (keep last good). */
@@ -62,8 +69,15 @@ export class KubernetesSecretSource implements Source {
   private readonly namespace: string;
   private readonly secretName: string;
   private emitFn: ((s: SourceSnapshot) => void) | undefined;
+  private readonly graceMs: number;
+  private readonly clock: Clock;
+  /** The Secret was there since the last time it counted as absent. */
+  private present = false;
+  private graceTimer: unknown;
 
   constructor(opts: SecretSourceOptions) {
+    this.graceMs = opts.absentGraceMs ?? 0;
+    this.clock = opts.clock ?? systemClock;
     this.namespace = opts.namespace ?? DEFAULT_SECRET_NAMESPACE;
     this.secretName = opts.name ?? DEFAULT_SECRET_NAME;
     this.name = `secret:${this.namespace}/${this.secretName}`;
@@ -75,10 +89,7 @@ export class KubernetesSecretSource implements Source {
       rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: this.secretName },
       ...(opts.tuning ? { tuning: opts.tuning } : {}),
     });
-    this.watch.on('sync', (items) => {
-      const secret = items.get(`${this.namespace}/${this.secretName}`);
-      this.emitFn?.(secretToSnapshot(secret, this.name));
-    });
+    this.watch.on('sync', (items) => this.onSecret(items.get(`${this.namespace}/${this.secretName}`)));
     this.watch.on('state', (e) => {
       opts.onState?.(e);
       // A failure before the first list: tell the reconciler (ok:false keeps whatever it has).
@@ -86,6 +97,38 @@ export class KubernetesSecretSource implements Source {
         this.emitFn?.({ source: this.name, credentials: [], errors: [e.error], ok: false });
       }
     });
+  }
+
+  /**
+   * A Secret that was there and is gone: with a grace period, its credentials stay (ok:false keeps
+   * the last good snapshot) until the grace ends or the Secret is back. A Secret never seen since
+   * the agent started is simply absent: a new cluster, or the broker has not written yet.
+   */
+  private onSecret(secret: KubeObject | undefined): void {
+    if (secret) {
+      this.present = true;
+      this.endGrace();
+      this.emitFn?.(secretToSnapshot(secret, this.name));
+      return;
+    }
+    if (!this.present || this.graceMs <= 0) {
+      this.present = false;
+      this.emitFn?.(secretToSnapshot(undefined, this.name));
+      return;
+    }
+    if (this.graceTimer !== undefined) return;
+    const seconds = Math.round(this.graceMs / 1000);
+    this.emitFn?.({ source: this.name, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_MISSING', { subject: this.name, detail: `(its credentials stay for ${seconds} s)` })], ok: false });
+    this.graceTimer = this.clock.setTimer(() => {
+      this.graceTimer = undefined;
+      this.present = false;
+      this.emitFn?.(secretToSnapshot(undefined, this.name));
+    }, this.graceMs);
+  }
+
+  private endGrace(): void {
+    if (this.graceTimer !== undefined) this.clock.clearTimer(this.graceTimer);
+    this.graceTimer = undefined;
   }
 
   /** Watch restarts so far (metric). */
@@ -99,6 +142,7 @@ export class KubernetesSecretSource implements Source {
   }
 
   async stop(): Promise<void> {
+    this.endGrace();
     await this.watch.stop();
     this.emitFn = undefined;
   }
