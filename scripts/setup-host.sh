@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One-time (idempotent) host setup for the test suites: the Debian packages the e2e suite drives
-# (Docker engine, containerd with CRI, the distribution registry, skopeo, htpasswd, openssl,
-# debootstrap for the locally built base image), a running Docker engine, and the Go-built test
-# tools (scripts/build-go-tools.sh).
-# Needs root (or sudo). Safe to run again: installs only what is missing, starts dockerd only if down.
+# Set-up 1/2 (idempotent), in the order CI installs: `apt-get update`, the Debian packages the
+# suites drive (Docker engine, containerd with CRI, the distribution registry, skopeo, htpasswd,
+# openssl, debootstrap for the locally built base image), a running Docker engine, then the npm
+# packages (`npm ci`, which brings the project's Node 24). Set-up 2/2 is scripts/build-go-tools.sh.
+# Needs root (or sudo) for the Debian part. Safe to run again: installs only what is missing,
+# starts dockerd only if down. NRC_SKIP_NPM=1 leaves node_modules alone.
 set -euo pipefail
 
 log() { printf '[setup-host %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -18,9 +19,10 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+log "apt-get update"
+$SUDO apt-get update -qq
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing: ${missing[*]}"
-  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   log "Debian packages already installed"
@@ -45,12 +47,9 @@ else
   log "dockerd is up"
 fi
 
-# The Go-built test tools (oracles on the kubelet's and containerd's own code, containerd 2.x),
-# from the pinned modules in testenv/, cached outside the clone by their go.sum.
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
-if command -v go >/dev/null 2>&1; then
-  log "Go test tools: $(bash "$(dirname "$0")/build-go-tools.sh" | tail -n 1)"
-else
-  log "WARNING: no Go toolchain on PATH; the oracle suites need scripts/build-go-tools.sh"
-  [ -z "${CI:-}" ] || exit 1
+# The npm packages, after the Debian ones (CI's order); the Go-built tools come after these.
+if [ "${NRC_SKIP_NPM:-}" != 1 ]; then
+  log "npm ci"
+  (cd "$(dirname "$0")/.." && npm ci --no-audit --no-fund)
 fi
+log "done; next: bash scripts/build-go-tools.sh (set-up 2/2)"
