@@ -386,6 +386,9 @@ export class ControlPlane {
     const platformSa = `apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: ${PLATFORM_SERVICE_ACCOUNT}\n  namespace: ${AGENT_NAMESPACE}\n`;
     await kubectl(this.info, ['apply', '-f', '-'], [namespace, crd, manifests, platformSa].join('\n---\n'));
     await kubectl(this.info, ['wait', '--for=condition=Established', '--timeout=30s', 'crd/registries.admin.okteto.com']);
+    // Established comes before the CRD's storage is ready ("storage is (re)initializing", 429): a
+    // first list through kubectl (which waits out Retry-After) so that no test meets that window.
+    await kubectl(this.info, ['get', 'registries.admin.okteto.com', '-n', AGENT_NAMESPACE, '--request-timeout=30s']);
   }
 
   /** Compacts etcd at its current revision (v3 HTTP gateway); returns that revision. */
