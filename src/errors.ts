@@ -240,6 +240,10 @@ export const ERROR_CODES = {
     summary: 'The broker could not renew its Lease within the renew deadline, so it stopped writing and exits (the pod restarts and joins the election again).',
     fix: 'Usually none: another replica takes over within the lease duration. If it repeats, check the API server latency and the broker\'s Role (leases get/create/update on its Lease name).',
   },
+  NRC_E_BROKER_NOT_LEADER: {
+    summary: 'The broker was about to write its Secret but had not renewed its Lease within the renew deadline on its own monotonic clock (the process was paused, throttled or its VM frozen), so it did not write: another replica may lead by now.',
+    fix: 'Usually none: this replica stops leading and exits, and the current leader keeps the Secret. If it repeats, look for CPU throttling (raise the broker\'s CPU limit), paused or overloaded nodes, and the API server latency.',
+  },
   // Credential check (src/check)
   NRC_E_CREDENTIAL_REJECTED: {
     summary: 'The registry (or its token service) rejected the credential the agent writes for it: pulls that use it will fail.',

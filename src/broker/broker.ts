@@ -3,19 +3,23 @@
 // one whole dockerconfigjson Secret (BrokerSecretWriter). Nothing is written until every source
 // has delivered once, so a restart never drops a credential; a source that fails keeps its last
 // good snapshot. The ECR token cache is the Secret itself: a new leader reuses its tokens.
+// The broker also keeps its Secret as it wrote it: a watch on that one Secret and a periodic resync
+// restore it, whole, when someone deletes or edits it (every node would otherwise drop its
+// credentials until a Registry changes).
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { systemClock, type Clock } from '../model/clock.ts';
 import type { Source, SourceSnapshot } from '../model/credential.ts';
 import { mergeSnapshots } from '../reconcile/engine.ts';
-import { EcrSource, KubernetesServiceAccountTokenProvider, type AwsFetcherOptions } from '../sources/ecr/index.ts';
+import { EcrSource, KubernetesServiceAccountTokenProvider, type AwsFetcherOptions, type EcrRegistrySpec } from '../sources/ecr/index.ts';
 import type { EcrTokenFetcher } from '../sources/ecr/aws.ts';
 import { DEFAULT_POLICY, type SchedulePolicy } from '../sources/ecr/schedule.ts';
 import { KubernetesRegistrySource } from '../sources/kubernetes/registry-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
 import type { Registry } from '../metrics.ts';
-import { BrokerSecretWriter, type WriteOutcome } from './secret-writer.ts';
+import type { Leadership } from './lease.ts';
+import { BrokerSecretWriter, kubernetesSecretStore, type SecretStore, type WriteResult } from './secret-writer.ts';
 
 export interface BrokerOptions {
   readonly kubeConfig: KubeConfig;
@@ -31,9 +35,17 @@ export interface BrokerOptions {
   /** Where the ECR tokens' expiry (nrc_ecr_token_expiry_seconds) is exported: the EcrTokenExpiring alert reads it here. */
   readonly metrics?: Registry;
   /** Every write attempt's outcome (tests, metrics). */
-  readonly onWrite?: (outcome: WriteOutcome | AgentError) => void;
+  readonly onWrite?: (outcome: WriteResult | AgentError) => void;
+  /** The election's fence and stamp (the `broker` command's LeaderElector); without it writes are unfenced (tests). */
+  readonly leadership?: Leadership;
+  /** The safety-net resync of the Secret (default 5 min, jittered ±10 %). */
+  readonly resyncMs?: number;
   // Injected for tests.
   readonly clock?: Clock;
+  /** The output Secret's API (default: the API server through kubeConfig). */
+  readonly secretStore?: SecretStore;
+  /** Replaces the Registry resources' watch; it hands its ECR registries to `onEcrRegistries`. */
+  readonly registrySource?: (onEcrRegistries: (specs: readonly EcrRegistrySpec[]) => void) => Source;
   readonly fetchToken?: EcrTokenFetcher;
   readonly policy?: SchedulePolicy;
   readonly random?: () => number;
@@ -41,6 +53,8 @@ export interface BrokerOptions {
 
 const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
+/** As controllers do: the watch is the fast path, this catches whatever it missed. */
+const RESYNC_MS = 5 * 60_000;
 
 export class Broker {
   readonly writer: BrokerSecretWriter;
@@ -54,11 +68,24 @@ export class Broker {
   private running = false;
   private writing: Promise<void> = Promise.resolve();
   private lastErrors = '';
+  private readonly random: () => number;
+  private selfWatch: { stop(): Promise<void> } | undefined;
+  private resyncTimer: unknown;
+  /** What made the pending write check the Secret (the log of a repair says it). */
+  private check: 'watch' | 'resync' | undefined;
+  /** A new term writes once even when nothing changed: its stamp moves the resourceVersion. */
+  private stampPending = false;
 
   constructor(opts: BrokerOptions) {
     this.opts = opts;
     this.clock = opts.clock ?? systemClock;
-    this.writer = new BrokerSecretWriter({ kubeConfig: opts.kubeConfig, namespace: opts.namespace, name: opts.secretName });
+    this.random = opts.random ?? Math.random;
+    this.writer = new BrokerSecretWriter({
+      store: opts.secretStore ?? kubernetesSecretStore(opts.kubeConfig, opts.namespace, opts.secretName),
+      namespace: opts.namespace,
+      name: opts.secretName,
+      ...(opts.leadership ? { leadership: opts.leadership } : {}),
+    });
     this.ecr = new EcrSource({
       tokenCache: this.writer.tokenCache(),
       aws: {
@@ -76,18 +103,25 @@ export class Broker {
       policy: opts.policy ?? { ...DEFAULT_POLICY, startupSpreadMinMs: 0 },
       ...(opts.random ? { random: opts.random } : {}),
     });
-    const registries = new KubernetesRegistrySource({
-      kubeConfig: opts.kubeConfig,
-      namespace: opts.namespace,
-      ...(opts.onState ? { onState: opts.onState } : {}),
-      onEcrRegistries: (specs) => this.ecr.setRegistries(specs),
-    });
+    const onEcrRegistries = (specs: readonly EcrRegistrySpec[]): void => this.ecr.setRegistries(specs);
+    const registries =
+      opts.registrySource?.(onEcrRegistries) ??
+      new KubernetesRegistrySource({
+        kubeConfig: opts.kubeConfig,
+        namespace: opts.namespace,
+        ...(opts.onState ? { onState: opts.onState } : {}),
+        onEcrRegistries,
+      });
     // Precedence as on the nodes: Registry resources, their ECR tokens.
     this.sources = [registries, this.ecr];
   }
 
   async start(): Promise<void> {
     this.running = true;
+    this.writer.reset();
+    this.stampPending = this.opts.leadership !== undefined;
+    this.selfWatch = this.writer.store.watch((secret) => this.onSecret(secret), this.opts.onState);
+    this.scheduleResync();
     for (const s of this.sources) {
       await s.start((snap) => {
         // ok:false (unreadable before the first list) keeps the last good snapshot.
@@ -101,8 +135,36 @@ export class Broker {
     this.running = false;
     if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     this.timer = undefined;
-    await Promise.all(this.sources.map((s) => s.stop()));
+    if (this.resyncTimer !== undefined) this.clock.clearTimer(this.resyncTimer);
+    this.resyncTimer = undefined;
+    const watch = this.selfWatch;
+    this.selfWatch = undefined;
+    await Promise.all([...this.sources.map((s) => s.stop()), watch?.stop()]);
     await this.writing;
+  }
+
+  /** The watch on its own Secret: anything but what it last wrote (deleted, edited) is put back promptly. */
+  private onSecret(secret: Parameters<BrokerSecretWriter['drift']>[0]): void {
+    const drift = this.writer.drift(secret);
+    if (!drift || !this.running) return;
+    this.opts.logger.debug({ secret: this.writer.subject, drift }, 'the registry credentials Secret changed under the broker');
+    this.check ??= 'watch';
+    this.schedule(this.opts.debounceMs ?? 200);
+  }
+
+  private scheduleResync(): void {
+    if (!this.running) return;
+    const period = this.opts.resyncMs ?? RESYNC_MS;
+    this.resyncTimer = this.clock.setTimer(
+      () => {
+        this.resyncTimer = undefined;
+        this.check ??= 'resync';
+        this.schedule(0);
+        this.scheduleResync();
+      },
+      // Jittered, so that replicas restarted together do not resync in step.
+      Math.round(period * (0.9 + 0.2 * this.random())),
+    );
   }
 
   /** Resolves when no write is running (tests). */
@@ -130,18 +192,27 @@ export class Broker {
       for (const e of errors) this.opts.logger.warn({ code: e.code, subject: e.subject }, e.message);
     }
     const fingerprints = this.ecr.tokenFingerprints();
-    const outcome = await this.writer.write({ credentials, fingerprints }, new Date(this.clock.now()));
-    this.opts.onWrite?.(outcome);
-    if (outcome instanceof AgentError) {
+    const check = this.check;
+    this.check = undefined;
+    const result = await this.writer.write({ credentials, fingerprints }, new Date(this.clock.now()), { force: this.stampPending });
+    this.opts.onWrite?.(result);
+    if (result instanceof AgentError) {
+      this.check ??= check;
       this.failures++;
       const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.failures - 1, 10));
-      this.opts.logger.error({ code: outcome.code, subject: outcome.subject, retryInMs: delay }, outcome.message);
+      // Not leading any more: the election ends this process; the retry only runs if it renews after all.
+      const level = result.code === 'NRC_E_BROKER_NOT_LEADER' ? 'warn' : 'error';
+      this.opts.logger[level]({ code: result.code, subject: result.subject, retryInMs: delay }, result.message);
       this.schedule(delay);
       return;
     }
     this.failures = 0;
-    if (outcome !== 'unchanged') {
-      this.opts.logger.info({ secret: this.writer.subject, outcome, registries: credentials.map((c) => c.key) }, 'wrote the registry credentials Secret');
+    this.stampPending = false;
+    if (result.repaired) {
+      // Once per repair, never a value: what happened to it, and what noticed.
+      this.opts.logger.warn({ secret: this.writer.subject, reason: result.repaired, noticedBy: check ?? 'write', outcome: result.outcome }, `restored the registry credentials Secret (${result.repaired} by someone else)`);
+    } else if (result.outcome !== 'unchanged') {
+      this.opts.logger.info({ secret: this.writer.subject, outcome: result.outcome, registries: credentials.map((c) => c.key) }, 'wrote the registry credentials Secret');
     }
   }
 }

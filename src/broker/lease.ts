@@ -4,10 +4,14 @@
 // between replicas does not matter); every write carries the resourceVersion it read, so two
 // candidates can never both win. A leader that cannot renew within renewDeadline stops leading
 // (the broker then exits non-zero and its pod restarts, the client-go convention).
+// Every duration is on the monotonic clock: an NTP step or a VM resumed with a stale wall clock
+// must neither make a standby take a healthy Lease nor let a leader believe it still leads. Wall
+// time is only written into the Lease (acquireTime, renewTime), for humans and kubectl.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { systemClock, type Clock } from '../model/clock.ts';
+import { KubeApiError, kubeClientOf, type KubeClient } from '../sources/kube-client.ts';
 
 /** The Lease's spec as the election reads and writes it (times as RFC 3339 strings). */
 export interface LeaseRecord {
@@ -39,6 +43,18 @@ export interface LeaseStore {
   update(record: LeaseRecord, resourceVersion: string): Promise<StoredLease>;
 }
 
+/** What the broker's writer asks before every write: the fence of its leadership. */
+export interface Leadership {
+  /**
+   * True while this replica may act as the leader: it leads and its last successful renewal
+   * started less than renewDeadline ago on the monotonic clock. False after a pause longer than
+   * that, even before the late renew timer has run.
+   */
+  holdsLease(): boolean;
+  /** This term's fencing stamp: who leads, and the Lease's leaseTransitions when it took it. */
+  term(): { readonly identity: string; readonly transitions: number };
+}
+
 export interface ElectionTiming {
   readonly leaseDurationMs: number;
   readonly renewDeadlineMs: number;
@@ -68,16 +84,20 @@ export function microTime(ms: number): string {
 
 const sameRecord = (a: LeaseRecord | undefined, b: LeaseRecord | undefined): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
-export class LeaderElector {
+export class LeaderElector implements Leadership {
   private readonly opts: LeaderElectorOptions;
   private readonly timing: ElectionTiming;
   private readonly clock: Clock;
   private readonly random: () => number;
   private observed: LeaseRecord | undefined;
+  /** Monotonic ms when `observed` last changed. */
   private observedAt = 0;
   private resourceVersion: string | undefined;
   private leading = false;
+  /** Monotonic ms when the last successful acquire/renew attempt STARTED (its write landed later: conservative). */
   private lastRenewAt = 0;
+  /** Set when this leader read the Lease and found another holder: it lost, whatever its clock says. */
+  private deposedBy: string | undefined;
   private timer: unknown;
   private stopped = false;
   private busy: Promise<void> = Promise.resolve();
@@ -94,6 +114,17 @@ export class LeaderElector {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  holdsLease(): boolean {
+    // renewDeadline, not leaseDuration: the leaseDuration - renewDeadline margin (5 s by default)
+    // covers the write that follows this check reaching the API server and the standbys' own
+    // reading delay; and it is the same bound at which this elector gives up by itself.
+    return this.leading && !this.stopped && this.clock.monotonic() - this.lastRenewAt < this.timing.renewDeadlineMs;
+  }
+
+  term(): { readonly identity: string; readonly transitions: number } {
+    return { identity: this.opts.identity, transitions: this.observed?.leaseTransitions ?? 0 };
   }
 
   /** The holder this candidate last saw in the Lease ('' when free). */
@@ -146,34 +177,44 @@ export class LeaderElector {
 
   private async attempt(): Promise<void> {
     if (this.stopped) return;
-    const startedAt = this.clock.now();
+    const startedAt = this.clock.monotonic();
+    // A renew timer that fires late (SIGSTOP, CPU throttling, a frozen VM) may find the Lease
+    // someone else's by now: stop leading before any request, never renew (or write) first.
+    if (this.leading && startedAt - this.lastRenewAt >= this.timing.renewDeadlineMs) {
+      this.lose(`(no renewal for ${Math.round((startedAt - this.lastRenewAt) / 1000)} s: the process was paused or starved)`);
+      return;
+    }
     let ok: boolean;
     try {
-      ok = await this.withDeadline(this.tryAcquireOrRenew(startedAt));
+      ok = await this.withDeadline(this.tryAcquireOrRenew(this.clock.now(), startedAt));
     } catch (err) {
       ok = false;
       this.opts.logger?.debug({ lease: this.opts.store.description, error: (err as Error).name }, 'lease attempt failed');
     }
     if (this.stopped) return;
-    const now = this.clock.now();
-    if (ok) {
-      this.lastRenewAt = now;
+    const now = this.clock.monotonic();
+    // An acquisition that took longer than the renew deadline starts no term: the next attempt renews it.
+    if (ok && now - startedAt < this.timing.renewDeadlineMs) {
+      this.lastRenewAt = startedAt;
       if (!this.leading) {
         this.leading = true;
+        this.deposedBy = undefined;
         this.opts.logger?.info({ lease: this.opts.store.description, identity: this.opts.identity }, 'became the leader');
         this.opts.onStartedLeading();
       }
       return;
     }
-    if (this.leading && now - this.lastRenewAt >= this.timing.renewDeadlineMs) this.lose(now);
+    if (!this.leading) return;
+    if (this.deposedBy !== undefined) this.lose(`(the Lease is held by ${JSON.stringify(this.deposedBy).slice(0, 80)})`);
+    else if (now - this.lastRenewAt >= this.timing.renewDeadlineMs) this.lose(`(no renewal for ${Math.round((now - this.lastRenewAt) / 1000)} s)`);
   }
 
-  private lose(now: number): void {
+  private lose(detail: string): void {
     this.leading = false;
     this.stopped = true;
     if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     this.timer = undefined;
-    const err = new AgentError('NRC_E_BROKER_LEADERSHIP_LOST', { subject: this.opts.store.description, detail: `(no renewal for ${Math.round((now - this.lastRenewAt) / 1000)} s)` });
+    const err = new AgentError('NRC_E_BROKER_LEADERSHIP_LOST', { subject: this.opts.store.description, detail });
     this.opts.logger?.error({ lease: this.opts.store.description, code: err.code }, 'lost leadership');
     this.opts.onStoppedLeading(err);
   }
@@ -181,7 +222,7 @@ export class LeaderElector {
   /** A leader's request that hangs past its renew deadline counts as a failed renewal. */
   private withDeadline(p: Promise<boolean>): Promise<boolean> {
     if (!this.leading) return p;
-    const left = Math.max(0, this.lastRenewAt + this.timing.renewDeadlineMs - this.clock.now());
+    const left = Math.max(0, this.lastRenewAt + this.timing.renewDeadlineMs - this.clock.monotonic());
     return new Promise<boolean>((resolve, reject) => {
       const t = this.clock.setTimer(() => resolve(false), left);
       p.then(
@@ -197,28 +238,34 @@ export class LeaderElector {
     });
   }
 
-  private async tryAcquireOrRenew(now: number): Promise<boolean> {
+  /** `wall` is only written into the Lease; `mono` (monotonic) decides. */
+  private async tryAcquireOrRenew(wall: number, mono: number): Promise<boolean> {
     const { store, identity } = this.opts;
     const leaseDurationSeconds = Math.ceil(this.timing.leaseDurationMs / 1000);
     const current = await store.get();
     if (!current) {
-      const created = await this.guard(store.create({ holderIdentity: identity, leaseDurationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 }));
+      const created = await this.guard(store.create({ holderIdentity: identity, leaseDurationSeconds, acquireTime: microTime(wall), renewTime: microTime(wall), leaseTransitions: 0 }));
       return this.took(created);
     }
     if (!sameRecord(current.record, this.observed)) {
       this.observed = current.record;
-      this.observedAt = this.clock.now();
+      this.observedAt = this.clock.monotonic();
     }
     this.resourceVersion = current.resourceVersion;
     const holder = current.record.holderIdentity ?? '';
+    // Someone else holds it: only possible after it saw our record unchanged for a whole lease duration.
+    if (this.leading && holder !== '' && holder !== identity) {
+      this.deposedBy = holder;
+      return false;
+    }
     const held = current.record.leaseDurationSeconds ?? leaseDurationSeconds;
-    if (holder !== '' && holder !== identity && this.observedAt + held * 1000 > now) return false;
+    if (holder !== '' && holder !== identity && this.observedAt + held * 1000 > mono) return false;
     const mine = holder === identity;
     const next: LeaseRecord = {
       holderIdentity: identity,
       leaseDurationSeconds,
-      acquireTime: mine && current.record.acquireTime ? current.record.acquireTime : microTime(now),
-      renewTime: microTime(now),
+      acquireTime: mine && current.record.acquireTime ? current.record.acquireTime : microTime(wall),
+      renewTime: microTime(wall),
       leaseTransitions: (current.record.leaseTransitions ?? 0) + (mine ? 0 : 1),
     };
     return this.took(await this.guard(store.update(next, current.resourceVersion)));
@@ -236,7 +283,7 @@ export class LeaderElector {
   private took(stored: StoredLease | undefined): boolean {
     if (!stored) return false;
     this.observed = stored.record;
-    this.observedAt = this.clock.now();
+    this.observedAt = this.clock.monotonic();
     this.resourceVersion = stored.resourceVersion;
     return true;
   }
@@ -264,43 +311,54 @@ function recordOf(spec: LeaseSpecLike | undefined): LeaseRecord {
   };
 }
 
-const httpStatus = (err: unknown): number | undefined => {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-};
+export interface LeaseStoreOptions {
+  /**
+   * Each request's deadline (a socket idle timeout: what a half-open connection trips). Default
+   * half the default renew deadline; the broker passes half of its own.
+   */
+  readonly timeoutMs?: number;
+}
 
-/** The Lease `namespace/name` through @kubernetes/client-node (RBAC: leases get, create, update on that name). */
-export async function kubernetesLeaseStore(kc: KubeConfig, namespace: string, name: string): Promise<LeaseStore> {
-  const { CoordinationV1Api } = await import('@kubernetes/client-node');
-  const api = kc.makeApiClient(CoordinationV1Api);
-  const toStored = (l: { metadata?: { resourceVersion?: string }; spec?: LeaseSpecLike }): StoredLease => ({ record: recordOf(l.spec), resourceVersion: l.metadata?.resourceVersion ?? '' });
-  const body = (record: LeaseRecord, resourceVersion?: string): { apiVersion: string; kind: string; metadata: { name: string; namespace: string; resourceVersion?: string }; spec: LeaseRecord } => ({
+/**
+ * The Lease `namespace/name` through the project's KubeClient (RBAC: leases get, create, update on
+ * that name). Every request has a deadline: client-node's own is 300 s, and a standby stuck on a
+ * half-open connection for that long has stopped campaigning.
+ */
+export async function kubernetesLeaseStore(kc: KubeConfig | KubeClient, namespace: string, name: string, opts: LeaseStoreOptions = {}): Promise<LeaseStore> {
+  const client = kubeClientOf(kc);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_ELECTION_TIMING.renewDeadlineMs / 2;
+  const collection = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  const item = `${collection}/${encodeURIComponent(name)}`;
+  interface LeaseObject {
+    metadata?: { resourceVersion?: string };
+    spec?: LeaseSpecLike;
+  }
+  const toStored = (l: LeaseObject): StoredLease => ({ record: recordOf(l.spec), resourceVersion: l.metadata?.resourceVersion ?? '' });
+  const body = (record: LeaseRecord, resourceVersion?: string): unknown => ({
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
     metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) },
     spec: record,
   });
   const conflictOr = (err: unknown): never => {
-    const status = httpStatus(err);
-    if (status === 409) throw new LeaseConflict();
+    if (err instanceof KubeApiError && err.code === 409) throw new LeaseConflict();
     throw err instanceof Error ? err : new Error(String(err));
   };
   return {
     description: `leases ${namespace}/${name}`,
     async get() {
       try {
-        return toStored(await api.readNamespacedLease({ name, namespace }));
+        return toStored(await client.request<LeaseObject>('GET', item, { timeoutMs }));
       } catch (err) {
-        if (httpStatus(err) === 404) return undefined;
+        if (err instanceof KubeApiError && err.code === 404) return undefined;
         throw err;
       }
     },
     async create(record) {
-      // The generated client types the times as Date; the record's strings serialize the same way.
-      return api.createNamespacedLease({ namespace, body: body(record) as never }).then(toStored, conflictOr);
+      return client.request<LeaseObject>('POST', collection, { body: body(record), timeoutMs }).then(toStored, conflictOr);
     },
     async update(record, resourceVersion) {
-      return api.replaceNamespacedLease({ name, namespace, body: body(record, resourceVersion) as never }).then(toStored, conflictOr);
+      return client.request<LeaseObject>('PUT', item, { body: body(record, resourceVersion), timeoutMs }).then(toStored, conflictOr);
     },
   };
 }

@@ -3,12 +3,18 @@
 // when its content changed, and only if the broker created it. Its annotations say when each
 // ECR token expires, and which AWS credentials obtained it (a one-way fingerprint), so that a
 // restarted or newly elected broker reuses the tokens instead of calling AWS again.
-import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+// Fenced: every write first asks the Leadership whether this replica still holds the Lease (and
+// again right before the request), and stamps the term (leader identity, leaseTransitions), so
+// that a new leader's first write moves the resourceVersion and a stale leader's PUT is a 409.
+import type { V1Secret } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import { decodeBase64 } from '../sources/dockerconfig.ts';
 import type { StoredToken, TokenCache } from '../sources/ecr/index.ts';
+import { type KubeAccess, KubeApiError, kubeClientOf } from '../sources/kube-client.ts';
 import { EXPIRIES_ANNOTATION } from '../sources/kubernetes/defaults.ts';
+import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from '../sources/kubernetes/list-watch.ts';
+import type { Leadership } from './lease.ts';
 
 export { EXPIRIES_ANNOTATION };
 
@@ -18,6 +24,10 @@ export const BROKER_MANAGER = 'node-registry-credentials-broker';
 export const FINGERPRINTS_ANNOTATION = 'registry-credentials.okteto.com/token-fingerprints';
 /** When the broker last changed the Secret (RFC 3339). */
 export const WRITTEN_AT_ANNOTATION = 'registry-credentials.okteto.com/written-at';
+/** The fencing stamp: the identity of the leader that wrote the Secret ... */
+export const LEADER_ANNOTATION = 'registry-credentials.okteto.com/leader';
+/** ... and the Lease's leaseTransitions of its term (a same-named pod that leads again is a new term). */
+export const LEADER_TRANSITIONS_ANNOTATION = 'registry-credentials.okteto.com/lease-transitions';
 export const DOCKERCONFIG_KEY = '.dockerconfigjson';
 
 /** What the broker wants the Secret to say. */
@@ -28,6 +38,15 @@ export interface BrokerContent {
 }
 
 export type WriteOutcome = 'created' | 'updated' | 'unchanged';
+
+export interface WriteResult {
+  readonly outcome: WriteOutcome;
+  /**
+   * Set when the broker wrote the very content it had last written: the difference was someone
+   * else's (the Secret deleted, or edited by hand or by a stale leader).
+   */
+  readonly repaired?: 'deleted' | 'edited';
+}
 
 interface Rendered {
   readonly data: Record<string, string>;
@@ -87,48 +106,119 @@ export function tokensFromSecret(secret: V1Secret | undefined): { tokens: Map<st
   return { tokens };
 }
 
+/** The one Secret the broker writes. Rejections carry the HTTP status as a numeric `code` (KubeApiError). */
+export interface SecretStore {
+  readonly description: string;
+  /** undefined when absent. */
+  get(): Promise<V1Secret | undefined>;
+  create(secret: V1Secret): Promise<V1Secret>;
+  /** A PUT carrying secret.metadata.resourceVersion: 409 when the Secret changed since that read. */
+  replace(secret: V1Secret): Promise<V1Secret>;
+  /** Calls `onChange` with the Secret (undefined: absent) after the first list and every change. */
+  watch(onChange: (secret: V1Secret | undefined) => void, onState?: (e: WatchStateEvent) => void): { stop(): Promise<void> };
+}
+
+export interface KubernetesSecretStoreOptions {
+  /** Each request's deadline (socket idle timeout). */
+  readonly timeoutMs?: number;
+  readonly tuning?: WatchTuning;
+}
+
+/**
+ * Beside a healthy Secret request's milliseconds, long; short enough that a half-open connection
+ * fails a write in seconds, and the retry (1 s backoff) opens a fresh one.
+ */
+const SECRET_REQUEST_TIMEOUT_MS = 10_000;
+
+/** Secret `namespace/name` through the project's KubeClient; its watch is a ListWatch on that one name (RBAC: secrets get/list/watch in the namespace). */
+export function kubernetesSecretStore(access: KubeAccess, namespace: string, name: string, opts: KubernetesSecretStoreOptions = {}): SecretStore {
+  const client = kubeClientOf(access);
+  const timeoutMs = opts.timeoutMs ?? SECRET_REQUEST_TIMEOUT_MS;
+  const collection = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
+  const item = `${collection}/${encodeURIComponent(name)}`;
+  const description = `secrets ${namespace}/${name}`;
+  return {
+    description,
+    async get() {
+      try {
+        return await client.request<V1Secret>('GET', item, { timeoutMs });
+      } catch (err) {
+        if (err instanceof KubeApiError && err.code === 404) return undefined;
+        throw err;
+      }
+    },
+    create: (secret) => client.request<V1Secret>('POST', collection, { body: secret, timeoutMs }),
+    replace: (secret) => client.request<V1Secret>('PUT', item, { body: secret, timeoutMs }),
+    watch(onChange, onState) {
+      const lw = new ListWatch({
+        client,
+        path: collection,
+        fieldSelector: `metadata.name=${name}`,
+        description,
+        rbac: { apiGroup: '', resource: 'secrets', namespace, resourceName: name },
+        ...(opts.tuning ? { tuning: opts.tuning } : {}),
+      });
+      lw.on('sync', (items: ReadonlyMap<string, KubeObject>) => onChange(items.get(`${namespace}/${name}`) as V1Secret | undefined));
+      if (onState) lw.on('state', onState);
+      lw.start();
+      return { stop: () => lw.stop() };
+    },
+  };
+}
+
 const httpStatus = (err: unknown): number | undefined => {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'number' ? code : undefined;
 };
 
+/** Whether `secret` says what `want` says: its data whole, and every annotation the broker owns. */
+function says(secret: V1Secret, want: Rendered): boolean {
+  const annotations = secret.metadata?.annotations ?? {};
+  return JSON.stringify(secret.data ?? {}) === JSON.stringify(want.data) && Object.entries(want.annotations).every(([k, v]) => annotations[k] === v);
+}
+
+const sameRendered = (a: Rendered | undefined, b: Rendered): boolean => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+
 export interface SecretWriterOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly store: SecretStore;
   readonly namespace: string;
   readonly name: string;
+  /** The fence: without it (a Broker outside an election: tests) every write is allowed and unstamped. */
+  readonly leadership?: Leadership;
 }
 
 export class BrokerSecretWriter {
   readonly namespace: string;
   readonly name: string;
-  private readonly kc: KubeConfig;
-  private api: CoreV1Api | undefined;
+  readonly store: SecretStore;
+  private readonly leadership: Leadership | undefined;
+  /** What this term last wrote or found in place; undefined before the first write of a term. */
+  private lastWritten: Rendered | undefined;
+  /** A create or replace on its way: its watch event may come before its answer. */
+  private inflight: Rendered | undefined;
 
   constructor(opts: SecretWriterOptions) {
-    this.kc = opts.kubeConfig;
+    this.store = opts.store;
     this.namespace = opts.namespace;
     this.name = opts.name;
+    this.leadership = opts.leadership;
   }
 
   get subject(): string {
     return `secret ${this.namespace}/${this.name}`;
   }
 
-  private async client(): Promise<CoreV1Api> {
-    if (!this.api) {
-      const { CoreV1Api } = await import('@kubernetes/client-node');
-      this.api = this.kc.makeApiClient(CoreV1Api);
-    }
-    return this.api;
+  /** A new term: nothing written yet. */
+  reset(): void {
+    this.lastWritten = undefined;
+    this.inflight = undefined;
   }
 
   /** The Secret as it is now (undefined when absent); AgentError when it cannot be read. */
   async read(): Promise<V1Secret | undefined | AgentError> {
-    const api = await this.client();
     try {
-      return await api.readNamespacedSecret({ name: this.name, namespace: this.namespace });
+      return await this.store.get();
     } catch (err) {
-      if (httpStatus(err) === 404) return undefined;
       return this.failed(err, 'get');
     }
   }
@@ -146,12 +236,30 @@ export class BrokerSecretWriter {
     };
   }
 
-  /** Writes `content` whole: creates the Secret, replaces it when its content differs, or leaves it. */
-  async write(content: BrokerContent, now: Date): Promise<WriteOutcome | AgentError> {
-    const api = await this.client();
-    const want = renderBrokerSecret(content);
+  /**
+   * How `secret` (undefined: absent), as a watch saw it, differs from what this term last wrote;
+   * undefined when it says the same (the events of the broker's own writes) or nothing was written yet.
+   */
+  drift(secret: V1Secret | undefined): 'deleted' | 'edited' | undefined {
+    const ours = [this.lastWritten, this.inflight].filter((r): r is Rendered => r !== undefined);
+    if (ours.length === 0) return undefined;
+    if (!secret) return 'deleted';
+    return ours.some((r) => says(secret, r)) ? undefined : 'edited';
+  }
+
+  /**
+   * Writes `content` whole: creates the Secret, replaces it when its content differs (or when
+   * `force`: a new leader's first write), or leaves it. Never while the fence says this replica
+   * no longer holds the Lease.
+   */
+  async write(content: BrokerContent, now: Date, opts: { force?: boolean } = {}): Promise<WriteResult | AgentError> {
+    const notLeader = this.fence();
+    if (notLeader) return notLeader;
+    const want = this.render(content);
     const current = await this.read();
     if (current instanceof AgentError) return current;
+    // The very content it last wrote, yet the Secret differs: someone else changed it.
+    const ownAgain = sameRendered(this.lastWritten, want);
     if (!current) {
       const body: V1Secret = {
         apiVersion: 'v1',
@@ -165,12 +273,9 @@ export class BrokerSecretWriter {
         },
         data: want.data,
       };
-      try {
-        await api.createNamespacedSecret({ namespace: this.namespace, body });
-        return 'created';
-      } catch (err) {
-        return this.failed(err, 'create');
-      }
+      const failed = await this.send(want, 'create', () => this.store.create(body));
+      if (failed) return failed;
+      return ownAgain ? { outcome: 'created', repaired: 'deleted' } : { outcome: 'created' };
     }
     if (current.metadata?.labels?.[MANAGED_BY_LABEL] !== BROKER_MANAGER) {
       const by = current.metadata?.labels?.[MANAGED_BY_LABEL];
@@ -179,23 +284,49 @@ export class BrokerSecretWriter {
     if (current.type !== 'kubernetes.io/dockerconfigjson') {
       return new AgentError('NRC_E_BROKER_SECRET_FOREIGN', { subject: this.subject, detail: `(type ${JSON.stringify(current.type ?? '').slice(0, 60)}; a Secret's type cannot change: delete it)` });
     }
+    if (says(current, want) && !opts.force) {
+      this.lastWritten = want;
+      return { outcome: 'unchanged' };
+    }
     const annotations = current.metadata.annotations ?? {};
-    const same =
-      JSON.stringify(current.data ?? {}) === JSON.stringify(want.data) &&
-      Object.entries(want.annotations).every(([k, v]) => annotations[k] === v);
-    if (same) return 'unchanged';
     const body: V1Secret = {
       ...current,
       metadata: { ...current.metadata, annotations: { ...annotations, ...want.annotations, [WRITTEN_AT_ANNOTATION]: now.toISOString() } },
       data: want.data,
     };
+    // resourceVersion from the read: a concurrent writer (or a newer leader's stamp) makes this a 409, never a lost update.
+    const failed = await this.send(want, 'update', () => this.store.replace(body));
+    if (failed) return failed;
+    return ownAgain && !says(current, want) ? { outcome: 'updated', repaired: 'edited' } : { outcome: 'updated' };
+  }
+
+  /** The rendered content with this term's stamp. */
+  private render(content: BrokerContent): Rendered {
+    const r = renderBrokerSecret(content);
+    if (!this.leadership) return r;
+    const term = this.leadership.term();
+    return { data: r.data, annotations: { ...r.annotations, [LEADER_ANNOTATION]: term.identity, [LEADER_TRANSITIONS_ANNOTATION]: String(term.transitions) } };
+  }
+
+  /** The fence, checked again right before the request: the read may have waited through a pause. */
+  private async send(want: Rendered, verb: string, request: () => Promise<V1Secret>): Promise<AgentError | undefined> {
+    const notLeader = this.fence();
+    if (notLeader) return notLeader;
+    this.inflight = want;
     try {
-      // resourceVersion from the read: a concurrent writer makes this a 409, never a lost update.
-      await api.replaceNamespacedSecret({ name: this.name, namespace: this.namespace, body });
-      return 'updated';
+      await request();
+      this.lastWritten = want;
+      return undefined;
     } catch (err) {
-      return this.failed(err, 'update');
+      return this.failed(err, verb);
+    } finally {
+      this.inflight = undefined;
     }
+  }
+
+  private fence(): AgentError | undefined {
+    if (!this.leadership || this.leadership.holdsLease()) return undefined;
+    return new AgentError('NRC_E_BROKER_NOT_LEADER', { subject: this.subject, detail: '(no Lease renewal within the renew deadline: not written)' });
   }
 
   private failed(err: unknown, verb: string): AgentError {

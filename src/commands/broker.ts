@@ -29,7 +29,27 @@ export async function brokerCommand(f: Flags, io: Io): Promise<number> {
     server = await startAgentServer({ listenAddress: c.listenAddress, registry: metrics.registry, ready: true });
     logger.info({ address: server.address }, 'serving /healthz, /readyz, /metrics');
   }
-  const broker = new Broker({
+  let lost: AgentError | undefined;
+  let wake: (() => void) | undefined;
+  // Declared before the elector, which fences the broker's writes; started only once leading.
+  let broker: Broker | undefined;
+  const elector = new LeaderElector({
+    // Every Lease request's deadline: half the renew deadline. A standby on a half-open connection
+    // campaigns again within it (well inside the lease duration), a leader gets a second attempt on
+    // a fresh connection before its renew deadline, and it is far above a healthy request's latency.
+    store: await kubernetesLeaseStore(kc, c.namespace, c.leaseName, { timeoutMs: Math.round(c.timing.renewDeadlineMs / 2) }),
+    identity: c.identity,
+    timing: c.timing,
+    logger: logger.child({ component: 'election' }),
+    onStartedLeading: () => {
+      void broker?.start().catch((err: unknown) => logger.error({ error: (err as Error).name }, 'the broker failed to start'));
+    },
+    onStoppedLeading: (reason) => {
+      lost = reason;
+      wake?.();
+    },
+  });
+  broker = new Broker({
     kubeConfig: kc,
     namespace: c.namespace,
     secretName: c.secretName,
@@ -37,21 +57,7 @@ export async function brokerCommand(f: Flags, io: Io): Promise<number> {
     logger: logger.child({ component: 'broker' }),
     onState: (e) => recordWatchState(metrics, e),
     metrics: metrics.registry,
-  });
-  let lost: AgentError | undefined;
-  let wake: (() => void) | undefined;
-  const elector = new LeaderElector({
-    store: await kubernetesLeaseStore(kc, c.namespace, c.leaseName),
-    identity: c.identity,
-    timing: c.timing,
-    logger: logger.child({ component: 'election' }),
-    onStartedLeading: () => {
-      void broker.start().catch((err: unknown) => logger.error({ error: (err as Error).name }, 'the broker failed to start'));
-    },
-    onStoppedLeading: (reason) => {
-      lost = reason;
-      wake?.();
-    },
+    leadership: elector,
   });
   // The election's timers are unref'd (systemClock) and a standby has nothing else open between
   // two Lease reads: without this handle a standby replica exited 0 at once and never took over

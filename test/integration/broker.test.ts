@@ -2,10 +2,12 @@
 // SigV4-verifying fake AWS (real AWS SDK): Registry resources of all three kinds become one whole
 // dockerconfigjson Secret, exactly as the node agents' Secret source reads it; a foreign Secret is
 // refused; a restarted broker reuses its tokens; two electors on a real Lease fail over.
+import { createServer, type Socket } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Broker } from '../../src/broker/broker.ts';
 import { kubernetesLeaseStore, LeaderElector } from '../../src/broker/lease.ts';
-import { BROKER_MANAGER, DOCKERCONFIG_KEY, EXPIRIES_ANNOTATION, FINGERPRINTS_ANNOTATION, MANAGED_BY_LABEL } from '../../src/broker/secret-writer.ts';
+import { BROKER_MANAGER, DOCKERCONFIG_KEY, EXPIRIES_ANNOTATION, FINGERPRINTS_ANNOTATION, LEADER_ANNOTATION, LEADER_TRANSITIONS_ANNOTATION, MANAGED_BY_LABEL } from '../../src/broker/secret-writer.ts';
 import { AgentError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { secretToSnapshot } from '../../src/sources/kubernetes/secret-source.ts';
@@ -58,8 +60,9 @@ const logger = (): ReturnType<typeof createLogger> =>
     }),
   );
 
-function newBroker(onWrite?: (o: unknown) => void): Broker {
+function newBroker(onWrite?: (o: unknown) => void, leadership?: LeaderElector): Broker {
   const b = new Broker({
+    ...(leadership ? { leadership } : {}),
     kubeConfig: api.kubeConfig(),
     namespace: NS,
     secretName: SECRET,
@@ -206,14 +209,15 @@ describe('broker: leader election on a coordination.k8s.io Lease', () => {
     const timing = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 500 };
     const kc = api.kubeConfig();
     const make = async (identity: string): Promise<{ elector: LeaderElector; broker: Broker }> => {
-      const broker = newBroker();
+      let broker: Broker | undefined;
       const elector = new LeaderElector({
-        store: await kubernetesLeaseStore(kc, NS, 'node-registry-credentials-broker'),
+        store: await kubernetesLeaseStore(kc, NS, 'node-registry-credentials-broker', { timeoutMs: timing.renewDeadlineMs / 2 }),
         identity,
         timing,
-        onStartedLeading: () => void broker.start(),
-        onStoppedLeading: () => void broker.stop(),
+        onStartedLeading: () => void broker?.start(),
+        onStoppedLeading: () => void broker?.stop(),
       });
+      broker = newBroker(undefined, elector);
       return { elector, broker };
     };
     const a = await make('broker-a');
@@ -223,6 +227,8 @@ describe('broker: leader election on a coordination.k8s.io Lease', () => {
     b.elector.start();
     await vi.waitFor(() => expect(Object.keys(auths(brokerSecret()))).toHaveLength(3), { timeout: 15_000, interval: 50 });
     expect(b.elector.isLeader).toBe(false);
+    expect(annotations(brokerSecret())).toMatchObject({ [LEADER_ANNOTATION]: 'broker-a', [LEADER_TRANSITIONS_ANNOTATION]: '0' });
+    const rvOfA = (brokerSecret()!['metadata'] as { resourceVersion: string }).resourceVersion;
     const lease = api.get('leases', NS, 'node-registry-credentials-broker')!;
     expect(lease['spec']).toMatchObject({ holderIdentity: 'broker-a', leaseDurationSeconds: 3 });
     expect(String((lease['spec'] as { renewTime: string }).renewTime)).toMatch(/\.\d{6}Z$/);
@@ -233,6 +239,9 @@ describe('broker: leader election on a coordination.k8s.io Lease', () => {
     await a.broker.stop();
     const killedAt = Date.now();
     await vi.waitFor(() => expect(b.elector.isLeader).toBe(true), { timeout: 30_000, interval: 50 });
+    // Its first write is its stamp, content unchanged: a stale broker-a's PUT would now be a 409.
+    await vi.waitFor(() => expect(annotations(brokerSecret())).toMatchObject({ [LEADER_ANNOTATION]: 'broker-b', [LEADER_TRANSITIONS_ANNOTATION]: '1' }), { timeout: 5_000, interval: 50 });
+    expect((brokerSecret()!['metadata'] as { resourceVersion: string }).resourceVersion).not.toBe(rvOfA);
     // The new leader writes (here: rotated static credentials) within 30 s of the kill.
     api.putOpaqueSecret(NS, 'static-creds', { username: 'alice', password: 'after-failover' });
     await vi.waitFor(() => expect(auths(brokerSecret())['registry.example.com:5000']?.password).toBe('after-failover'), { timeout: 30_000, interval: 50 });
@@ -244,4 +253,98 @@ describe('broker: leader election on a coordination.k8s.io Lease', () => {
     await b.elector.stop();
     expect((api.get('leases', NS, 'node-registry-credentials-broker')!['spec'] as { holderIdentity?: string }).holderIdentity).toBe('');
   }, 60_000);
+});
+
+describe('broker: it keeps its own Secret (issue 25, item 2)', () => {
+  const staticOnly = (): void => {
+    api.putOpaqueSecret(NS, 'static-creds', { username: 'alice', password: 's3cret-static' });
+    api.putRegistry(NS, 'registry.example.com', { static: { userSecretRef: { name: 'static-creds', key: 'username' }, passwordSecretRef: { name: 'static-creds', key: 'password' } } });
+  };
+  /** What the broker owns in the Secret (not resourceVersion, not written-at). */
+  const owned = (s: JsonObject | undefined): unknown => {
+    const a = annotations(s);
+    return { type: s?.['type'], labels: (s?.['metadata'] as { labels?: unknown } | undefined)?.labels, data: s?.['data'], expiries: a[EXPIRIES_ANNOTATION], fingerprints: a[FINGERPRINTS_ANNOTATION] };
+  };
+  /** Polls (10 ms) until the Secret says `want` again; the time it took. */
+  const restoredWithin = async (want: unknown, since: number): Promise<number> => {
+    await vi.waitFor(() => expect(owned(brokerSecret())).toEqual(want), { timeout: 10_000, interval: 10 });
+    return Date.now() - since;
+  };
+
+  it('someone deletes the broker\'s Secret: it is back, whole, within seconds (no Registry change needed), logged once as deleted', async () => {
+    staticOnly();
+    await newBroker().start();
+    await vi.waitFor(() => expect(auths(brokerSecret())['registry.example.com']?.password).toBe('s3cret-static'), { timeout: 10_000, interval: 20 });
+    const want = owned(brokerSecret());
+    const creates = api.count('create', 'secrets');
+    api.delete('secrets', NS, SECRET);
+    const ms = await restoredWithin(want, Date.now());
+    console.log(`in-process API server: deleted Secret restored in ${ms} ms`);
+    expect(ms).toBeLessThan(3_000);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(api.count('create', 'secrets') - creates).toBe(1);
+    expect(logs.split('\n').filter((l) => l.includes('restored the registry credentials Secret'))).toEqual([expect.stringContaining('"reason":"deleted"')]);
+    expect(logs).not.toContain('s3cret-static');
+  }, 30_000);
+
+  it('someone edits the broker\'s Secret by hand: it is put back whole within seconds, logged once as edited, and its own write does not echo', async () => {
+    staticOnly();
+    await newBroker().start();
+    await vi.waitFor(() => expect(auths(brokerSecret())['registry.example.com']?.password).toBe('s3cret-static'), { timeout: 10_000, interval: 20 });
+    const want = owned(brokerSecret());
+    const current = brokerSecret()!;
+    const meta = current['metadata'] as { annotations: Record<string, string> };
+    const updates = api.count('update', 'secrets');
+    api.put({
+      ...current,
+      metadata: { ...meta, annotations: { ...meta.annotations, [EXPIRIES_ANNOTATION]: '{"x":"y"}' } },
+      data: { [DOCKERCONFIG_KEY]: Buffer.from('{"auths":{"registry.example.com":{"username":"mallory","password":"by-hand"}}}').toString('base64'), extra: 'eA==' },
+    });
+    const ms = await restoredWithin(want, Date.now());
+    console.log(`in-process API server: hand-edited Secret restored in ${ms} ms`);
+    expect(ms).toBeLessThan(3_000);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(api.count('update', 'secrets') - updates).toBe(1);
+    expect(logs.split('\n').filter((l) => l.includes('restored the registry credentials Secret'))).toEqual([expect.stringContaining('"reason":"edited"')]);
+    expect(logs).not.toContain('by-hand');
+  }, 30_000);
+});
+
+describe('broker: every Lease request has a deadline (issue 25, item 4b)', () => {
+  it('a standby whose Lease GET hangs on a half-open connection gets an error within the deadline, and campaigns again', async () => {
+    // Accepts connections and never answers: a half-open connection, a hung API server.
+    const sockets = new Set<Socket>();
+    const server = createServer((s) => void sockets.add(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: 'hung', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+        users: [{ name: 'u', token: 'x' }],
+        contexts: [{ name: 'hung', cluster: 'hung', user: 'u' }],
+        currentContext: 'hung',
+      });
+      const store = await kubernetesLeaseStore(kc, NS, 'node-registry-credentials-broker', { timeoutMs: 500 });
+      const startedAt = Date.now();
+      const outcome = await Promise.race([
+        store.get().then(
+          () => 'answered',
+          (err: unknown) => `failed: ${(err as { code?: string }).code ?? (err as Error).message}`,
+        ),
+        new Promise<string>((resolve) => setTimeout(() => resolve('still hanging after 5 s'), 5_000)),
+      ]);
+      expect(outcome).toBe('failed: ETIMEDOUT');
+      expect(Date.now() - startedAt).toBeLessThan(2_000);
+      // The election carries on: a second attempt is made on the next retry period.
+      const before = sockets.size;
+      const elector = new LeaderElector({ store, identity: 'broker-b', timing: { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 500 }, onStartedLeading: () => {}, onStoppedLeading: () => {} });
+      elector.start();
+      await vi.waitFor(() => expect(sockets.size).toBeGreaterThanOrEqual(before + 2), { timeout: 5_000, interval: 50 });
+      await elector.stop();
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 20_000);
 });

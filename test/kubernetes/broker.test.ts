@@ -3,11 +3,13 @@
 // real coordination.k8s.io Lease. The leader resolves Registry resources (static, awsIamUser and
 // awsIamRole through the SigV4-checking fake AWS endpoint) into its Secret; SIGKILL the leader (no
 // release), and the standby takes the Lease and writes within 30 s, while the Secret never loses
-// an ECR token (the new leader reuses them from the Secret: no AWS call).
+// an ECR token (the new leader reuses them from the Secret: no AWS call). The leader restores its
+// Secret, deleted or edited by hand, within seconds; a leader paused (SIGSTOP) past its lease
+// never writes again on resume and exits 1.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DOCKERCONFIG_KEY, EXPIRIES_ANNOTATION } from '../../src/broker/secret-writer.ts';
+import { DOCKERCONFIG_KEY, EXPIRIES_ANNOTATION, FINGERPRINTS_ANNOTATION, LEADER_ANNOTATION, LEADER_TRANSITIONS_ANNOTATION } from '../../src/broker/secret-writer.ts';
 import { REPO_ROOT } from '../support/e2e-prereqs.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
 import { trustPolicy } from '../support/jwt.ts';
@@ -127,5 +129,85 @@ describe.skipIf(!info)('broker leader election on the real API server (two broke
     b.child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect((await admin.lease(NS, BROKER))?.holderIdentity ?? '').toBe('');
+  }, 90_000);
+
+  /** What the broker owns in its Secret, as the nodes read it (not resourceVersion, not written-at). */
+  const owned = async (): Promise<unknown> => {
+    const s = await admin.core.readNamespacedSecret({ namespace: NS, name: BROKER }).catch(() => undefined);
+    if (!s) return undefined;
+    const a = s.metadata?.annotations ?? {};
+    return { type: s.type, data: s.data, expiries: a[EXPIRIES_ANNOTATION], fingerprints: a[FINGERPRINTS_ANNOTATION], leader: a[LEADER_ANNOTATION], transitions: a[LEADER_TRANSITIONS_ANNOTATION] };
+  };
+
+  it('delete the broker\'s Secret, then edit it by hand: the leader restores it whole within seconds each time, logging the reason once', async () => {
+    await admin.putOpaqueSecret(NS, 'static-creds', { username: 'alice', password: 'restore-me' });
+    await admin.putRegistry(NS, 'registry.example.com', staticSpec('static-creds'));
+    const a = broker('broker-a');
+    await waitFor(async () => expect((await secret()).auths['registry.example.com']?.password).toBe('restore-me'), { timeout: 20_000, interval: 100 });
+    const want = await owned();
+    expect(want).toMatchObject({ leader: 'broker-a' });
+
+    await admin.deleteSecret(NS, BROKER);
+    const deletedAt = Date.now();
+    await waitFor(async () => expect(await owned()).toEqual(want), { timeout: 10_000, interval: 20 });
+    const deleteMs = Date.now() - deletedAt;
+
+    const current = await admin.core.readNamespacedSecret({ namespace: NS, name: BROKER });
+    await admin.core.replaceNamespacedSecret({
+      namespace: NS,
+      name: BROKER,
+      body: { ...current, data: { [DOCKERCONFIG_KEY]: Buffer.from('{"auths":{}}').toString('base64'), extra: Buffer.from('by-hand').toString('base64') } },
+    });
+    const editedAt = Date.now();
+    await waitFor(async () => expect(await owned()).toEqual(want), { timeout: 10_000, interval: 20 });
+    const editMs = Date.now() - editedAt;
+    console.log(`real API server: deleted Secret restored in ${deleteMs} ms, hand-edited Secret restored in ${editMs} ms`);
+    expect(deleteMs).toBeLessThan(5_000);
+    expect(editMs).toBeLessThan(5_000);
+    await waitFor(() => expect(a.log.split('\n').filter((l) => l.includes('restored the registry credentials Secret'))).toHaveLength(2), { timeout: 5_000 });
+    const repairs = a.log.split('\n').filter((l) => l.includes('restored the registry credentials Secret'));
+    expect(repairs[0]).toContain('"reason":"deleted"');
+    expect(repairs[1]).toContain('"reason":"edited"');
+    expect(a.log).not.toContain('restore-me');
+    expect(a.log).not.toContain('NRC_E_K8S_FORBIDDEN');
+    expect(a.child.exitCode).toBeNull();
+  }, 60_000);
+
+  it('SIGSTOP the leader past its lease, SIGCONT it: it never writes its stale view over the new leader\'s Secret, and exits 1', async () => {
+    await admin.putOpaqueSecret(NS, 'static-creds', { username: 'alice', password: 'before-pause' });
+    await admin.putRegistry(NS, 'registry.example.com', staticSpec('static-creds'));
+    const a = broker('broker-a');
+    await waitFor(async () => expect((await owned()) as { leader?: string } | undefined).toMatchObject({ leader: 'broker-a' }), { timeout: 20_000, interval: 100 });
+    const b = broker('broker-b');
+    await waitFor(() => expect(b.log).toContain('campaigning for the Lease'), { timeout: 20_000 });
+    const exited = new Promise<number | null>((resolve) => a.child.once('exit', (code) => resolve(code)));
+    a.child.kill('SIGSTOP');
+    // The Registry changes while broker-a is frozen: broker-a's view is now stale.
+    await admin.putOpaqueSecret(NS, 'static-creds', { username: 'alice', password: 'during-pause' });
+    await waitFor(async () => expect((await admin.lease(NS, BROKER))?.holderIdentity).toBe('broker-b'), { timeout: 30_000, interval: 100 });
+    await waitFor(async () => expect((await secret()).auths['registry.example.com']?.password).toBe('during-pause'), { timeout: 20_000, interval: 100 });
+    // From here on, watch every state of the Secret: broker-a's stamp must never come back.
+    const seen: string[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const o = (await owned()) as { leader?: string } | undefined;
+        if (o?.leader !== 'broker-b') seen.push(String(o?.leader));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      a.child.kill('SIGCONT');
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 15 s after SIGCONT'), 15_000))]);
+      expect(code, a.log).toBe(1);
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      watching = false;
+      await watcher;
+    }
+    expect(seen).toEqual([]);
+    expect((await secret()).auths['registry.example.com']?.password).toBe('during-pause');
+    expect(a.log).toContain('NRC_E_BROKER_LEADERSHIP_LOST');
+    expect(b.child.exitCode).toBeNull();
   }, 90_000);
 });

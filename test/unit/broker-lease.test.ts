@@ -2,7 +2,7 @@
 // (resourceVersion checked on every write, 409 on a stale one).
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../src/errors.ts';
-import { DEFAULT_ELECTION_TIMING, LeaderElector, LeaseConflict, type LeaseRecord, type LeaseStore, type StoredLease } from '../../src/broker/lease.ts';
+import { DEFAULT_ELECTION_TIMING, LeaderElector, LeaseConflict, microTime, type LeaseRecord, type LeaseStore, type StoredLease } from '../../src/broker/lease.ts';
 import { ManualClock } from '../support/manual-clock.ts';
 
 class MemoryLease implements LeaseStore {
@@ -156,6 +156,52 @@ describe('LeaderElector (client-go semantics)', () => {
       skewed();
     }
     expect(b.elector.isLeader).toBe(false);
+  });
+
+  it('a wall-clock jump forward on a standby (NTP step) does not make it take a healthy Lease that is being renewed', async () => {
+    const clock = new ManualClock();
+    const lease = new MemoryLease();
+    // A holder that renews every 7 s, well within its 15 s lease: the standby (polling every
+    // ~2.2 s) sees the same record on consecutive polls between two renewals.
+    let renewals = 0;
+    const renew = (): void => {
+      lease.stored = { record: { holderIdentity: 'broker-a', leaseDurationSeconds: 15, renewTime: microTime(clock.now()), leaseTransitions: 0 }, resourceVersion: `a${++renewals}` };
+    };
+    const b = candidate(lease, clock, 'broker-b');
+    b.elector.start();
+    for (let i = 0; i < 10; i++) {
+      renew();
+      await run(clock, 2_500); // the standby has seen this renewal
+      if (i === 2) clock.step(3_600_000); // the wall clock jumps an hour ahead
+      await run(clock, 4_500); // and polls again before the next one
+      expect(b.elector.isLeader, `took a healthy Lease after renewal ${i}`).toBe(false);
+    }
+    expect(b.elector.observedHolder).toBe('broker-a');
+  });
+
+  it('a wall-clock jump backward on a leader that cannot renew does not let it believe it still leads past the renew deadline', async () => {
+    const clock = new ManualClock();
+    const lease = new MemoryLease();
+    const a = candidate(lease, clock, 'broker-a');
+    a.elector.start();
+    await run(clock, 2_000);
+    expect(a.elector.holdsLease()).toBe(true);
+    lease.down = true;
+    clock.step(-3_600_000); // the wall clock goes back an hour
+    await run(clock, DEFAULT_ELECTION_TIMING.renewDeadlineMs + DEFAULT_ELECTION_TIMING.retryPeriodMs);
+    expect(a.elector.holdsLease()).toBe(false);
+    expect(a.events).toEqual(['started', 'stopped']);
+    expect(a.lost?.code).toBe('NRC_E_BROKER_LEADERSHIP_LOST');
+    expect(a.elector.isLeader).toBe(false);
+  });
+
+  it('a leader that reads the Lease held by another replica stops leading at once (it was deposed while it could not see it)', async () => {
+    const { clock, lease, a } = await leaderAndStandby(3_000);
+    // broker-c took the Lease between two renewals (as if broker-a had been away a lease duration).
+    lease.stored = { record: { holderIdentity: 'broker-c', leaseDurationSeconds: 15, leaseTransitions: 1 }, resourceVersion: 'c1' };
+    await run(clock, DEFAULT_ELECTION_TIMING.retryPeriodMs + 250);
+    expect(a.events).toEqual(['started', 'stopped']);
+    expect(a.lost?.message).toContain('broker-c');
   });
 
   it('refuses timings that break the protocol', () => {
