@@ -21,58 +21,11 @@ import { ManualClock } from '../support/manual-clock.ts';
 const TIMING = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
 const DEBOUNCE_MS = 200;
 
-/**
- * One replica's clock. `pause` freezes it (SIGSTOP: its timers do not fire); `thaw(ms)` moves
- * monotonic and wall time by the pause at once, then fires every overdue timer LATE, in order —
- * what a resumed process sees. ManualClock.advance would run them at their due times instead.
- */
-class ReplicaClock implements Clock {
-  private t = 0;
-  private seq = 0;
-  private readonly timers = new Map<number, { at: number; fn: () => void }>();
-  paused = false;
-  now(): number {
-    return Date.UTC(2026, 11, 6) + this.t;
-  }
-  monotonic(): number {
-    return this.t;
-  }
-  setTimer(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.set(id, { at: this.t + Math.max(0, ms), fn });
-    return id;
-  }
-  clearTimer(handle: unknown): void {
-    this.timers.delete(handle as number);
-  }
-  advance(ms: number): void {
-    if (this.paused) return;
-    const end = this.t + ms;
-    this.fireUntil(end, true);
-    this.t = end;
-  }
-  thaw(ms: number): void {
-    this.paused = false;
-    this.t += ms;
-    this.fireUntil(this.t, false);
-  }
-  private fireUntil(end: number, onTime: boolean): void {
-    for (;;) {
-      let next: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      if (!next) return;
-      this.timers.delete(next[0]);
-      if (onTime) this.t = Math.max(this.t, next[1].at);
-      next[1].fn();
-    }
-  }
-}
-
 /** Lets every pending promise chain settle (no I/O here: one macrotask turn drains them). */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** Advances the clocks together in small steps, settling after each. */
-async function run(clocks: readonly (ReplicaClock | ManualClock)[], ms: number, step = 50): Promise<void> {
+async function run(clocks: readonly (ManualClock)[], ms: number, step = 50): Promise<void> {
   for (let t = 0; t < ms; t += step) {
     for (const c of clocks) c.advance(step);
     await settle();
@@ -225,7 +178,7 @@ function unusedKubeConfig(): KubeConfig {
 
 interface Replica {
   readonly identity: string;
-  readonly clock: ReplicaClock | ManualClock;
+  readonly clock: ManualClock;
   readonly broker: Broker;
   readonly registries: () => FakeRegistries;
   readonly elector: LeaderElector | undefined;
@@ -235,7 +188,7 @@ interface Replica {
   logs: string;
 }
 
-function replica(opts: { identity: string; clock: ReplicaClock | ManualClock; secrets: SecretStore; lease?: MemoryLease; credentials: RegistryCredential[]; resyncMs?: number }): Replica {
+function replica(opts: { identity: string; clock: ManualClock; secrets: SecretStore; lease?: MemoryLease; credentials: RegistryCredential[]; resyncMs?: number }): Replica {
   let registries: FakeRegistries | undefined;
   const r: Replica = {
     identity: opts.identity,
@@ -390,11 +343,11 @@ describe('the broker keeps its Secret (issue 25, item 2)', () => {
 });
 
 /** broker-a leads and wrote its Secret; broker-b stands by. Each has its own clock. */
-async function twoReplicas(): Promise<{ lease: MemoryLease; secrets: MemorySecrets; a: Replica; b: Replica; ca: ReplicaClock; cb: ReplicaClock; gateA: { hold?: Promise<void> } }> {
+async function twoReplicas(): Promise<{ lease: MemoryLease; secrets: MemorySecrets; a: Replica; b: Replica; ca: ManualClock; cb: ManualClock; gateA: { hold?: Promise<void> } }> {
   const lease = new MemoryLease();
   const secrets = new MemorySecrets();
-  const ca = new ReplicaClock();
-  const cb = new ReplicaClock();
+  const ca = new ManualClock(Date.UTC(2026, 11, 6));
+  const cb = new ManualClock(Date.UTC(2026, 11, 6));
   const gateA: { hold?: Promise<void> } = {};
   const a = replica({ identity: 'broker-a', clock: ca, secrets: secrets.view(gateA), lease, credentials: [cred('old')] });
   const b = replica({ identity: 'broker-b', clock: cb, secrets: secrets.view(), lease, credentials: [cred('old')] });
@@ -477,7 +430,7 @@ describe('fenced writes (issue 25, item 4)', () => {
 
   it('a leader whose renew timer fires late (paused past the renew deadline) stops leading before any Lease request, and renews on time otherwise', async () => {
     const lease = new MemoryLease();
-    const clock = new ReplicaClock();
+    const clock = new ManualClock(Date.UTC(2026, 11, 6));
     const events: string[] = [];
     let lost: AgentError | undefined;
     const elector = new LeaderElector({
