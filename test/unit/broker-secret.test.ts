@@ -13,7 +13,6 @@ import { LeaderElector, LeaseConflict, type LeaseRecord, type LeaseStore, type S
 import { DOCKERCONFIG_KEY, EXPIRIES_ANNOTATION, LEADER_ANNOTATION, LEADER_TRANSITIONS_ANNOTATION, MANAGED_BY_LABEL, type SecretStore, type WriteResult } from '../../src/broker/secret-writer.ts';
 import { AgentError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
-import type { Clock } from '../../src/model/clock.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../src/model/credential.ts';
 import { KubeApiError } from '../../src/sources/kube-client.ts';
 import { ManualClock } from '../support/manual-clock.ts';
