@@ -4,88 +4,27 @@
 // followed by exactly the foreign credentials the node had (minus the foreign entries the agent
 // moved aside because they stood before its own); an image the Secret does not cover gets exactly
 // what the node gave it before. The file always stays readable for the kubelet.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDockerConfig } from '../../src/sources/dockerconfig.ts';
 import { skipWithout } from '../support/go-tools.ts';
-import { KubeletOracle, type KubeletCred } from '../support/oracle-client.ts';
+import { b64, creds, entries, HostRoots, IMAGES } from '../support/kubelet-corpus.ts';
+import { KubeletOracle } from '../support/oracle-client.ts';
 import { MemoryHost, TARGETS } from '../support/plan-fixtures.ts';
 
 const KUBELET = '/var/lib/kubelet/config.json';
 const HOME_DOCKER = '/root/.docker/config.json';
 
-const HOSTS = [
-  'reg.example.com', 'reg.example.com:5000', 'Reg.Example.com', '*.example.com', 'reg-*.example.com', 'reg-a.example.com',
-  '10.0.0.7:5000', '[fd00::1]:5000', 'docker.io', 'index.docker.io', 'registry-1.docker.io', '*.io', 'quay.io',
-  '*.dkr.ecr.*.amazonaws.com', '123456789012.dkr.ecr.us-east-1.amazonaws.com', 'localhost:5000',
-];
-// Spellings of one path class: each class is one kubelet key, so a Secret never holds one key twice.
-const PATHS = [['', '/', '/v2/', '/v1/'], ['/team', '/v2/team', '/v1/team'], ['/team/'], ['/library'], ['/v2']];
-const SCHEMES = ['', 'https://', 'http://'];
-export const IMAGES = [
-  'nginx', 'library/nginx:1.27', 'docker.io/library/nginx', 'myorg/app', 'docker.io/myorg/app', 'index.docker.io/library/nginx',
-  'registry-1.docker.io/library/nginx', 'reg.example.com/app', 'reg.example.com/team/app', 'reg.example.com/teamster/app',
-  'reg.example.com/library/x@sha256:' + 'a'.repeat(64), 'reg.example.com:5000/app', 'reg.example.com:5000/team/x', 'Reg.Example.com/app',
-  'reg-a.example.com/app', 'reg-b.example.com/team/app', 'a.example.com/app', '10.0.0.7:5000/app', '[fd00::1]:5000/app',
-  'quay.io/org/app', '123456789012.dkr.ecr.us-east-1.amazonaws.com/app', 'localhost:5000/app', 'other.example.org/x',
-  // Matched by nothing but a whole-Docker-Hub key: what the Secret gives Docker Hub at large.
-  'docker.io/nobody/none',
-];
-
-const b64 = (s: string): string => Buffer.from(s).toString('base64');
-
-/** Entry forms that all mean user:password to the kubelet. */
-function entryForm(user: string, password: string, form: number): Record<string, unknown> {
-  const auth = b64(`${user}:${password}`);
-  switch (form % 6) {
-    case 0: return { auth };
-    case 1: return { auth: auth.replace(/=+$/, '') };
-    case 2: return { auth: auth.length > 4 ? `${auth.slice(0, 4)}\n${auth.slice(4)}` : auth };
-    case 3: return { username: user, password };
-    case 4: return { Username: user, PASSWORD: password, email: 'x@example.com' };
-    default: return { auth, username: 'ignored', password: 'ignored' };
-  }
-}
-
-/** Entries over distinct (host, path class) pairs, each with its own user so credentials tell where they come from. */
-const entries = (tag: string) =>
-  fc.uniqueArray(fc.tuple(fc.nat(HOSTS.length - 1), fc.nat(PATHS.length - 1), fc.nat(10), fc.nat(2), fc.nat(5), fc.constantFrom('p', 'pa:ss', 'p=w', 'pässwörd')), {
-    selector: ([h, p]) => `${h}/${p}`,
-    maxLength: 5,
-  }).map((list) => {
-    const auths: Record<string, unknown> = {};
-    list.forEach(([h, p, spelling, scheme, form, password], i) => {
-      const paths = PATHS[p]!;
-      auths[`${SCHEMES[scheme]}${HOSTS[h]}${paths[spelling % paths.length]}`] = entryForm(`${tag}${i}`, password, form);
-    });
-    return auths;
-  });
-
-const creds = (list: readonly KubeletCred[]): string[] => list.map((c) => `${c.username}:${c.password}`);
-
 let oracle: KubeletOracle;
-const roots: string[] = [];
+const roots = new HostRoots();
+const materialize = (files: Record<string, string>): string => roots.materialize(files);
 beforeAll(() => {
   oracle = new KubeletOracle();
 });
 afterAll(() => {
   oracle?.close();
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
+  roots.cleanup();
 });
-
-function materialize(files: Record<string, string>): string {
-  const root = mkdtempSync(join(tmpdir(), 'nrc-kubelet-'));
-  roots.push(root);
-  mkdirSync(join(root, 'var/lib/kubelet'), { recursive: true });
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(root, path)), { recursive: true });
-    writeFileSync(join(root, path), text);
-  }
-  return root;
-}
 
 interface Case {
   readonly secret: Record<string, unknown>;

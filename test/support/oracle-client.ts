@@ -54,6 +54,25 @@ export interface KubeletAnswer {
   readonly imageErrors: Record<string, string>;
 }
 
+/** The kubelet's --image-credential-provider-config and --image-credential-provider-bin-dir. */
+export interface ProviderPlugin {
+  readonly config: string;
+  readonly binDir: string;
+}
+
+export interface ProviderAnswer extends KubeletAnswer {
+  readonly provider: {
+    /** RegisterCredentialProviderPlugins failed: the kubelet would exit at start. */
+    readonly registerError: string | null;
+    /** Plugin executions during the request (the kubelet's plugin duration histogram count). */
+    readonly execs: number;
+    /** Failed executions (non-zero exit, timeout): kubelet_credential_provider_plugin_errors_total. */
+    readonly errors: number;
+    /** What the kubelet's code logged (klog): e.g. a response it could not decode. */
+    readonly log: string[];
+  };
+}
+
 /** kubelet-oracle: what the kubelet's own keyring yields. */
 export class KubeletOracle {
   private readonly p = new OracleProcess('kubelet-oracle');
@@ -61,6 +80,16 @@ export class KubeletOracle {
   /** The node's files under hostRoot, read in the kubelet's search order (root dir, cwd, $HOME, /). */
   node(hostRoot: string, images: readonly string[], secrets: readonly { data: string }[] = []): Promise<KubeletAnswer> {
     return this.p.request({ op: 'node', hostRoot, rootDir: '/var/lib/kubelet', home: '/root', cwd: '/', images, ...(secrets.length ? { secrets } : {}) });
+  }
+
+  /**
+   * The node's files under hostRoot (as `node`) AND a credential provider plugin, through the
+   * kubelet's own plugin path: `config` (CredentialProviderConfig) and `binDir` registered once
+   * per oracle worker as the kubelet does at start, the plugin exec'd per lookup, config.json
+   * credentials first, then the plugin's.
+   */
+  provider(hostRoot: string, images: readonly string[], plugin: ProviderPlugin): Promise<ProviderAnswer> {
+    return this.p.request({ op: 'provider', hostRoot, rootDir: '/var/lib/kubelet', home: '/root', cwd: '/', images, providerConfig: plugin.config, providerBinDir: plugin.binDir });
   }
 
   /** The same bytes as an imagePullSecret of type kubernetes.io/dockerconfigjson. */

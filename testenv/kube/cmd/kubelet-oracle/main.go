@@ -36,6 +36,8 @@ const (
 	defaultHome    = "/root"
 	defaultCwd     = "/"
 	reexecEnv      = "NRC_KUBELET_ORACLE_REEXEC"
+	// Set in a batch worker that serves "provider" requests itself (one registration per process).
+	providerWorkerEnv = "NRC_KUBELET_ORACLE_PROVIDER_WORKER"
 )
 
 // secretSpec is one imagePullSecret: its bytes come from a file or from the request itself.
@@ -57,6 +59,9 @@ type request struct {
 	Images   []string        `json:"images"`
 	Raw      bool            `json:"raw,omitempty"`
 	Secrets  []secretSpec    `json:"secrets,omitempty"`
+	// op "provider": the kubelet's --image-credential-provider-config and --image-credential-provider-bin-dir
+	ProviderConfig string `json:"providerConfig,omitempty"`
+	ProviderBinDir string `json:"providerBinDir,omitempty"`
 	// op "secret" may also give one secret at top level
 	secretSpec
 }
@@ -84,6 +89,7 @@ type result struct {
 	Images      map[string][]cred `json:"images"`
 	Repos       map[string]string `json:"repos"`
 	ImageErrors map[string]string `json:"imageErrors"`
+	Provider    *providerInfo     `json:"provider,omitempty"`
 }
 
 type requestError struct {
@@ -122,6 +128,8 @@ func main() {
 		cmdNode(os.Args[2:])
 	case "secret":
 		cmdSecret(os.Args[2:])
+	case "provider":
+		cmdProvider(os.Args[2:])
 	case "batch":
 		cmdBatch()
 	case "-h", "--help", "help":
@@ -137,6 +145,8 @@ func usage() {
                       [--secret FILE]... [--raw] IMAGE...
   kubelet-oracle secret --file FILE [--type kubernetes.io/dockerconfigjson|kubernetes.io/dockercfg]
                       [--key KEY] [--raw] IMAGE...
+  kubelet-oracle provider --host-root DIR --provider-config FILE|DIR --provider-bin-dir DIR
+                      [--root-dir /var/lib/kubelet] [--home /root] [--cwd /] [--raw] IMAGE...
   kubelet-oracle batch   (JSON lines on stdin, one JSON line per request on stdout)
 `)
 	os.Exit(2)
@@ -261,8 +271,10 @@ func handle(req request) (*result, error) {
 		return handleNode(req)
 	case "secret":
 		return handleSecret(req)
+	case "provider":
+		return handleProvider(req)
 	default:
-		return nil, fmt.Errorf("unknown op %q (want \"node\" or \"secret\")", req.Op)
+		return nil, fmt.Errorf("unknown op %q (want \"node\", \"secret\" or \"provider\")", req.Op)
 	}
 }
 
@@ -358,36 +370,50 @@ func handleSecret(req request) (*result, error) {
 	return res, nil
 }
 
+// nodeRequest is what a request on a host root resolves to: the kubelet's --root-dir, $HOME and
+// cwd (defaults as a kubelet started by systemd), the absolute host root and the pull secrets.
+type nodeRequest struct {
+	rootDir, home, cwd, hostRoot string
+	secrets                      []v1.Secret
+}
+
+func resolveNode(req request) (nodeRequest, error) {
+	n := nodeRequest{rootDir: req.RootDir, home: defaultHome, cwd: req.Cwd}
+	if n.rootDir == "" {
+		n.rootDir = defaultRootDir
+	}
+	if req.Home != nil {
+		n.home = *req.Home
+	}
+	if n.cwd == "" {
+		n.cwd = defaultCwd
+	}
+	if !homeMatches(n.home) {
+		return n, fatal{fmt.Sprintf("internal: request wants HOME=%q but this process has HOME=%q", n.home, os.Getenv("HOME"))}
+	}
+	var err error
+	if n.hostRoot, err = filepath.Abs(req.HostRoot); err != nil {
+		return n, err
+	}
+	// Pull secrets are read before entering the host root: their paths are the caller's.
+	if len(req.Secrets) > 0 {
+		if n.secrets, err = makeSecrets(req.Secrets); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 func handleNode(req request) (*result, error) {
 	if req.HostRoot == "" {
 		return nil, errors.New("node: \"hostRoot\" is required")
 	}
-	rootDir, home, cwd := req.RootDir, defaultHome, req.Cwd
-	if rootDir == "" {
-		rootDir = defaultRootDir
-	}
-	if req.Home != nil {
-		home = *req.Home
-	}
-	if cwd == "" {
-		cwd = defaultCwd
-	}
-	if !homeMatches(home) {
-		return nil, fatal{fmt.Sprintf("internal: request wants HOME=%q but this process has HOME=%q", home, os.Getenv("HOME"))}
-	}
-	hostRoot, err := filepath.Abs(req.HostRoot)
+	n, err := resolveNode(req)
 	if err != nil {
 		return nil, err
 	}
-	// Pull secrets are read before entering the host root: their paths are the caller's.
-	var secs []v1.Secret
-	if len(req.Secrets) > 0 {
-		if secs, err = makeSecrets(req.Secrets); err != nil {
-			return nil, err
-		}
-	}
 	res := newResult(req.ID)
-	err = inHostRoot(hostRoot, cwd, func() error { return nodeInside(res, req, rootDir, home, secs) })
+	err = inHostRoot(n.hostRoot, n.cwd, func() error { return nodeInside(res, req, n.rootDir, n.home, n.secrets) })
 	if err != nil {
 		return nil, err
 	}
@@ -430,12 +456,42 @@ func errText(err error) *string {
 
 // nodeInside runs with / = the host root.
 func nodeInside(res *result, req request, rootDir, home string, secs []v1.Secret) error {
+	chosen, file, err := searchInside(res, rootDir, home)
+	if err != nil {
+		return err
+	}
+	// The kubelet's keyring: MakeDockerKeyring(pullSecrets, Union{NewDefaultDockerKeyring(), plugins}).
+	nodeKeyring := credentialprovider.NewDefaultDockerKeyring()
+	var kr credentialprovider.DockerKeyring
+	kr, err = secrets.MakeDockerKeyring(secs, credentialprovider.UnionDockerKeyring{nodeKeyring})
+	if err != nil {
+		res.SecretError = strp(err.Error())
+		kr = nil
+	}
+	lookup(res, kr, req.Images, req.Raw)
+
+	// Cross-check the node part against a BasicDockerKeyring built from the file named above.
+	if len(secs) == 0 && err == nil {
+		basic := &credentialprovider.BasicDockerKeyring{}
+		basic.Add(nil, chosen)
+		for img, repo := range res.Repos {
+			if got := toCreds(basic, repo); !reflect.DeepEqual(got, res.Images[img]) {
+				return fatal{fmt.Sprintf("internal: BasicDockerKeyring from %q gives %v for %q, the kubelet's keyring %v", file, got, repo, res.Images[img])}
+			}
+		}
+	}
+	return nil
+}
+
+// searchInside runs with / = the host root: it names the file the kubelet reads (res.File,
+// res.Searched, res.Error) and returns that file's DockerConfig.
+func searchInside(res *result, rootDir, home string) (credentialprovider.DockerConfig, string, error) {
 	credentialprovider.SetPreferredDockercfgPath(rootDir)
 
 	jsonPaths := credentialprovider.DefaultDockerConfigJSONPaths()
 	wantHomeJSON := filepath.Join(home, ".docker")
 	if len(jsonPaths) != 4 || jsonPaths[0] != rootDir || jsonPaths[2] != wantHomeJSON {
-		return fatal{fmt.Sprintf("internal: unexpected kubelet search paths %q (root-dir %q, home %q)", jsonPaths, rootDir, home)}
+		return nil, "", fatal{fmt.Sprintf("internal: unexpected kubelet search paths %q (root-dir %q, home %q)", jsonPaths, rootDir, home)}
 	}
 
 	// The per-file replication (to name the file that was used) ...
@@ -486,35 +542,14 @@ func nodeInside(res *result, req request, rootDir, home string, secs []v1.Secret
 	// ... must agree with the kubelet's own ReadDockerConfigFile.
 	realCfg, realErr := credentialprovider.ReadDockerConfigFile()
 	if (realErr == nil) != found || !reflect.DeepEqual(realCfg, chosen) {
-		return fatal{fmt.Sprintf("internal: replicated search (found=%v file=%q) disagrees with ReadDockerConfigFile (err=%v)", found, file, realErr)}
+		return nil, "", fatal{fmt.Sprintf("internal: replicated search (found=%v file=%q) disagrees with ReadDockerConfigFile (err=%v)", found, file, realErr)}
 	}
 	if found {
 		res.File = strp(file)
 	} else {
 		res.Error = errText(realErr)
 	}
-
-	// The kubelet's keyring: MakeDockerKeyring(pullSecrets, Union{NewDefaultDockerKeyring(), plugins}).
-	nodeKeyring := credentialprovider.NewDefaultDockerKeyring()
-	var kr credentialprovider.DockerKeyring
-	kr, err := secrets.MakeDockerKeyring(secs, credentialprovider.UnionDockerKeyring{nodeKeyring})
-	if err != nil {
-		res.SecretError = strp(err.Error())
-		kr = nil
-	}
-	lookup(res, kr, req.Images, req.Raw)
-
-	// Cross-check the node part against a BasicDockerKeyring built from the file named above.
-	if len(secs) == 0 && err == nil {
-		basic := &credentialprovider.BasicDockerKeyring{}
-		basic.Add(nil, chosen)
-		for img, repo := range res.Repos {
-			if got := toCreds(basic, repo); !reflect.DeepEqual(got, res.Images[img]) {
-				return fatal{fmt.Sprintf("internal: BasicDockerKeyring from %q gives %v for %q, the kubelet's keyring %v", file, got, repo, res.Images[img])}
-			}
-		}
-	}
-	return nil
+	return chosen, file, nil
 }
 
 func classify(file string, err error) searched {
@@ -556,13 +591,16 @@ func cmdBatch() {
 			w.Flush()
 			continue
 		}
-		if req.Op == "node" {
+		// A provider request goes to the worker of its (HOME, config, bin dir): the plugin
+		// registration is global to a process, as in the kubelet.
+		providerHere := req.Op == "provider" && os.Getenv(providerWorkerEnv) != ""
+		if (req.Op == "node" || req.Op == "provider") && !providerHere {
 			home := defaultHome
 			if req.Home != nil {
 				home = *req.Home
 			}
-			if !homeMatches(home) {
-				wk, err := getWorker(workers, home)
+			if !homeMatches(home) || req.Op == "provider" {
+				wk, err := getWorker(workers, home, req)
 				if err != nil {
 					die(3, "batch: starting a worker for HOME=%q: %v", home, err)
 				}
@@ -596,8 +634,13 @@ func cmdBatch() {
 	}
 }
 
-func getWorker(workers map[string]*worker, home string) (*worker, error) {
-	if wk, ok := workers[home]; ok {
+func getWorker(workers map[string]*worker, home string, req request) (*worker, error) {
+	key := home
+	provider := req.Op == "provider"
+	if provider {
+		key = strings.Join([]string{"provider", home, req.ProviderConfig, req.ProviderBinDir}, "\x00")
+	}
+	if wk, ok := workers[key]; ok {
 		return wk, nil
 	}
 	exe, err := os.Executable()
@@ -606,6 +649,9 @@ func getWorker(workers map[string]*worker, home string) (*worker, error) {
 	}
 	cmd := exec.Command(exe, "batch")
 	cmd.Env = envWithHome(home)
+	if provider {
+		cmd.Env = append(cmd.Env, providerWorkerEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -619,6 +665,6 @@ func getWorker(workers map[string]*worker, home string) (*worker, error) {
 		return nil, err
 	}
 	wk := &worker{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20)}
-	workers[home] = wk
+	workers[key] = wk
 	return wk, nil
 }
