@@ -34,6 +34,7 @@ const GROUPS: readonly [string, string][] = [
   ['NRC_E_FOREIGN_', 'Host files and containerd'],
   ['NRC_E_WRITE_', 'Host files and containerd'],
   ['NRC_E_STATE_', 'Host files and containerd'],
+  ['NRC_E_PROVIDER_', 'Credential provider mode'],
 ];
 
 function group(code: string): string {

@@ -257,6 +257,28 @@ export const ERROR_CODES = {
     summary: 'Docker Hub rejected its credential, so the agent did not write it (--drop-rejected-docker-hub): a wrong Docker Hub credential breaks even public pulls.',
     fix: 'Fix the Docker Hub credential in the Secret or Registry resource; the agent writes it once Docker Hub accepts it.',
   },
+  // The credential provider plugin (examples/credential-provider, --kubelet-credentials provider):
+  // it answers the kubelet with no credentials and one line on stderr carrying one of these.
+  NRC_E_PROVIDER_REQUEST_INVALID: {
+    summary: 'The credential provider plugin got a request that is not a CredentialProviderRequest of credentialprovider.kubelet.k8s.io/v1 (another apiVersion in the CredentialProviderConfig, or not JSON), so it answered with no credentials.',
+    fix: 'Set apiVersion: credentialprovider.kubelet.k8s.io/v1 for the provider in the kubelet\'s CredentialProviderConfig (examples/credential-provider/credential-provider-config.yaml) and restart the kubelet; the plugin only reads requests from the kubelet on stdin.',
+  },
+  NRC_E_PROVIDER_STATE_MISSING: {
+    summary: 'The credential provider plugin found no state file (a new node before the agent\'s first apply, or an agent not in provider mode), so it answered with no credentials (not cached: the next pull asks again).',
+    fix: 'Run the agent with --kubelet-credentials provider on this node (Helm: agent.kubeletCredentials=provider), and check that NRC_PROVIDER_STATE in the CredentialProviderConfig names /var/lib/node-registry-credentials/provider/response.json (the default).',
+  },
+  NRC_E_PROVIDER_STATE_UNSAFE: {
+    summary: 'The credential provider plugin\'s state file or its .sha256 is a symbolic link or not a regular file, so it answered with no credentials: only the agent\'s own atomically written files are served.',
+    fix: 'Remove what is at that path; the agent writes the file again at its next pass (at the latest within --resync-seconds).',
+  },
+  NRC_E_PROVIDER_STATE_UNREADABLE: {
+    summary: 'The credential provider plugin cannot read its state file or its .sha256 (permissions), so it answered with no credentials.',
+    fix: 'The kubelet runs the plugin as root and the agent writes the files as root with mode 0600; check that nothing changed their owner or mode, or that a rootless kubelet is given read access.',
+  },
+  NRC_E_PROVIDER_STATE_CORRUPT: {
+    summary: 'The credential provider plugin\'s state file does not match its sha256 (truncated or damaged), or sha256sum is missing, so it answered with no credentials rather than a damaged answer.',
+    fix: 'Nothing to do in most cases: the agent rewrites both files when they change (it watches its files, and re-checks them every --resync-seconds); if it repeats, look for a full or failing disk, or another writer in /var/lib/node-registry-credentials.',
+  },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

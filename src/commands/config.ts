@@ -7,7 +7,7 @@ import type { CheckSettings } from '../check/settings.ts';
 import { AgentError } from '../errors.ts';
 import { HostFs } from '../host/host-fs.ts';
 import type { ContainerdVersionOption } from '../runtime/containerd.ts';
-import { DEFAULT_TARGET_OPTIONS, type TargetOptions } from '../runtime/targets.ts';
+import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES, type TargetOptions } from '../runtime/targets.ts';
 import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
 import { hostname } from 'node:os';
 import { BROKER_FLAGS, CHECK_FLAGS, COMMON_FLAGS, KUBERNETES_RUN_FLAGS, numberFlag, RUN_FLAGS, str, withDefault, type Flags } from './options.ts';
@@ -66,6 +66,8 @@ export function hostConfig(f: Flags): HostConfig {
       dockerConfig: str(f, 'docker-config-path') ?? DEFAULT_TARGET_OPTIONS.dockerConfig,
       writeContainerd: f['no-containerd'] !== true,
       containerdVersion: withDefault(COMMON_FLAGS, 'containerd-version', str(f, 'containerd-version')) as ContainerdVersionOption,
+      // parseFlags has checked the value against its choices; cleanup has no such flag (it removes both).
+      kubeletCredentials: KUBELET_CREDENTIALS_MODES.find((m) => m === str(f, 'kubelet-credentials')) ?? DEFAULT_TARGET_OPTIONS.kubeletCredentials,
     },
   };
 }

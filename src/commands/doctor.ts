@@ -4,6 +4,7 @@ import { AgentError, ERROR_CODES } from '../errors.ts';
 import { readRecord } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import { kubeletReads } from '../plan/kubelet-file.ts';
+import { providerDigestPath, renderProviderDigest } from '../plan/provider.ts';
 import { detectTargets, kubeletSearchPath } from '../runtime/targets.ts';
 import type { CheckSettings } from '../check/settings.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
@@ -53,6 +54,7 @@ export function diagnose(host: HostFs, o: TargetOptions): Finding[] {
   if (host.listDir('/etc/crio') !== undefined) findings.push({ level: 'ok', what: 'container runtime: CRI-O (/etc/crio): the kubelet passes credentials to it; CAs go to /etc/containers/certs.d' });
   if (host.listDir('/etc/docker') !== undefined) findings.push({ level: 'ok', what: 'Docker config directory /etc/docker found: CAs also go to /etc/docker/certs.d' });
 
+  findings.push(...providerFindings(host, detected.targets.providerResponse));
   const search = kubeletSearchPath(o);
   const reading = kubeletReads(search, (p) => host.stat(p));
   if (reading === search[0]) findings.push({ level: 'ok', what: `the kubelet reads ${reading} (re-read about every 5 minutes; no restart needed)` });
@@ -76,6 +78,26 @@ export function diagnose(host: HostFs, o: TargetOptions): Finding[] {
     findings.push({ level: 'info', what: n === 0 ? 'the agent manages nothing on this host yet' : `the agent manages ${n} file(s): ${[...Object.keys(record.jsonFiles), ...Object.keys(record.files)].join(', ')}` });
   }
   return findings;
+}
+
+/**
+ * Provider mode: whether the state the plugin serves is there and whole. Whether the kubelet is
+ * configured with the plugin and really asks it cannot be seen from here yet.
+ */
+function providerFindings(host: HostFs, response: string | undefined): Finding[] {
+  if (response === undefined) return [];
+  const what = `provider mode: the kubelet's credentials are served by the credential provider plugin from ${response}`;
+  const notice: Finding = {
+    level: 'info',
+    what: `${what}; the kubelet must run with --image-credential-provider-config and the plugin in --image-credential-provider-bin-dir (docs/kubernetes.md#credential-provider-mode): doctor cannot check that yet`,
+  };
+  const body = host.stat(response);
+  const digest = host.stat(providerDigestPath(response));
+  if (body.kind === 'missing') return [notice, { level: 'info', what: `${response} does not exist yet: the plugin answers with no credentials until the agent's first apply` }];
+  if (body.kind !== 'file' || digest.kind !== 'file' || !Buffer.from(renderProviderDigest(response, body.bytes)).equals(Buffer.from(digest.bytes))) {
+    return [notice, { level: 'error', what: `${response} or its .sha256 is not what the agent wrote: the plugin answers with no credentials`, code: 'NRC_E_PROVIDER_STATE_CORRUPT', fix: ERROR_CODES.NRC_E_PROVIDER_STATE_CORRUPT.fix }];
+  }
+  return [notice];
 }
 
 /** ECR tokens the agent cached on this node: expired or soon-expiring ones need attention. */

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
-import { DEFAULT_TARGET_OPTIONS } from '../runtime/targets.ts';
+import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES } from '../runtime/targets.ts';
 import { AGENT_SERVICE_ACCOUNT, BROKER_NAME, DEFAULT_BROKER_SECRET_NAME, DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
 
 /** What a number flag accepts; its value is checked once, when the configuration is built. */
@@ -47,6 +47,13 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
 export const INPUT_FLAGS: readonly FlagSpec[] = [
   { name: 'dockerconfig', type: 'string', help: 'A dockerconfigjson / .dockercfg file, or a mounted Secret volume directory.' },
   { name: 'registry-config', type: 'string', help: 'TOML with per-registry host options (ca, ca_file, skip_verify, auth_header).' },
+  {
+    name: 'kubelet-credentials',
+    type: 'string',
+    default: DEFAULT_TARGET_OPTIONS.kubeletCredentials,
+    choices: KUBELET_CREDENTIALS_MODES,
+    help: "Where the kubelet's credentials go: config-json (its config.json, which it reads through a 5-minute cache) or provider (a state file that the credential provider plugin of examples/credential-provider serves to the kubelet at every pull, so a change counts at the next pull; the node's kubelet must be configured with that plugin, docs/kubernetes.md#credential-provider-mode).",
+  },
 ];
 
 /** Flags of the credential check (for `run`, and the `check` command). */

@@ -105,7 +105,7 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     return EXIT_FAILED;
   }
   registerDriftRepairs(kube.metrics, () => agent.reconciler.driftRepairs);
-  logger.info({ sources: sources.length, applies: agent.reconciler.applies }, 'running: following the sources until SIGTERM');
+  logger.info({ sources: sources.length, applies: agent.reconciler.applies, kubeletCredentials: c.targets.kubeletCredentials }, 'running: following the sources until SIGTERM');
   const sig = await stopping;
   logger.info({ signal: sig }, 'stopping; the node keeps its configuration (cleanup runs only on uninstall)');
   // Every write is atomic, so nothing is lost by not waiting for a slow watch or AWS call to close.

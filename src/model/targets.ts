@@ -10,4 +10,10 @@ export interface Targets {
   readonly containerdHostsDir: string | undefined;
   /** `/etc/docker/certs.d` and `/etc/containers/certs.d`, each only if that runtime's directory exists. */
   readonly certsDirs: readonly string[];
+  /**
+   * Provider mode (--kubelet-credentials provider): the credential provider's response file. The
+   * kubelet's credentials go there instead of into kubeletConfig, which keeps only foreign entries
+   * the kubelet tries before the provider's. Undefined (config-json mode): they go into kubeletConfig.
+   */
+  readonly providerResponse?: string | undefined;
 }

@@ -7,10 +7,11 @@ import type { RegistryCredential } from '../model/credential.ts';
 import { DOCKER_HUB_HOST, DOCKER_HUB_KEY } from '../model/registry-key.ts';
 import { encodeAuth } from '../model/basic-auth.ts';
 import type { HostOptions } from '../model/host-options.ts';
-import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletDocument, readKubeletFile, takesPrecedence, type KubeletKey } from '../model/kubelet-config.ts';
+import { decodeKubeletEntry, goFieldAll, KUBELET_HUB_FALLBACK, keyCovers, kubeletKey, matchesDockerHub, readKubeletDocument, readKubeletFile, takesPrecedence, type KubeletCredential, type KubeletKey } from '../model/kubelet-config.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { renderHostsToml } from './containerd-hosts.ts';
 import { kubeletReads } from './kubelet-file.ts';
+import { providerDigestPath, readProviderAuth, renderProviderDigest, renderProviderResponse } from './provider.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
 import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR } from '../model/state-paths.ts';
 import type { JsonFileRecord, OwnedEntry, OwnershipRecord } from './ownership.ts';
@@ -23,6 +24,21 @@ const PUBLIC_MODE = 0o644;
 interface WholeFile {
   readonly bytes: Uint8Array;
   readonly mode: number;
+  /** Which keys changed, against the file on the host (the provider's response); none for others. */
+  readonly keysChanged?: (before: FileState) => KeyChanges;
+}
+
+type KeyChanges = Pick<FileChange, 'added' | 'updated' | 'removed'>;
+const NO_KEYS: KeyChanges = { added: [], updated: [], removed: [] };
+
+/** Keys added, updated and removed from one map of entries to another. */
+function keyChanges(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): KeyChanges {
+  const keys = (f: (k: string) => boolean, from: ReadonlyMap<string, unknown>): string[] => [...from.keys()].filter(f).sort();
+  return {
+    added: keys((k) => !before.has(k), after),
+    updated: keys((k) => before.has(k) && !jsonEqual(before.get(k), after.get(k)), after),
+    removed: keys((k) => !after.has(k), before),
+  };
 }
 
 /** Mutable working state of one planning pass. */
@@ -66,6 +82,24 @@ function sha256(bytes: Uint8Array): string {
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a).equals(Buffer.from(b));
+}
+
+/** The "auths" of a document, by raw key. */
+function authsMap(doc: JsonObject | undefined): Map<string, unknown> {
+  const auths = doc?.['auths'];
+  return new Map(isJsonObject(auths) ? Object.entries(auths) : []);
+}
+
+/**
+ * The entries in the order of `reference` (the file as the agent first found it) first, then the
+ * others as they are: an entry moved aside and put back, or handed back to the file when the
+ * credential mode changes, returns to its place, so the file comes back byte for byte.
+ */
+function inReferenceOrder(auths: JsonObject, reference: unknown): JsonObject {
+  const first = new Set(isJsonObject(reference) && isJsonObject(reference['auths']) ? Object.keys(reference['auths']).filter((k) => Object.hasOwn(auths, k)) : []);
+  const rest = Object.keys(auths).filter((k) => !first.has(k));
+  // fromEntries: a "__proto__" key stays a plain entry.
+  return Object.fromEntries([...first, ...rest].map((k) => [k, auths[k]]));
 }
 
 /** Empty "auths" and no "auths" mean the same to every reader; compare them as equal. */
@@ -160,8 +194,64 @@ function displaceForeign(work: Work, path: string, auths: JsonObject, desired: R
   return displaced;
 }
 
-/** Merges the agent's entries into one docker config.json, keeping every foreign entry and field. */
-function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string, JsonObject>, kubelet: boolean): void {
+/**
+ * Provider mode: the kubelet tries every config.json credential before any plugin's
+ * (image_manager.go: UnionDockerKeyring{node keyring, plugins}), and matches each keyring on its
+ * own (the Docker Hub fallback key of one is used when nothing else in THAT one matched). So a
+ * foreign entry that the kubelet would try after one the provider serves, for some image, moves
+ * to the provider too, behind it: moved aside like displaced entries (and put back the same way),
+ * and served, where the kubelet orders it among the agent's as it would in config.json. What stays
+ * in config.json is then tried before the provider exactly where config-json mode tries it first.
+ * Returns the moved entries (raw key → value), taken out of `auths`.
+ */
+function behindProvider(work: Work, path: string, auths: JsonObject, desired: ReadonlyMap<string, JsonObject>): Record<string, unknown> {
+  const moved: Record<string, unknown> = {};
+  // config.json entry `n` before provider entry `p` is wrong when config-json mode tries p first,
+  // or when p is the Docker Hub fallback key, which n (matching Docker Hub) would keep unused.
+  const mustFollow = (n: KubeletKey, p: KubeletKey): boolean => takesPrecedence(p, n) || (p.key === KUBELET_HUB_FALLBACK && matchesDockerHub(n));
+  const stuck = new Set<string>();
+  // Each round checks the entries still in the file against the keys the provider took on in the
+  // round before (all of the agent's first), until none moves.
+  let frontier = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
+  while (frontier.length > 0) {
+    const next: KubeletKey[] = [];
+    for (const raw of Object.keys(auths)) {
+      const theirs = kubeletKey(raw);
+      if (desired.has(raw) || stuck.has(raw) || theirs === undefined || !frontier.some((p) => mustFollow(theirs, p))) continue;
+      if (typeof decodeKubeletEntry(auths[raw]) === 'string') {
+        // An auth that is not UTF-8 cannot be written into the provider's JSON: it stays, tried first.
+        stuck.add(raw);
+        work.errors.push(new AgentError('NRC_E_FOREIGN_ENTRY_SHADOWS', { subject: `${path} ${quoteSubject(raw)}`, detail: 'It is tried before the credential provider\'s.' }));
+        continue;
+      }
+      moved[raw] = auths[raw];
+      delete auths[raw];
+      next.push(theirs);
+    }
+    frontier = next;
+  }
+  return moved;
+}
+
+/** What the kubelet reads from docker config entries: raw key → username and password. */
+function kubeletView(entries: Iterable<readonly [string, unknown]>): Map<string, KubeletCredential> {
+  const out = new Map<string, KubeletCredential>();
+  for (const [key, value] of entries) {
+    const c = decodeKubeletEntry(value);
+    if (typeof c !== 'string') out.set(key, c);
+  }
+  return out;
+}
+
+/**
+ * Merges the agent's entries into one docker config.json, keeping every foreign entry and field.
+ * `provider` (the kubelet's file in provider mode): the same merge, then the agent's entries and
+ * the foreign ones that must follow them (behindProvider) leave the file for the provider's answer,
+ * which is returned (raw key → credential).
+ */
+function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string, JsonObject>, kubelet: boolean, provider = false): Map<string, KubeletCredential> | undefined {
+  // When the file cannot be planned, the provider still serves the agent's own credentials.
+  const servedAlone = provider ? kubeletView(desired) : undefined;
   const rec = work.input.record.jsonFiles[path];
   const st = work.state(path);
   const problem = ancestorProblem(work, path) ?? targetProblem(st, path);
@@ -171,7 +261,7 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
   if (problem) {
     if (desired.size > 0 || rec) work.errors.push(problem);
     keepRecord();
-    return;
+    return servedAlone;
   }
 
   let doc: JsonObject;
@@ -185,7 +275,7 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     if (current === undefined && !rec?.created) {
       work.errors.push(new AgentError('NRC_E_FOREIGN_FILE_UNPARSEABLE', { subject: path }));
       keepRecord();
-      return;
+      return servedAlone;
     }
     created = rec?.created ?? false;
     original = rec ? rec.original : { bytes: Buffer.from(st.bytes).toString('base64'), mode: st.mode };
@@ -193,7 +283,7 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     // Our own file damaged by someone else: rebuild it from what it held at creation.
     doc = current ?? (isJsonObject(foreignAtCreation) ? structuredClone(foreignAtCreation) : {});
   } else {
-    if (desired.size === 0) return; // nothing to add, and the file is gone: nothing is ours any more
+    if (desired.size === 0) return servedAlone; // nothing to add, and the file is gone: nothing is ours any more
     const seeded = kubelet ? work.seed() : undefined;
     doc = seeded ?? {};
     created = true;
@@ -226,12 +316,21 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     auths[key] = value;
   }
   const displaced = kubelet ? displaceForeign(work, path, auths, desired) : {};
-  doc['auths'] = auths;
+  let served: Map<string, KubeletCredential> | undefined;
+  if (provider) {
+    const moved = behindProvider(work, path, auths, desired);
+    served = kubeletView([...desired, ...Object.entries(moved)]);
+    for (const key of desired.keys()) delete auths[key];
+    Object.assign(displaced, moved);
+  }
+  doc['auths'] = inReferenceOrder(auths, created ? foreignAtCreation : original && parseJsonObject(Buffer.from(original.bytes, 'base64')));
   // Something besides the entries (HttpHeaders that are not strings) can still make the kubelet skip the file.
   if (kubelet && Object.keys(entries).length > 0 && !readKubeletDocument(doc, false).readable) {
     work.errors.push(new AgentError('NRC_E_KUBELET_CANNOT_READ', { subject: path }));
   }
 
+  // In provider mode the file changes by whole entries coming and going, the agent's or not.
+  const keys = (after: JsonObject | undefined): KeyChanges => (provider ? keyChanges(authsMap(current), authsMap(after)) : { added, updated, removed });
   const stillOurs = Object.keys(entries).length > 0;
   if (stillOurs) {
     work.jsonFiles[path] = {
@@ -245,18 +344,18 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
     if (current === undefined || !jsonEqual(withoutEmptyAuths(current), withoutEmptyAuths(doc))) {
       const keepOwner = st.kind === 'file' ? { mode: st.mode, uid: st.uid, gid: st.gid } : { mode: CREDENTIAL_MODE };
       work.ops.push({ op: 'write', path, bytes: formatDockerConfig(doc), ...keepOwner });
-      work.changes.push({ path, change: st.kind === 'file' ? 'update' : 'create', added, updated, removed });
+      work.changes.push({ path, change: st.kind === 'file' ? 'update' : 'create', ...keys(doc) });
     }
-    return;
+    return served;
   }
 
   // Nothing of ours remains: hand the file back as it was, when nobody else changed it meanwhile.
-  if (st.kind !== 'file') return;
+  if (st.kind !== 'file') return served;
   if (created) {
     if (jsonEqual(withoutEmptyAuths(doc), withoutEmptyAuths(isJsonObject(foreignAtCreation) ? foreignAtCreation : {}))) {
       work.ops.push({ op: 'delete', path });
-      work.changes.push({ path, change: 'delete', added, updated, removed });
-      return;
+      work.changes.push({ path, change: 'delete', ...keys(undefined) });
+      return served;
     }
   } else if (original) {
     const originalBytes = Buffer.from(original.bytes, 'base64');
@@ -265,17 +364,18 @@ function planDockerConfig(work: Work, path: string, desired: ReadonlyMap<string,
       work.keep.add(path);
       if (!bytesEqual(st.bytes, originalBytes) || st.mode !== original.mode) {
         work.ops.push({ op: 'write', path, bytes: originalBytes, mode: original.mode, uid: st.uid, gid: st.gid });
-        work.changes.push({ path, change: 'restore', added, updated, removed });
+        work.changes.push({ path, change: 'restore', ...keys(originalDoc) });
       }
-      return;
+      return served;
     }
   }
   // Someone else changed the file while it held our entries: keep their changes, drop ours.
   work.keep.add(path);
   if (current === undefined || !jsonEqual(current, doc)) {
     work.ops.push({ op: 'write', path, bytes: formatDockerConfig(doc), mode: st.mode, uid: st.uid, gid: st.gid });
-    work.changes.push({ path, change: 'update', added, updated, removed });
+    work.changes.push({ path, change: 'update', ...keys(doc) });
   }
+  return served;
 }
 
 /**
@@ -290,11 +390,16 @@ function withHubPromoted(work: Work, desired: ReadonlyMap<string, JsonObject>): 
   const path = work.input.targets.kubeletConfig;
   const st = work.state(path);
   const doc = st.kind === 'file' ? parseJsonObject(st.bytes) : work.seed();
-  const auths = doc && isJsonObject(doc['auths']) ? doc['auths'] : {};
-  const ours = work.input.record.jsonFiles[path]?.entries ?? {};
+  const rec = work.input.record.jsonFiles[path];
+  // Entries moved aside come back into the file's view first (planDockerConfig), and those the
+  // provider serves (provider mode) still match images there.
+  const auths: JsonObject = { ...rec?.displaced, ...(doc && isJsonObject(doc['auths']) ? doc['auths'] : {}) };
+  const ours = rec?.entries ?? {};
   const mine = [...desired.keys()].map(kubeletKey).filter((k): k is KubeletKey => k !== undefined);
   const hiding = Object.keys(auths).filter((raw) => {
-    if (desired.has(raw) || raw in ours) return false;
+    const entry = decodeKubeletEntry(auths[raw]);
+    // One the kubelet cannot read is moved aside (displaceForeign): it hides nothing.
+    if (desired.has(raw) || raw in ours || (typeof entry === 'string' && entry !== 'auth-not-utf8')) return false;
     const k = kubeletKey(raw);
     // A foreign key that one of ours covers is moved aside anyway (displaceForeign).
     if (k === undefined || mine.some((m) => keyCovers(m, k))) return false;
@@ -386,8 +491,24 @@ function desiredWholeFiles(work: Work): Map<string, WholeFile> {
   return out;
 }
 
-function planWholeFiles(work: Work): void {
-  const desired = desiredWholeFiles(work);
+/**
+ * Provider mode: the response the plugin prints, then its digest (written in this order; the
+ * plugin reads a mismatch again before it counts as damage). Credentials, so mode 0600.
+ */
+function providerFiles(path: string, served: ReadonlyMap<string, KubeletCredential>): Map<string, WholeFile> {
+  const body = renderProviderResponse(served);
+  const keysChanged = (before: FileState): KeyChanges => {
+    const previous = before.kind === 'file' ? readProviderAuth(before.bytes) : undefined;
+    return keyChanges(previous ?? new Map(), served);
+  };
+  return new Map([
+    [path, { bytes: body, mode: CREDENTIAL_MODE, keysChanged }],
+    [providerDigestPath(path), { bytes: renderProviderDigest(path, body), mode: CREDENTIAL_MODE }],
+  ]);
+}
+
+function planWholeFiles(work: Work, extra: ReadonlyMap<string, WholeFile>): void {
+  const desired = new Map([...desiredWholeFiles(work), ...extra]);
   for (const [path, file] of desired) {
     const st = work.state(path);
     const problem = ancestorProblem(work, path) ?? targetProblem(st, path);
@@ -400,7 +521,7 @@ function planWholeFiles(work: Work): void {
     work.keep.add(path);
     if (st.kind === 'file' && bytesEqual(st.bytes, file.bytes) && st.mode === file.mode) continue;
     work.ops.push({ op: 'write', path, bytes: file.bytes, mode: file.mode });
-    work.changes.push({ path, change: st.kind === 'file' ? 'update' : 'create', added: [], updated: [], removed: [] });
+    work.changes.push({ path, change: st.kind === 'file' ? 'update' : 'create', ...(file.keysChanged?.(st) ?? NO_KEYS) });
   }
   for (const path of Object.keys(work.input.record.files)) {
     if (desired.has(path)) continue;
@@ -446,6 +567,7 @@ export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
   const { targets, hostOptions, record } = input;
   const paths = new Set<string>([targets.kubeletConfig, ...targets.kubeletFallbacks, RECORD_PATH, ECR_CACHE_PATH]);
   if (targets.dockerConfig) paths.add(targets.dockerConfig);
+  if (targets.providerResponse) paths.add(targets.providerResponse).add(providerDigestPath(targets.providerResponse));
   for (const host of hostOptions.keys()) {
     if (targets.containerdHostsDir) {
       const { dir, alt } = containerdDirs(targets.containerdHostsDir, host);
@@ -468,7 +590,9 @@ export function plan(input: PlanInput): Plan {
   if (!input.cleanup) {
     for (const c of [...input.credentials].sort((a, b) => a.key.localeCompare(b.key))) desired.set(c.key, dockerConfigEntry(c));
   }
-  planDockerConfig(work, input.targets.kubeletConfig, withHubPromoted(work, desired), true);
+  // Provider mode: the kubelet's file keeps only foreign entries; the agent's go to the provider.
+  const provider = input.cleanup ? undefined : input.targets.providerResponse;
+  const served = planDockerConfig(work, input.targets.kubeletConfig, withHubPromoted(work, desired), true, provider !== undefined);
   if (input.targets.dockerConfig !== undefined && input.targets.dockerConfig !== input.targets.kubeletConfig) {
     planDockerConfig(work, input.targets.dockerConfig, forDockerCli(desired), false);
   }
@@ -476,7 +600,7 @@ export function plan(input: PlanInput): Plan {
   for (const path of Object.keys(input.record.jsonFiles)) {
     if (path !== input.targets.kubeletConfig && path !== input.targets.dockerConfig) planDockerConfig(work, path, new Map(), false);
   }
-  planWholeFiles(work);
+  planWholeFiles(work, provider !== undefined && served !== undefined ? providerFiles(provider, served) : new Map());
   // Uninstall takes the cached ECR tokens too: nothing that holds a credential stays behind.
   if (input.cleanup && work.state(ECR_CACHE_PATH).kind === 'file') {
     work.ops.push({ op: 'delete', path: ECR_CACHE_PATH });

@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import type { AgentError } from '../errors.ts';
 import type { HostReader } from '../host/host-fs.ts';
+import { PROVIDER_RESPONSE_PATH } from '../model/state-paths.ts';
 import type { Targets } from '../model/targets.ts';
 import { detectContainerd, type ContainerdInfo, type ContainerdVersionOption } from './containerd.ts';
 
@@ -14,7 +15,13 @@ export interface TargetOptions {
   readonly dockerConfig: string;
   readonly writeContainerd: boolean;
   readonly containerdVersion: ContainerdVersionOption;
+  /** Where the kubelet's credentials go: its docker config.json, or the credential provider's state. */
+  readonly kubeletCredentials?: KubeletCredentialsMode;
 }
+
+/** --kubelet-credentials: `config-json` (the kubelet's config.json) or `provider` (a credential provider plugin). */
+export const KUBELET_CREDENTIALS_MODES = ['config-json', 'provider'] as const;
+export type KubeletCredentialsMode = (typeof KUBELET_CREDENTIALS_MODES)[number];
 
 export const DEFAULT_TARGET_OPTIONS: TargetOptions = {
   kubeletRootDir: '/var/lib/kubelet',
@@ -23,6 +30,7 @@ export const DEFAULT_TARGET_OPTIONS: TargetOptions = {
   dockerConfig: '/root/.docker/config.json',
   writeContainerd: true,
   containerdVersion: 'auto',
+  kubeletCredentials: 'config-json',
 };
 
 /** The kubelet's search order (pkg/credentialprovider/config.go): config.json files first, then .dockercfg. */
@@ -54,6 +62,7 @@ export function detectTargets(fs: HostReader, o: TargetOptions): DetectedTargets
       containerdHostsDir: hostsDir,
       // containerd may read /etc/docker/certs.d itself (config_path list): never write it twice.
       certsDirs: certsDirs.filter((d) => d !== hostsDir),
+      providerResponse: o.kubeletCredentials === 'provider' ? PROVIDER_RESPONSE_PATH : undefined,
     },
     containerd,
     problems: containerd?.problems ?? [],

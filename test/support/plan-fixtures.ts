@@ -3,6 +3,7 @@ import { ancestors, snapshotPaths } from '../../src/model/host-state.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { normalizeRegistryKey } from '../../src/model/registry-key.ts';
 import { EMPTY_RECORD, type OwnershipRecord } from '../../src/plan/ownership.ts';
+import { PROVIDER_RESPONSE_PATH } from '../../src/model/state-paths.ts';
 import { pathsToSnapshot, plan } from '../../src/plan/planner.ts';
 import type { HostOptions } from '../../src/model/host-options.ts';
 import type { Targets } from '../../src/model/targets.ts';
@@ -18,6 +19,9 @@ export const TARGETS: Targets = {
   containerdHostsDir: '/etc/containerd/certs.d',
   certsDirs: ['/etc/docker/certs.d'],
 };
+
+/** The same node in provider mode (--kubelet-credentials provider). */
+export const PROVIDER_TARGETS: Targets = { ...TARGETS, providerResponse: PROVIDER_RESPONSE_PATH };
 
 export function cred(rawKey: string, username: string, password: string): RegistryCredential {
   const k = normalizeRegistryKey(rawKey);
@@ -42,6 +46,14 @@ export class MemoryHost {
       else if (typeof v === 'string') this.files.set(path, { kind: 'file', bytes: Buffer.from(v), mode: 0o644, uid: 0, gid: 0 });
       else this.files.set(path, { kind: 'file', bytes: Buffer.from(v.text), mode: v.mode, uid: v.uid, gid: v.uid });
     }
+  }
+
+  /** An independent copy (files, modes, owners and the record). */
+  clone(): MemoryHost {
+    const copy = new MemoryHost();
+    for (const [path, st] of this.files) copy.files.set(path, st.kind === 'file' ? { ...st, bytes: Uint8Array.from(st.bytes) } : st);
+    copy.record = structuredClone(this.record);
+    return copy;
   }
 
   /** The state of one path as HostFs would report it: below a symlink is 'symlink'. */
