@@ -75,6 +75,7 @@ export interface RequestOpts {
   readonly body?: unknown;
   /** Default application/json; a Node annotation patch is application/merge-patch+json. */
   readonly contentType?: string;
+  /** Deadline of the whole request, from connecting to the last byte of the body (default 30 s). */
   readonly timeoutMs?: number;
 }
 
@@ -169,8 +170,24 @@ export class KubeClient {
   async request<T = unknown>(method: string, path: string, o: RequestOpts = {}): Promise<T> {
     const body = o.body === undefined ? undefined : JSON.stringify(o.body);
     const req = await this.open(method, withQuery(path, o.query), body === undefined ? {} : { 'content-type': o.contentType ?? 'application/json' });
-    return new Promise<T>((resolve, reject) => {
-      req.setTimeout(o.timeoutMs ?? 30_000, () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
+    return new Promise<T>((resolveOnce, rejectOnce) => {
+      // A deadline for the whole request, connect and TLS handshake included: a socket idle timeout
+      // (req.setTimeout) fires only after twice its time when the handshake never completes (a
+      // half-open connection), and never while a body trickles in.
+      const timeoutMs = o.timeoutMs ?? 30_000;
+      const deadline = setTimeout(() => {
+        const err = Object.assign(new Error(`request timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
+        reject(err);
+        req.destroy(err);
+      }, timeoutMs);
+      const resolve = (v: T): void => {
+        clearTimeout(deadline);
+        resolveOnce(v);
+      };
+      const reject = (e: unknown): void => {
+        clearTimeout(deadline);
+        rejectOnce(e);
+      };
       req.on('error', reject);
       req.on('response', (res: IncomingMessage) => {
         readBody(res).then((b) => {

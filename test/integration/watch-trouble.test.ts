@@ -192,6 +192,28 @@ describe('the watch under control-plane trouble (scripted server)', () => {
   });
 });
 
+describe('request deadlines', () => {
+  it('a half-open connection (the TLS handshake never answered) fails a request at its deadline, not twice later', async () => {
+    // Accepts the TCP connection and never answers: packets dropped past the handshake's first step.
+    const sockets = new Set<import('node:net').Socket>();
+    const tcp = createTcpServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+    try {
+      const client = new KubeClient(`https://127.0.0.1:${(tcp.address() as AddressInfo).port}`, () => ({ headers: {} }));
+      const started = performance.now();
+      await expect(client.request('GET', '/apis/coordination.k8s.io/v1/namespaces/okteto/leases/x', { timeoutMs: 600 })).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+      // A socket idle timeout fired at 1,200 ms here (twice its value while the handshake is pending).
+      expect(performance.now() - started).toBeLessThan(1000);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => tcp.close(() => r()));
+    }
+  });
+});
+
 describe('in-cluster client', () => {
   it('never sends the ServiceAccount token in clear, even when the service port is 8001', async () => {
     const dir = fs.mkdtempSync(path.join(tmpdir(), 'nrc-incluster-'));
