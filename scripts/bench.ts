@@ -1,5 +1,6 @@
-// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup]`: the agent's
-// benchmarks (issue 7). Prints a Markdown report and writes the same figures as JSON under
+// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup,trouble]`: the agent's
+// benchmarks (issue 7); `trouble` (API server down and restarted under N watchers, issue 25) runs
+// only when named in --only. Prints a Markdown report and writes the same figures as JSON under
 // bench-results/ (git-ignored). Every section has a bounded budget so a full run stays well
 // under 10 minutes on 2 cores; --quick is a smoke run of about a minute. Not a test.
 import * as fs from 'node:fs';
@@ -13,9 +14,12 @@ import { latencySection, type LatencyResult } from './bench/latency.ts';
 import { type AgentBuild, BUILD_DIR, buildAgent, daemonSetRuntimeEnv, now, REPO, round, table } from './bench/lib.ts';
 import { scaleSection, type ScaleResult } from './bench/scale.ts';
 import { startupSection, type StartupResult } from './bench/startup.ts';
+import { troubleSection, type TroubleResult } from './bench/trouble.ts';
 
-const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup'] as const;
+const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup', 'trouble'] as const;
 type Section = (typeof SECTIONS)[number];
+/** Without --only: every section but `trouble` (minutes of a stopped API server). */
+const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'trouble');
 
 interface Config {
   readonly latencyChanges: number;
@@ -28,6 +32,8 @@ interface Config {
   readonly fleetSizes: readonly number[];
   readonly fleetHours: number;
   readonly startupRuns: number;
+  readonly troubleSizes: readonly number[];
+  readonly troubleDownMs: number;
 }
 
 const FULL: Config = {
@@ -41,6 +47,8 @@ const FULL: Config = {
   fleetSizes: [1000, 5000, 10_000],
   fleetHours: 24,
   startupRuns: 10,
+  troubleSizes: [200],
+  troubleDownMs: 180_000,
 };
 
 const QUICK: Config = {
@@ -54,6 +62,8 @@ const QUICK: Config = {
   fleetSizes: [1000, 10_000],
   fleetHours: 24,
   startupRuns: 2,
+  troubleSizes: [100],
+  troubleDownMs: 45_000,
 };
 
 interface Machine {
@@ -78,6 +88,7 @@ interface Results {
   idle?: IdleResult;
   latency?: LatencyResult;
   startup?: StartupResult;
+  trouble?: TroubleResult;
   readonly errors: Partial<Record<Section, string>>;
 }
 
@@ -181,6 +192,32 @@ export function renderMarkdown(r: Results): string {
     if (st.imageMiB !== undefined) out.push('', `Image node-registry-credentials:e2e: ${st.imageMiB} MiB (docker image inspect).`);
     for (const n of st.notes) out.push(`- ${n}`);
   }
+  if (r.trouble) {
+    const t = r.trouble;
+    out.push('', `## 7. Control-plane trouble: the API server stopped ${t.downSeconds} s, then started, under N watchers (issue 25)`, '');
+    const s = (x: number): string => (Number.isFinite(x) ? String(round(x / 1000, 1)) : '—');
+    out.push(
+      table(
+        ['watchers', 'synced after s', 'req/s per agent down', 'req/s total down', 'first minute total', 'last part per agent', 'last part total', 'attempts per watcher (mean / max)', 'largest retry s', 'watch accepted again p50 / max s', 'change seen p50 / max s', 'lost credentials', 'load after'],
+        t.rows.map((x) => [
+          x.watchers,
+          s(x.syncedAfterMs),
+          x.down.perAgentPerSecond,
+          x.down.totalPerSecond,
+          x.firstMinute.totalPerSecond,
+          x.tail.perAgentPerSecond,
+          x.tail.totalPerSecond,
+          `${round(x.tail.attemptsPerWatcher.mean, 2)} / ${x.tail.attemptsPerWatcher.max} in ${x.tailSeconds} s`,
+          s(x.maxRetryInMs),
+          `${s(x.reconnectMs.p50)} / ${s(x.reconnectMs.max)}${x.notReconnected ? ` (${x.notReconnected} not)` : ''}`,
+          `${s(x.seenMs.p50)} / ${s(x.seenMs.max)}${x.notSeen ? ` (${x.notSeen} not)` : ''}`,
+          x.lostCredentials,
+          x.loadAverage.join(' / '),
+        ]),
+      ),
+    );
+    for (const n of t.notes) out.push(`- ${n}`);
+  }
   const errs = Object.entries(r.errors);
   if (errs.length > 0) {
     out.push('', '## Sections that failed', '');
@@ -196,7 +233,7 @@ async function main(): Promise<number> {
     return 1;
   }
   const cfg = values.quick ? QUICK : FULL;
-  const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
+  const only = new Set((values.only ?? DEFAULT_SECTIONS.join(',')).split(',').map((s) => s.trim()));
   const started = now();
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 
@@ -225,6 +262,11 @@ async function main(): Promise<number> {
   await runSection('idle', async () => void (results.idle = await idleSection(build, cfg.idleSeconds)));
   await runSection('latency', async () => void (results.latency = await latencySection(build, cfg.latencyChanges, cfg.latencyBudgetMs)));
   await runSection('startup', async () => void (results.startup = await startupSection(build, cfg.startupRuns, 30_000)));
+  await runSection('trouble', async () => {
+    const sizes = (process.env['NRC_BENCH_TROUBLE_WATCHERS'] ?? '').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+    const downS = Number(process.env['NRC_BENCH_TROUBLE_DOWN_SECONDS']);
+    results.trouble = await troubleSection(sizes.length > 0 ? sizes : cfg.troubleSizes, Number.isFinite(downS) && downS > 0 ? downS * 1000 : cfg.troubleDownMs, log);
+  });
   results.totalSeconds = round((now() - started) / 1000, 1);
 
   const md = renderMarkdown(results);
