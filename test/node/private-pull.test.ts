@@ -2,11 +2,16 @@
 // daemonset/ plus an overlay that only sets the image, the node's local paths and the registry
 // config), makes a pod with NO imagePullSecrets pull a private image. A real kubelet 1.34 reads
 // the agent's config.json and passes the credential through CRI; containerd (1.6 and 2.2) reads
-// the agent's hosts.toml for the private CA. The kubelet caches its docker config for 5 minutes
-// (pkg/credentialprovider CachingDockerConfigProvider), so rotation and removal wait for that,
-// as an operator's would: docs/e2e.md and docs/kubernetes.md say so.
+// the agent's hosts.toml for the private CA. Two modes, one scenario each, on both runtimes:
+// - provider mode (--kubelet-credentials provider): the node boots as a provider-mode bootstrap
+//   starts its kubelet (the shipped plugin and config); install, rotation, an added and a removed
+//   registry each count at the next pull, within seconds, with the kubelet never restarted;
+// - config.json mode: the kubelet caches its docker config for 5 minutes (pkg/credentialprovider
+//   CachingDockerConfigProvider), so rotation and removal wait for that, as an operator's would.
+// Nothing restarts a kubelet: each node's kubelet runs from its boot to the end of its scenario.
+// docs/e2e.md and docs/kubernetes.md say so.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,19 +25,24 @@ import { agentHostFiles, agentOverlay, Controllers, eventually, KubeNode, kubele
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** CachingDockerConfigProvider's lifetime, plus a margin for the kubelet's next read. */
+/** CachingDockerConfigProvider's lifetime, plus a margin for the kubelet's next read (config.json mode). */
 const KUBELET_CACHE_MS = 5 * 60_000 + 15_000;
 const NS = 'okteto';
 /**
  * NRC_NODE_MUTATE=no-config-json | no-hosts-toml: the agent writes the kubelet's file elsewhere, or
  * no hosts.toml, to show that the install step then fails; =broker-no-aws: the broker keeps AWS's
- * real endpoints (unreachable here), to show that the broker step then fails (docs/e2e.md). Never set in CI.
+ * real endpoints (unreachable here), to show that the broker step then fails;
+ * =provider-cache-5m: the provider node's plugin answers with cacheDuration "5m" instead of the
+ * agent's "0s", to show that the provider scenario's rotation step then fails (docs/e2e.md). Never set in CI.
  */
 const MUTATION: Record<string, string> =
   process.env.NRC_NODE_MUTATE === 'no-config-json' ? { NRC_KUBELET_ROOT_DIR: '/var/lib/node-registry-credentials/elsewhere' } : process.env.NRC_NODE_MUTATE === 'no-hosts-toml' ? { NRC_NO_CONTAINERD: 'true' } : {};
 /** Where the broker's pods reach the fake AWS (DNAT to its loopback port). */
 const AWS_VIP = '10.0.0.2';
 const BROKER_SA = 'node-registry-credentials-broker';
+/** How the docs tell a Kustomize operator to turn provider mode on (docs/kubernetes.md#credential-provider-mode). */
+const PROVIDER_VARIANT = 'daemonset/variants/provider';
+const PROVIDER_ANSWER_CACHE = process.env.NRC_NODE_MUTATE === 'provider-cache-5m' ? '5m' : undefined;
 const RUNTIMES = (process.env.NRC_NODE_RUNTIMES ?? 'containerd-2.2,containerd-1.6').split(',') as Runtime[];
 
 let work: string;
@@ -94,6 +104,14 @@ async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, time
 
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> => eventually(what, fn, timeoutMs);
 
+/** The agent's provider state on the node (response.json): user:password per key, undefined when absent. */
+async function providerAuths(node: KubeNode): Promise<Record<string, string> | undefined> {
+  const text = await readFile(node.providerStatePath, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const auth = (JSON.parse(text) as { auth?: Record<string, { username: string; password: string }> }).auth ?? {};
+  return Object.fromEntries(Object.entries(auth).map(([k, v]) => [k, `${v.username}:${v.password}`]));
+}
+
 /** The kubelet's view of the agent's file: what holds the registry's key. */
 async function kubeletFileHas(node: KubeNode, key: string, user: string | undefined): Promise<boolean> {
   const auth = (await kubeletAuths(node))[key];
@@ -108,10 +126,119 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
 
   afterAll(() => removeNodeSuiteWork(work), 120_000);
 
+  /**
+   * Provider mode on a node booted with the plugin (KubeNode's credentialProvider: the shipped
+   * executable and config, as a bootstrap installs them). One cluster per runtime, side by side.
+   * Each change is followed by ONE new pod once the agent wrote its state: that very pull must
+   * have the new outcome (no retry, no wait for a cache), and the kubelet must have asked the plugin.
+   */
+  const providerScenario = async (runtime: Runtime, index: number): Promise<void> => {
+    const dir = join(work, `provider-${index}`);
+    const log = (m: string): void => void process.stderr.write(`[node ${runtime} provider] ${m}\n`);
+    const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false });
+    const controllers = new Controllers();
+    const registry: Registry = await startRegistry(join(dir, 'registry'), pki, { alice: 'first-password' });
+    await cp.start();
+    const kubectl = (args: readonly string[], input?: string): Promise<string> => adminKubectl(cp.info, args, input);
+    const registryPort = Number(registry.host.split(':')[1]);
+    const node = new KubeNode(cp.info, {
+      name: `node-${index}`, runtime, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index,
+      credentialProvider: { ports: [registryPort], answerCacheDuration: PROVIDER_ANSWER_CACHE },
+    });
+    let unroute: (() => Promise<void>) | undefined;
+    const asked = async (): Promise<number> => (await stat(node.providerAskedPath).catch(() => undefined))?.mtimeMs ?? 0;
+    /** From a change (`changedAt`, the Secret's apply) to the next pull: the agent's state first, then one pod. */
+    const nextPull = async (step: string, changedAt: number, stateSays: (auths: Record<string, string>) => boolean, image: string, want: PullOutcome['phase']): Promise<PullOutcome> => {
+      await waitFor(`${step}: the agent writes its provider state`, async () => (stateSays((await providerAuths(node)) ?? {}) ? true : undefined), 180_000).catch(async (e: Error) => {
+        throw new Error(`${e.message}\n${await node.diagnostics()}`);
+      });
+      const writtenMs = Date.now() - changedAt;
+      const askedBefore = await asked();
+      const outcome = await pullWithPod(kubectl, node, image);
+      const ms = Date.now() - changedAt;
+      log(`${step}: state written ${(writtenMs / 1000).toFixed(1)} s, next pull ${outcome.phase} ${(ms / 1000).toFixed(1)} s after the Secret change`);
+      expect(outcome.phase, `${step}: the first pull after the agent's write: ${outcome.events}`).toBe(want);
+      expect(await asked(), `${step}: the kubelet ran the plugin (NRC_PROVIDER_ASKED touched)`).toBeGreaterThan(askedBefore);
+      return outcome;
+    };
+    try {
+      await kubectl(['apply', '-f', '-'], [`apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`, await kustomize('daemonset/crd')].join('\n---\n'));
+      await controllers.start(cp.info);
+      unroute = await routeServiceVip(cp.info, index);
+      await execFileP('skopeo', ['copy', '--insecure-policy', '--dest-cert-dir', registry.caDir, '--dest-creds', 'alice:first-password', `docker-archive:${pauseArchive}`, `docker://${registry.host}/private/app:v1`]);
+      const image = `${registry.host}/private/app:v1`;
+      // The same registry under a second name (its certificate is also for localhost): the added one.
+      const added = `localhost:${registryPort}`;
+      const addedImage = `${added}/private/app:v1`;
+      log('node boot: the kubelet starts with --image-credential-provider-config/-bin-dir (the shipped plugin and config)');
+      await node.start();
+      const bootPid = node.kubeletPid;
+      const before = await agentHostFiles(node);
+
+      log('negative control: without the agent the pod cannot pull, although the kubelet asks the plugin');
+      const denied = await pullWithPod(kubectl, node, image);
+      expect(denied.phase).toBe('Failed');
+      // 1.6 without a hosts.toml speaks plain HTTP to a loopback registry (400); 2.2 gets a 401.
+      expect(denied.events).toMatch(/Failed to pull image .*(401 Unauthorized|400 Bad Request|no basic auth credentials)/);
+      expect(await asked(), 'the kubelet ran the plugin (an empty answer: no state yet)').toBeGreaterThan(0);
+
+      log('install: daemonset/variants/provider as shipped (NRC_KUBELET_CREDENTIALS=provider), and the Secret');
+      const toml = `[registry."${registry.host}"]\nca = """${pki.caPem}"""\n[registry."${added}"]\nca = """${pki.caPem}"""\n`;
+      await kubectl(['apply', '-f', '-'], await agentOverlay(node, toml, PROVIDER_VARIANT, MUTATION));
+      let changedAt = Date.now();
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'alice', password: 'first-password' } }));
+      const pulled = await nextPull('install', changedAt, (a) => a[registry.host] === 'alice:first-password', image, 'Running');
+      expect(pulled.events).toMatch(/Successfully pulled image/);
+      expect(await readFile(join(node.hostsDir, registry.host, 'hosts.toml'), 'utf8')).toContain(`server = "https://${registry.host}"`);
+      // Provider mode: config.json holds none of the agent's entries (the kubelet would try them first).
+      expect(await kubeletAuths(node)).toEqual({});
+
+      log('rotation: the registry accepts only the new password, the Secret carries it');
+      await registry.setUsers({ bob: 'second-password' });
+      changedAt = Date.now();
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'bob', password: 'second-password' } }));
+      await nextPull('rotation', changedAt, (a) => a[registry.host] === 'bob:second-password', image, 'Running');
+
+      log('a registry added: before, its image does not pull; then the Secret names it');
+      const notYet = await pullWithPod(kubectl, node, addedImage);
+      expect(notYet.phase, notYet.events).toBe('Failed');
+      changedAt = Date.now();
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'bob', password: 'second-password' }, [added]: { username: 'bob', password: 'second-password' } }));
+      await nextPull('registry added', changedAt, (a) => a[added] === 'bob:second-password', addedImage, 'Running');
+
+      log('a registry removed: the Secret no longer names it');
+      changedAt = Date.now();
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [added]: { username: 'bob', password: 'second-password' } }));
+      const removed = await nextPull('registry removed', changedAt, (a) => a[registry.host] === undefined && a[added] !== undefined, image, 'Failed');
+      expect(removed.events).toMatch(/Failed to pull image .*(401 Unauthorized|no basic auth credentials)/);
+      expect(node.kubeletPid, 'the kubelet ran from boot on, never restarted').toBe(bootPid);
+
+      log('uninstall: delete the agent, run the cleanup variant');
+      await kubectl(['delete', '-f', '-', '--wait=true'], await agentOverlay(node, toml, PROVIDER_VARIANT, MUTATION));
+      const cleanup = await agentOverlay(node, toml, 'daemonset/variants/cleanup');
+      await kubectl(['apply', '-f', '-'], cleanup);
+      await waitFor('cleanup ran on the node', async () => {
+        const ready = await kubectl(['-n', NS, 'get', 'ds', 'node-registry-credentials-cleanup', '-o', 'jsonpath={.status.numberReady}']);
+        return ready === '1' ? true : undefined;
+      }, 180_000);
+      await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
+      expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
+      // The state the plugin served is gone too: the plugin answers empty again.
+      expect(await providerAuths(node)).toBeUndefined();
+      expect(node.kubeletPid, 'the kubelet ran from boot to the end, never restarted').toBe(bootPid);
+    } finally {
+      await node.stop();
+      await unroute?.();
+      await controllers.stop();
+      await cp.stop();
+      await registry.stop();
+    }
+  };
+
   /** One cluster per runtime (its own control plane, controllers and node), so both run side by side. */
   const scenario = async (runtime: Runtime, index: number): Promise<void> => {
     const dir = join(work, `node-${index}`);
-    const log = (m: string): void => void process.stderr.write(`[node ${runtime}] ${m}\n`);
+    const log = (m: string): void => void process.stderr.write(`[node ${runtime} config.json] ${m}\n`);
     // Not the default install: its DaemonSet would mount this machine's own /etc and /root.
     const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false });
     const controllers = new Controllers();
@@ -141,16 +268,14 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       await execFileP('skopeo', ['copy', '--insecure-policy', '--dest-cert-dir', registry.caDir, '--dest-creds', 'alice:first-password', `docker-archive:${pauseArchive}`, `docker://${registry.host}/private/app:v1`]);
       const image = `${registry.host}/private/app:v1`;
       await node.start();
+      const bootPid = node.kubeletPid;
       // What the agent may touch on this node, as it was before install.
       const before = await agentHostFiles(node);
 
-      log('negative control: without the agent the pod cannot pull');
-      const denied = await pullWithPod(kubectl, node, image);
-      expect(denied.phase).toBe('Failed');
-      // 1.6 without a hosts.toml speaks plain HTTP to a loopback registry (400); 2.2 gets a 401.
-      expect(denied.events).toMatch(/Failed to pull image .*(401 Unauthorized|400 Bad Request|no basic auth credentials)/);
-      // The kubelet caches the (empty) docker config for 5 minutes: start it afresh for the install.
-      await node.restartKubelet();
+      // No negative control here: a pull before install would make the kubelet cache its empty
+      // docker config for 5 minutes, and the install step would wait that out too (or the kubelet
+      // would have to be restarted, which no operator does). The provider scenario has the negative
+      // control, on the same runtimes; here the kubelet's first read of config.json is at install.
 
       log('install: the DaemonSet as shipped, and the Secret');
       // The same registry under a second name (its certificate is also for localhost): the one the broker serves.
@@ -230,6 +355,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       }, 180_000);
       await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
       expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
+      expect(node.kubeletPid, 'the kubelet ran from boot to the end, never restarted').toBe(bootPid);
     } finally {
       await node.stop();
       await unroute?.();
@@ -241,7 +367,12 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
     }
   };
 
-  it('on containerd 1.6 and containerd 2.2, through install, rotation, removal and uninstall', async () => {
+  it('provider mode: install, rotation, an added and a removed registry each count at the next pull, no kubelet restart (containerd 1.6 and 2.2)', async () => {
+    const results = await Promise.allSettled(RUNTIMES.map((r) => providerScenario(r, r === 'containerd-1.6' ? 1 : 2)));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }, 900_000);
+
+  it("config.json mode: waits out the kubelet's 5-minute cache, through install, rotation, the broker, removal and uninstall (containerd 1.6 and 2.2)", async () => {
     // Side by side: each waits out the kubelet's 5-minute cache twice (rotation, removal).
     const results = await Promise.allSettled(RUNTIMES.map((r) => scenario(r, r === 'containerd-1.6' ? 1 : 2)));
     for (const r of results) if (r.status === 'rejected') throw r.reason;

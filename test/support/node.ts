@@ -9,10 +9,11 @@
 // - no image can be pulled from outside: the pause image is a static binary imported locally.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { dump, load } from 'js-yaml';
 import { kubectl, kustomize, type ControlPlaneInfo } from './control-plane.ts';
 import { snapshot, type Entry } from './e2e-hostroot.ts';
 import { buildAgentImage } from './e2e-images.ts';
@@ -116,7 +117,8 @@ export async function agentOverlay(
 ): Promise<string> {
   const dir = join(REPO_ROOT, '.local', 'node-e2e', `${node.o.name}-${variant.replace(/\W/g, '_')}`);
   await mkdir(dir, { recursive: true });
-  const name = variant === 'daemonset' ? 'node-registry-credentials' : 'node-registry-credentials-cleanup';
+  const isAgent = !variant.endsWith('cleanup');
+  const name = isAgent ? 'node-registry-credentials' : 'node-registry-credentials-cleanup';
   const paths: Record<string, string> = { kubelet: node.kubeletRootDir, state: join(node.root, 'var/lib/node-registry-credentials'), etc: join(node.root, 'etc'), 'root-home': join(node.root, 'root') };
   const patch = {
     apiVersion: 'apps/v1',
@@ -138,7 +140,7 @@ export async function agentOverlay(
     metadata: { name: 'node-registry-credentials-broker' },
     spec: { template: { spec: { containers: [{ name: 'broker', env: Object.entries(brokerEnv).map(([n, value]) => ({ name: n, value })) }] } } },
   };
-  const withBroker = variant === 'daemonset' && Object.keys(brokerEnv).length > 0;
+  const withBroker = isAgent && Object.keys(brokerEnv).length > 0;
   await writeFile(join(dir, 'registry.toml'), registryToml);
   await writeFile(join(dir, 'patch.json'), JSON.stringify(patch));
   if (withBroker) await writeFile(join(dir, 'broker-patch.json'), JSON.stringify(brokerPatch));
@@ -150,7 +152,7 @@ export async function agentOverlay(
       `resources: [${JSON.stringify(relative(dir, join(REPO_ROOT, variant)))}]`,
       'images: [{name: node-registry-credentials, newName: node-registry-credentials, newTag: e2e}]',
       `patches: [{path: patch.json}${withBroker ? ', {path: broker-patch.json}' : ''}]`,
-      ...(variant === 'daemonset' ? ['configMapGenerator: [{name: node-registry-credentials-registries, behavior: replace, files: [registry.toml]}]'] : []),
+      ...(isAgent ? ['configMapGenerator: [{name: node-registry-credentials-registries, behavior: replace, files: [registry.toml]}]'] : []),
       '',
     ].join('\n'),
   );
@@ -190,7 +192,28 @@ export interface NodeOptions {
   readonly podSubnet: string;
   /** Distinct per node on one machine: the kubelet's port, healthz port, cgroup root. */
   readonly index: number;
+  /**
+   * Boot the node as a provider-mode bootstrap does (docs/kubernetes.md#credential-provider-mode):
+   * before the kubelet starts, the shipped plugin is copied into the kubelet's
+   * --image-credential-provider-bin-dir and a CredentialProviderConfig derived from the shipped
+   * example is given as --image-credential-provider-config.
+   */
+  readonly credentialProvider?: CredentialProviderBoot;
 }
+
+export interface CredentialProviderBoot {
+  /** The registries' ports: the example's `:5000` patterns are repeated for each, as its comment tells an operator. */
+  readonly ports: readonly number[];
+  /**
+   * Test-only mutation (never in CI): the installed plugin rewrites its answer's cacheDuration to
+   * this value, to show that the provider scenario then fails.
+   */
+  readonly answerCacheDuration?: string;
+}
+
+/** The shipped plugin and the example CredentialProviderConfig (examples/credential-provider). */
+export const PROVIDER_EXAMPLE_DIR = join(REPO_ROOT, 'examples', 'credential-provider');
+export const PROVIDER_PLUGIN = 'node-registry-credentials-provider';
 
 /**
  * One node: its runtime and kubelet, registered with the control plane. Its host root is
@@ -210,6 +233,31 @@ export class KubeNode {
 
   get kubeletRootDir(): string {
     return join(this.root, 'var', 'lib', 'kubelet');
+  }
+
+  /** Where the bootstrap installed the plugin (the kubelet's --image-credential-provider-bin-dir), under the host root. */
+  get providerBinDir(): string {
+    return join(this.root, 'usr', 'local', 'libexec', 'kubelet-credential-providers');
+  }
+
+  /** The kubelet's --image-credential-provider-config, under the host root. */
+  get providerConfigPath(): string {
+    return join(this.root, 'etc', 'kubernetes', 'credential-provider-config.yaml');
+  }
+
+  /** The agent's provider state (response.json), where the DaemonSet's state volume puts it on this node. */
+  get providerStatePath(): string {
+    return join(this.root, 'var', 'lib', 'node-registry-credentials', 'provider', 'response.json');
+  }
+
+  /** The file the plugin touches at each valid request (NRC_PROVIDER_ASKED), outside the host root. */
+  get providerAskedPath(): string {
+    return join(this.o.dir, 'provider-asked');
+  }
+
+  /** The kubelet's process id (the same from boot to stop: nothing restarts it). */
+  get kubeletPid(): number | undefined {
+    return this.kubelet?.pid;
   }
 
   get hostsDir(): string {
@@ -361,19 +409,49 @@ export class KubeNode {
         '',
       ].join('\n'),
     );
-    this.kubeletArgs = [`--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${kubeconfig}`, `--root-dir=${this.kubeletRootDir}`, `--hostname-override=${this.o.name}`, '--v=2'];
-    this.kubelet = await spawnLogged('kubelet', goTool('kubelet'), this.kubeletArgs, logs);
+    const args = [`--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${kubeconfig}`, `--root-dir=${this.kubeletRootDir}`, `--hostname-override=${this.o.name}`, '--v=2'];
+    if (this.o.credentialProvider) {
+      await this.installCredentialProvider(this.o.credentialProvider);
+      // pkg/kubelet/config/flags.go (1.34.4): both are ContainerRuntimeOptions flags, read once at
+      // start (kuberuntime_manager.go: RegisterCredentialProviderPlugins, os.Exit(1) on error).
+      args.push(`--image-credential-provider-config=${this.providerConfigPath}`, `--image-credential-provider-bin-dir=${this.providerBinDir}`);
+    }
+    this.kubelet = await spawnLogged('kubelet', goTool('kubelet'), args, logs);
     await this.waitReady();
   }
 
-  private kubeletArgs: string[] = [];
-
-  /** A fresh kubelet process (test set-up only: forgets its 5-minute docker config cache). */
-  async restartKubelet(): Promise<void> {
-    await stopChild(this.kubelet);
-    this.kubelet = await spawnLogged('kubelet', goTool('kubelet'), this.kubeletArgs, join(this.o.dir, 'logs'));
-    await sleep(2000);
-    await this.waitReady();
+  /**
+   * The bootstrap's part of provider mode, done before the kubelet starts: the shipped plugin
+   * copied byte for byte into the bin dir (mode 0755), and the example config with only what a
+   * test node needs changed: NRC_PROVIDER_STATE names the state under this node's host root (a
+   * directory here, `/` on a node), NRC_PROVIDER_ASKED is set, and the example's `:5000` patterns
+   * are repeated for the test registries' ports. Everything else (the example's matchImages,
+   * apiVersion, defaultCacheDuration, args) is kept.
+   */
+  private async installCredentialProvider(boot: CredentialProviderBoot): Promise<void> {
+    await mkdir(this.providerBinDir, { recursive: true });
+    await mkdir(join(this.providerConfigPath, '..'), { recursive: true });
+    let plugin = await readFile(join(PROVIDER_EXAMPLE_DIR, PROVIDER_PLUGIN), 'utf8');
+    if (boot.answerCacheDuration !== undefined) {
+      const last = `printf '%s' "$body"\n`;
+      if (!plugin.endsWith(last)) throw new Error(`${PROVIDER_PLUGIN}: its last line is no longer ${last.trim()}; update the cacheDuration mutation`);
+      plugin = `${plugin.slice(0, -last.length)}printf '%s' "$body" | sed 's/"cacheDuration":"0s"/"cacheDuration":"${boot.answerCacheDuration}"/'\n`;
+    }
+    await writeFile(join(this.providerBinDir, PROVIDER_PLUGIN), plugin, { mode: 0o755 });
+    await chmod(join(this.providerBinDir, PROVIDER_PLUGIN), 0o755);
+    const config = load(await readFile(join(PROVIDER_EXAMPLE_DIR, 'credential-provider-config.yaml'), 'utf8')) as {
+      providers: { name: string; matchImages: string[]; env?: { name: string; value: string }[] }[];
+    };
+    const provider = config.providers.find((p) => p.name === PROVIDER_PLUGIN);
+    if (!provider) throw new Error(`the example config has no provider ${PROVIDER_PLUGIN}`);
+    const ported = provider.matchImages.filter((m) => m.endsWith(':5000'));
+    provider.matchImages = [...provider.matchImages, ...boot.ports.flatMap((port) => ported.map((m) => `${m.slice(0, -':5000'.length)}:${port}`))];
+    provider.env = [
+      ...(provider.env ?? []).filter((e) => e.name !== 'NRC_PROVIDER_STATE' && e.name !== 'NRC_PROVIDER_ASKED'),
+      { name: 'NRC_PROVIDER_STATE', value: this.providerStatePath },
+      { name: 'NRC_PROVIDER_ASKED', value: this.providerAskedPath },
+    ];
+    await writeFile(this.providerConfigPath, dump(config));
   }
 
   async waitReady(timeoutMs = 90_000): Promise<void> {
