@@ -6,6 +6,7 @@ import type { HostFs } from '../host/host-fs.ts';
 import { kubeletReads } from '../plan/kubelet-file.ts';
 import { providerDigestPath, renderProviderDigest } from '../plan/provider.ts';
 import { detectTargets, kubeletSearchPath } from '../runtime/targets.ts';
+import { PROVIDER_ASKED_PATH } from '../model/state-paths.ts';
 import type { CheckSettings } from '../check/settings.ts';
 import type { TargetOptions } from '../runtime/targets.ts';
 import { checkSettings, inputConfig, openHost, type InputConfig } from './config.ts';
@@ -81,23 +82,42 @@ export function diagnose(host: HostFs, o: TargetOptions): Finding[] {
 }
 
 /**
- * Provider mode: whether the state the plugin serves is there and whole. Whether the kubelet is
- * configured with the plugin and really asks it cannot be seen from here yet.
+ * Provider mode: whether the state the plugin serves is there and whole, and whether the kubelet
+ * really asks the plugin, as the node shows it: the plugin touches PROVIDER_ASKED_PATH at each
+ * request (NRC_PROVIDER_ASKED in the example config), so its mtime is the last request.
  */
-function providerFindings(host: HostFs, response: string | undefined): Finding[] {
-  if (response === undefined) return [];
-  const what = `provider mode: the kubelet's credentials are served by the credential provider plugin from ${response}`;
-  const notice: Finding = {
-    level: 'info',
-    what: `${what}; the kubelet must run with --image-credential-provider-config and the plugin in --image-credential-provider-bin-dir (docs/kubernetes.md#credential-provider-mode): doctor cannot check that yet`,
-  };
+export function providerFindings(host: HostFs, response: string | undefined): Finding[] {
+  const askedAt = host.modifiedAt(PROVIDER_ASKED_PATH);
+  if (response === undefined) {
+    // config-json mode: a request on record says the bootstrap is ready for provider mode.
+    return askedAt === undefined ? [] : [{ level: 'info', what: `the kubelet asked the credential provider plugin at ${askedAt.toISOString()} (${PROVIDER_ASKED_PATH}): this node is ready for --kubelet-credentials provider` }];
+  }
+  const notice: Finding = { level: 'info', what: `provider mode: the kubelet's credentials are served by the credential provider plugin from ${response}` };
+  const out: Finding[] = [notice];
   const body = host.stat(response);
   const digest = host.stat(providerDigestPath(response));
-  if (body.kind === 'missing') return [notice, { level: 'info', what: `${response} does not exist yet: the plugin answers with no credentials until the agent's first apply` }];
-  if (body.kind !== 'file' || digest.kind !== 'file' || !Buffer.from(renderProviderDigest(response, body.bytes)).equals(Buffer.from(digest.bytes))) {
-    return [notice, { level: 'error', what: `${response} or its .sha256 is not what the agent wrote: the plugin answers with no credentials`, code: 'NRC_E_PROVIDER_STATE_CORRUPT', fix: ERROR_CODES.NRC_E_PROVIDER_STATE_CORRUPT.fix }];
+  if (body.kind === 'missing') out.push({ level: 'info', what: `${response} does not exist yet: the plugin answers with no credentials until the agent's first apply` });
+  else if (body.kind !== 'file' || digest.kind !== 'file' || !Buffer.from(renderProviderDigest(response, body.bytes)).equals(Buffer.from(digest.bytes))) {
+    out.push({ level: 'error', what: `${response} or its .sha256 is not what the agent wrote: the plugin answers with no credentials`, code: 'NRC_E_PROVIDER_STATE_CORRUPT', fix: ERROR_CODES.NRC_E_PROVIDER_STATE_CORRUPT.fix });
   }
-  return [notice];
+  out.push(askedFinding(askedAt, host.modifiedAt(providerDigestPath(response))));
+  return out;
+}
+
+/** The kubelet's last request (`askedAt`) against the state's last write (its digest goes last). */
+function askedFinding(askedAt: Date | undefined, writtenAt: Date | undefined): Finding {
+  if (askedAt === undefined) {
+    return {
+      level: 'warn',
+      what: `the kubelet has never asked the credential provider plugin on this node (no ${PROVIDER_ASKED_PATH}): if it does not, pulls of private images from the agent's registries fail, since config.json no longer holds their credentials`,
+      fix:
+        'Check that the kubelet runs with --image-credential-provider-config (the example config, with its NRC_PROVIDER_ASKED entry) and --image-credential-provider-bin-dir holding node-registry-credentials-provider (ps -o args= -C kubelet), that matchImages covers the image (same number of host labels, same port), and that a pull of such an image happened at all since the kubelet started: an image already on the node is not pulled again (docs/kubernetes.md#if-the-kubelet-does-not-ask-the-provider).',
+    };
+  }
+  const last = `the kubelet asks the credential provider plugin: last request at ${askedAt.toISOString()}`;
+  if (writtenAt === undefined) return { level: 'ok', what: `${last} (the agent has not written its state yet)` };
+  if (askedAt.getTime() >= writtenAt.getTime()) return { level: 'ok', what: `${last}, after the state's last write at ${writtenAt.toISOString()}: it got the current credentials` };
+  return { level: 'info', what: `${last}, before the state's last write at ${writtenAt.toISOString()}: no pull since the last change (the next pull gets it)` };
 }
 
 /** ECR tokens the agent cached on this node: expired or soon-expiring ones need attention. */

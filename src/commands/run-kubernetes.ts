@@ -5,7 +5,9 @@ import type { Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
 import type { ApplyReport } from '../model/apply-report.ts';
 import type { NodeStatusReporter } from '../report/node-status.ts';
-import { createAgentMetrics, createMetricsRegistry, recordApply, recordWatchState, type AgentMetrics } from '../report/metrics.ts';
+import { createAgentMetrics, createMetricsRegistry, createProviderMetrics, recordApply, recordProviderAsked, recordWatchState, type AgentMetrics } from '../report/metrics.ts';
+import type { ProviderAskedObservation } from '../report/provider-asked.ts';
+import type { Gauge } from '../metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
 import type { EcrSource } from '../sources/ecr/index.ts';
 import { createCheckMetrics, recordCheckResults, type CheckMetrics } from '../report/check-metrics.ts';
@@ -20,8 +22,8 @@ export interface KubernetesRuntime {
   /** In precedence order: the broker's Secret, Registry resources (per-node variant), then the Secret (watch or mounted), before run's own file source. */
   readonly sources: Source[];
   readonly metrics: AgentMetrics;
-  /** Feed every apply report here. */
-  onApplied(r: ApplyReport): void;
+  /** Feed every apply report here, with (provider mode) whether the kubelet asks the plugin. */
+  onApplied(r: ApplyReport, providerAsked?: ProviderAskedObservation): void;
   /** Feed credential check results here (metrics). */
   onCheckResults(results: readonly CheckResult[]): void;
   stop(): Promise<void>;
@@ -153,6 +155,7 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   }
 
   let checkMetrics: CheckMetrics | undefined;
+  let providerMetric: Gauge | undefined;
   return {
     sources,
     metrics,
@@ -160,10 +163,12 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
       checkMetrics ??= createCheckMetrics(metrics.registry);
       recordCheckResults(checkMetrics, results);
     },
-    onApplied(r: ApplyReport): void {
+    onApplied(r: ApplyReport, providerAsked?: ProviderAskedObservation): void {
       recordApply(metrics, { at: r.at, errors: r.errors, registries: r.registries, ok: r.hostOk, hash: r.hash });
+      if (providerAsked) recordProviderAsked((providerMetric ??= createProviderMetrics(metrics.registry)), providerAsked.lastRequestAt);
       if (r.hostOk) server?.setReady(true);
-      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors: r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) })) });
+      const errors = r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) }));
+      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors, ...(providerAsked ? { providerAsked } : {}) });
     },
     async stop(): Promise<void> {
       await server?.close();

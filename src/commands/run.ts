@@ -9,6 +9,8 @@ import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import type { Flags } from './options.ts';
 import { startKubernetesRuntime } from './run-kubernetes.ts';
 import { registerDriftRepairs } from '../report/metrics.ts';
+import { PROVIDER_ASKED_PATH } from '../model/state-paths.ts';
+import { ProviderAskedTracker, type ProviderAskedObservation } from '../report/provider-asked.ts';
 import type { CheckResult } from '../check/index.ts';
 import type { CredentialGate } from '../check/gate.ts';
 
@@ -67,6 +69,19 @@ export async function startAgent(
   return { reconciler, stop: () => reconciler.stop() };
 }
 
+/**
+ * Provider mode: after each pass, whether the kubelet asks the plugin (the mtime of the file the
+ * plugin touches, read through the host). Carried by the passes, the resync's included: no timer
+ * of its own, and the file is read at most once per resync interval (its lower bound, 0.8x).
+ */
+export function providerAskedObserver(c: AgentConfig): (() => ProviderAskedObservation) | undefined {
+  if (c.targets.kubeletCredentials !== 'provider') return undefined;
+  const host = openHost(c.hostRoot);
+  if (host instanceof AgentError) return undefined;
+  const tracker = new ProviderAskedTracker(0.8 * c.resyncMs);
+  return () => tracker.observe(Date.now(), () => host.modifiedAt(PROVIDER_ASKED_PATH));
+}
+
 /** Resolves on the first SIGTERM or SIGINT. */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -98,7 +113,8 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG), --kubeconfig or a pod (Kubernetes), or --secret-dir.\n');
     return EXIT_FAILED;
   }
-  const agent = await startAgent(c, logger, sources, (r) => kube.onApplied(r), (results) => kube.onCheckResults(results));
+  const observeAsked = providerAskedObserver(c);
+  const agent = await startAgent(c, logger, sources, (r) => kube.onApplied(r, observeAsked?.()), (results) => kube.onCheckResults(results));
   if (agent instanceof AgentError) {
     await kube.stop();
     io.err(`${agent.message}\n`);

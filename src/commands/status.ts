@@ -5,7 +5,7 @@
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, parseTokenExpiries } from '../report/node-annotations.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED, ANNOTATION_TOKEN_EXPIRIES, parseProviderAsked, parseTokenExpiries, type ProviderAskedState } from '../report/node-annotations.ts';
 
 export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
@@ -28,6 +28,12 @@ export interface NodeStatus {
   readonly tokenExpiries: readonly { registry: string; expiresAt: string }[];
   /** Why the state, in words. */
   readonly notes: readonly string[];
+  /**
+   * Provider mode only (the agent's provider-asked annotation): whether the kubelet asks the
+   * credential provider plugin, as the agent observed it on the node; `since` for asking, the last
+   * request on record for stale. Not a state of its own: a node that pulled nothing yet is fine.
+   */
+  readonly providerAsked?: { readonly state: ProviderAskedState; readonly since?: string };
 }
 
 export interface FleetStatus {
@@ -81,6 +87,7 @@ export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: 
     const errors = (a[ANNOTATION_ERRORS] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
     const expiries = parseTokenExpiries(a[ANNOTATION_TOKEN_EXPIRIES]);
     const notes: string[] = [];
+    const asked = parseProviderAsked(a[ANNOTATION_PROVIDER_ASKED]);
     let state: NodeState = 'ok';
     const raise = (s: NodeState, note: string): void => {
       notes.push(note);
@@ -111,6 +118,7 @@ export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: 
       errors,
       tokenExpiries: expiries.map((e) => ({ registry: e.registry, expiresAt: e.expiresAt.toISOString() })),
       notes,
+      ...(asked ? { providerAsked: { state: asked.state, ...(asked.at ? { since: asked.at.toISOString() } : {}) } } : {}),
     });
   }
   const counts: Record<NodeState, number> = { ok: 0, updating: 0, behind: 0, failing: 0, expiring: 0, unreported: 0 };
@@ -123,15 +131,26 @@ export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: 
   };
 }
 
+/** The PROVIDER column: whether the kubelet asks the credential provider plugin (provider mode only). */
+function providerCell(n: NodeStatus, now: Date): string {
+  const p = n.providerAsked;
+  if (!p) return '-';
+  if (p.state === 'asking') return `asking (since ${p.since ? `${ago(now.getTime() - Date.parse(p.since))} ago` : '?'})`;
+  if (p.state === 'stale') return `stale (last ${p.since ? `${ago(now.getTime() - Date.parse(p.since))} ago` : '?'})`;
+  return 'not asked yet';
+}
+
 export function formatFleet(fleet: FleetStatus, now: Date): string {
+  // The PROVIDER column only when some node reports provider mode: config-json fleets look as before.
+  const provider = fleet.nodes.some((n) => n.providerAsked);
   const rows = fleet.nodes.map((n) => {
     const at = n.appliedAt ? `${ago(now.getTime() - Date.parse(n.appliedAt))} ago` : '-';
     const tokens = n.tokenExpiries.length
       ? `${n.tokenExpiries.length} (next ${ago(Math.min(...n.tokenExpiries.map((t) => Date.parse(t.expiresAt))) - now.getTime())})`
       : '-';
-    return [n.attention ? '!' : ' ', n.name, n.state, n.hash ?? '-', at, n.errors.length ? n.errors.join(',') : '-', tokens];
+    return [n.attention ? '!' : ' ', n.name, n.state, n.hash ?? '-', at, n.errors.length ? n.errors.join(',') : '-', tokens, ...(provider ? [providerCell(n, now)] : [])];
   });
-  const header = [' ', 'NODE', 'STATE', 'HASH', 'APPLIED', 'LAST ERRORS', 'TOKENS'];
+  const header = [' ', 'NODE', 'STATE', 'HASH', 'APPLIED', 'LAST ERRORS', 'TOKENS', ...(provider ? ['PROVIDER'] : [])];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
   const c = fleet.counts;
@@ -145,7 +164,12 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
     c.unreported ? `${c.unreported} not reporting` : '',
   ].filter(Boolean).join(', ');
   const details = attention.flatMap((n) => n.notes.map((note) => `! ${n.name}: ${note}`));
-  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${details.length ? `${details.join('\n')}\n` : ''}`;
+  const inProvider = fleet.nodes.filter((n) => n.providerAsked);
+  const notAsking = inProvider.filter((n) => n.providerAsked!.state !== 'asking');
+  const providerLine = provider
+    ? `provider mode on ${inProvider.length} node(s): the kubelet asks the plugin on ${inProvider.length - notAsking.length}${notAsking.length ? `; not (yet) on ${notAsking.map((n) => n.name).join(', ')}: no pull since the agent began serving, or a kubelet without the plugin (run doctor on the node; docs/kubernetes.md#if-the-kubelet-does-not-ask-the-provider)` : ''}\n`
+    : '';
+  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${providerLine}${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
 /** A duration flag (its default from STATUS_FLAGS when not given); a malformed one is NRC_E_FLAG_INVALID. */

@@ -114,6 +114,16 @@ export class HostFs implements HostReader {
     }
   }
 
+  /**
+   * When the regular file at `hostPath` was last modified, or undefined when it is missing, not a
+   * regular file (a symlink is not followed) or cannot be read. Reads the metadata only.
+   */
+  modifiedAt(hostPath: string): Date | undefined {
+    const parent = this.resolveParent(assertHostPath(hostPath));
+    if ('problem' in parent) return undefined;
+    const st = this.lstatReal(this.join(parent.path));
+    return st !== undefined && !('errno' in st) && st.isFile() ? st.mtime : undefined;
+  }
 
   private lstatReal(real: string): fs.Stats | { errno: string } | undefined {
     try {

@@ -11,3 +11,13 @@ export const ECR_CACHE_PATH = `${STATE_DIR}/ecr-tokens.json`;
 export const PROVIDER_RESPONSE_PATH = `${STATE_DIR}/provider/response.json`;
 /** `sha256sum` format ("<hex>  response.json"): the plugin serves the response only when it matches. */
 export const PROVIDER_DIGEST_SUFFIX = '.sha256';
+/**
+ * Provider mode: the file the credential provider plugin touches at each valid request of the
+ * kubelet (NRC_PROVIDER_ASKED in examples/credential-provider/credential-provider-config.yaml), so
+ * that the node itself shows whether the kubelet asks the plugin (its mtime: the last request).
+ * It is the node bootstrap's file, not the agent's: beside the agent's files but never in its
+ * ownership record, so `cleanup` neither removes nor restores it, and outside provider/ (which the
+ * agent creates and removes) so that the plugin can touch it before the agent's first provider
+ * write (the DaemonSet's hostPath creates this directory). The agent only reads its mtime.
+ */
+export const PROVIDER_ASKED_PATH = `${STATE_DIR}/provider-asked`;

@@ -76,3 +76,16 @@ export function registerDriftRepairs(metrics: AgentMetrics, count: () => number)
     },
   });
 }
+
+/**
+ * Provider mode only: Unix time of the kubelet's last request to the credential provider plugin
+ * (the mtime of the file it touches), 0 when there is none on record. Registered on first use, so
+ * that an agent in config-json mode does not export it.
+ */
+export function createProviderMetrics(registry: Registry): Gauge {
+  return new Gauge({ name: `${METRIC_PREFIX}provider_last_request_timestamp_seconds`, help: "Unix time of the kubelet's last request to the credential provider plugin (0: none on record).", registers: [registry] });
+}
+
+export function recordProviderAsked(gauge: Gauge, lastRequestAt: Date | undefined): void {
+  gauge.set(lastRequestAt === undefined ? 0 : lastRequestAt.getTime() / 1000);
+}

@@ -27,3 +27,36 @@ export function parseTokenExpiries(value: string | undefined): { registry: strin
   }
   return out;
 }
+
+/**
+ * Provider mode only (absent otherwise): whether the kubelet asks the credential provider plugin,
+ * as the agent observes it on the node (the mtime of PROVIDER_ASKED_PATH, which the plugin touches
+ * at each request). One of `asking <ISO>` (the kubelet has asked since the agent began serving; the
+ * time is the first such request the agent saw), `stale <ISO>` (the last request on record, older
+ * than the agent's first provider write: none since), `not-asked-yet` (no request on record). It
+ * changes only with the state, at most twice per agent start, never at each pull: the Node is
+ * patched only when an annotation changes. See ProviderAskedTracker.
+ */
+export const ANNOTATION_PROVIDER_ASKED = `${ANNOTATION_PREFIX}provider-asked`;
+
+export type ProviderAskedState = 'asking' | 'stale' | 'not-asked-yet';
+
+export interface ProviderAsked {
+  readonly state: ProviderAskedState;
+  /** asking: the first request seen since the agent began serving; stale: the last request on record. */
+  readonly at?: Date;
+}
+
+export function formatProviderAsked(p: ProviderAsked): string {
+  return p.state === 'not-asked-yet' || p.at === undefined ? 'not-asked-yet' : `${p.state} ${p.at.toISOString()}`;
+}
+
+export function parseProviderAsked(value: string | undefined): ProviderAsked | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(asking|stale|not-asked-yet)(?:\s+(\S+))?\s*$/.exec(value);
+  if (!m) return undefined;
+  const state = m[1] as ProviderAskedState;
+  if (state === 'not-asked-yet') return { state };
+  const at = new Date(m[2] ?? '');
+  return Number.isNaN(at.getTime()) ? undefined : { state, at };
+}

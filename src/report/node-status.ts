@@ -5,9 +5,12 @@ import { AgentError, ERROR_CODES } from '../errors.ts';
 import type { PublishedReport } from '../model/apply-report.ts';
 import { type KubeAccess, type KubeClient, kubeClientOf } from '../sources/kube-client.ts';
 
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries } from './node-annotations.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED, ANNOTATION_TOKEN_EXPIRIES, formatProviderAsked, formatTokenExpiries, type ProviderAsked } from './node-annotations.ts';
 
-export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX };
+export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED };
+
+/** A pass's report plus, in provider mode, whether the kubelet asks the plugin (absent: not provider mode). */
+export type NodeReport = PublishedReport & { readonly providerAsked?: ProviderAsked };
 export const EVENT_REASON = 'RegistryCredentialsError';
 
 /**
@@ -52,6 +55,7 @@ export class NodeStatusReporter {
   private readonly maxEvents: number;
   private readonly now: () => Date;
   private lastAnnotations: string | undefined;
+  private lastProviderAsked: string | null | undefined;
   private readonly lastEventAt = new Map<string, number>();
   private windowStart = 0;
   private windowCount = 0;
@@ -65,7 +69,7 @@ export class NodeStatusReporter {
   }
 
   /** Called by the reconciler after each apply; never throws. */
-  async reportApply(result: PublishedReport): Promise<void> {
+  async reportApply(result: NodeReport): Promise<void> {
     await Promise.all([this.annotate(result), this.events(result)]);
   }
 
@@ -75,7 +79,7 @@ export class NodeStatusReporter {
     this.opts.onError?.(new AgentError('NRC_E_NODE_STATUS_FAILED', { subject: `node ${this.opts.nodeName}`, detail, cause: err }));
   }
 
-  private async annotate(result: PublishedReport): Promise<void> {
+  private async annotate(result: NodeReport): Promise<void> {
     const codes = [...new Set(result.errors.map((e) => e.code))].sort().slice(0, MAX_ANNOTATION_ERRORS);
     const annotations: Record<string, string | null> = {
       [ANNOTATION_HASH]: result.hash,
@@ -85,11 +89,17 @@ export class NodeStatusReporter {
     // Skip identical reports (periodic resyncs) so a fleet does not patch Nodes for nothing;
     // applied-at changes only when the hash or the errors do.
     const key = JSON.stringify(annotations);
-    if (key === this.lastAnnotations) return;
-    annotations[ANNOTATION_AT] = result.at.toISOString();
+    // The provider state is compared on its own: its change alone must not move applied-at,
+    // which `status` uses to find the newest configuration.
+    const asked = result.providerAsked ? formatProviderAsked(result.providerAsked) : null;
+    const appliedChanged = key !== this.lastAnnotations;
+    if (!appliedChanged && asked === this.lastProviderAsked) return;
+    const patch: Record<string, string | null> = appliedChanged ? { ...annotations, [ANNOTATION_AT]: result.at.toISOString() } : {};
+    patch[ANNOTATION_PROVIDER_ASKED] = asked;
     try {
-      await this.client.request('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: { metadata: { annotations } }, contentType: 'application/merge-patch+json' });
+      await this.client.request('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: { metadata: { annotations: patch } }, contentType: 'application/merge-patch+json' });
       this.lastAnnotations = key;
+      this.lastProviderAsked = asked;
     } catch (err) {
       this.fail('patch Node annotations', err);
     }

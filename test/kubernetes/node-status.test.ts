@@ -5,7 +5,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentError } from '../../src/errors.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, NodeStatusReporter } from '../../src/report/node-status.ts';
+import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PROVIDER_ASKED, NodeStatusReporter } from '../../src/report/node-status.ts';
 import { Admin, controlPlane, NS } from './helpers.ts';
 
 const info = controlPlane();
@@ -90,6 +90,30 @@ describe.skipIf(!info)('node status reporting against the real API server', () =
     await reporter().reportApply({ hash: 'h', at: new Date(clock), errors: [{ code: 'NRC_E_WRITE_FAILED' }] });
     expect(failures).toEqual([]);
     expect(await events()).toHaveLength(1);
+  });
+
+  it('provider mode: the provider-asked annotation, patched when its state changes only, without moving applied-at (the admission policy allows it)', async () => {
+    const r = reporter();
+    const since = new Date(clock + 30_000);
+    await r.reportApply({ hash: 'h', at: new Date(clock), errors: [], providerAsked: { state: 'not-asked-yet' } });
+    expect(failures).toEqual([]);
+    expect(await admin.nodeAnnotations(node)).toEqual({ 'keep.example.com/other': 'yes', [ANNOTATION_HASH]: 'h', [ANNOTATION_AT]: '2025-01-01T00:00:00.000Z', [ANNOTATION_PROVIDER_ASKED]: 'not-asked-yet' });
+
+    await r.reportApply({ hash: 'h', at: new Date(clock + 60_000), errors: [], providerAsked: { state: 'asking', at: since } });
+    expect(failures).toEqual([]);
+    const asking = await admin.nodeAnnotations(node);
+    expect(asking[ANNOTATION_PROVIDER_ASKED]).toBe('asking 2025-01-01T00:00:30.000Z');
+    expect(asking[ANNOTATION_AT]).toBe('2025-01-01T00:00:00.000Z');
+
+    // The same state at the next resyncs (the kubelet pulled again): no patch.
+    const rv = (await admin.core.readNode({ name: node })).metadata?.resourceVersion;
+    await r.reportApply({ hash: 'h', at: new Date(clock + 120_000), errors: [], providerAsked: { state: 'asking', at: since } });
+    expect((await admin.core.readNode({ name: node })).metadata?.resourceVersion).toBe(rv);
+
+    // Back to config-json mode: the annotation is removed.
+    await r.reportApply({ hash: 'h2', at: new Date(clock + 180_000), errors: [] });
+    expect(failures).toEqual([]);
+    expect((await admin.nodeAnnotations(node))[ANNOTATION_PROVIDER_ASKED]).toBeUndefined();
   });
 
   it('an identity without the rights: 403s reported through onError, never thrown', async () => {

@@ -28,6 +28,8 @@ export class InstalledPlugin implements ProviderPlugin {
   /** Where the installed plugin reads the agent's state (NRC_PROVIDER_STATE in the config's env). */
   readonly state: string;
   readonly digest: string;
+  /** The file the installed plugin touches at each valid request (NRC_PROVIDER_ASKED in the config's env). */
+  readonly asked: string;
 
   /**
    * `state`: the file the plugin serves (default: one of this test's). `edit` changes the shipped
@@ -36,6 +38,7 @@ export class InstalledPlugin implements ProviderPlugin {
   constructor(o: { state?: string; edit?: (p: ProviderEntry) => void } = {}) {
     this.state = o.state ?? join(this.dir, 'state', 'response.json');
     this.digest = `${this.state}${PROVIDER_DIGEST_SUFFIX}`;
+    this.asked = join(this.dir, 'provider-asked');
     const edit = o.edit ?? ((): void => {});
     mkdirSync(this.binDir);
     mkdirSync(join(this.dir, 'state'));
@@ -43,7 +46,12 @@ export class InstalledPlugin implements ProviderPlugin {
     chmodSync(join(this.binDir, PLUGIN_NAME), 0o755);
     const doc = load(readFileSync(EXAMPLE_CONFIG, 'utf8')) as { providers: ProviderEntry[] };
     const provider = doc.providers.find((p) => p.name === PLUGIN_NAME)!;
-    provider.env = [...(provider.env ?? []).filter((e) => e.name !== 'NRC_PROVIDER_STATE'), { name: 'NRC_PROVIDER_STATE', value: this.state }];
+    // Both paths of this test, never the node's: the kubelet oracle must not touch the real host.
+    provider.env = [
+      ...(provider.env ?? []).filter((e) => e.name !== 'NRC_PROVIDER_STATE' && e.name !== 'NRC_PROVIDER_ASKED'),
+      { name: 'NRC_PROVIDER_STATE', value: this.state },
+      { name: 'NRC_PROVIDER_ASKED', value: this.asked },
+    ];
     edit(provider);
     writeFileSync(this.config, JSON.stringify(doc));
   }
