@@ -67,11 +67,15 @@ export interface DriftWatchOptions {
 export class DriftWatch {
   private watcher: FSWatcher | undefined;
   private watched = new Set<string>();
+  /** Real paths whose events matter: the managed files and the watched directories themselves. */
+  private relevant = new Set<string>();
   private expected = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** How many times drift was found (for logs and tests). */
   drifts = 0;
+  /** How many comparisons ran (tests: events on files the agent does not manage cause none). */
+  checks = 0;
 
   constructor(private readonly o: DriftWatchOptions) {}
 
@@ -88,10 +92,15 @@ export class DriftWatch {
     const added = [...dirs].filter((d) => !this.watched.has(d));
     const removed = [...this.watched].filter((d) => !dirs.has(d));
     this.watched = dirs;
+    // Other files share these directories (the credential provider plugin touches one beside the
+    // agent's state at every pull): their events wake nothing.
+    this.relevant = new Set([...[...this.expected.keys()].map((p) => this.o.host.real(p)), ...dirs]);
     if (!this.watcher && added.length > 0) {
       // Not persistent: the watch never keeps the process alive on its own.
       this.watcher = watch(added, { ignoreInitial: true, depth: 0, followSymlinks: false, persistent: false, ignorePermissionErrors: true });
-      this.watcher.on('all', () => this.schedule());
+      this.watcher.on('all', (_event, path) => {
+        if (this.relevant.has(path)) this.schedule();
+      });
       this.watcher.on('error', () => this.schedule());
     } else if (this.watcher) {
       if (removed.length > 0) this.watcher.unwatch(removed);
@@ -114,6 +123,7 @@ export class DriftWatch {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.closed) return;
+      this.checks++;
       const drifted = this.check();
       if (drifted.length === 0) return;
       this.drifts++;
