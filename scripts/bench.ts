@@ -1,5 +1,6 @@
-// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup,trouble]`: the agent's
-// benchmarks (issue 7); `trouble` (API server down and restarted under N watchers, issue 25) runs
+// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup,trouble,wait]`: the agent's
+// benchmarks (issue 7); `trouble` (API server down and restarted under N watchers, issue 25) and
+// `wait` (the user's wait on real kubelets, config.json mode and provider mode, issue 21) run
 // only when named in --only. Prints a Markdown report and writes the same figures as JSON under
 // bench-results/ (git-ignored). Every section has a bounded budget so a full run stays well
 // under 10 minutes on 2 cores; --quick is a smoke run of about a minute. Not a test.
@@ -15,11 +16,12 @@ import { type AgentBuild, BUILD_DIR, buildAgent, daemonSetRuntimeEnv, now, REPO,
 import { scaleSection, type ScaleResult } from './bench/scale.ts';
 import { startupSection, type StartupResult } from './bench/startup.ts';
 import { troubleSection, type TroubleResult } from './bench/trouble.ts';
+import { waitSection, type WaitResult } from './bench/wait.ts';
 
-const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup', 'trouble'] as const;
+const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup', 'trouble', 'wait'] as const;
 type Section = (typeof SECTIONS)[number];
-/** Without --only: every section but `trouble` (minutes of a stopped API server). */
-const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'trouble');
+/** Without --only: every section but `trouble` (minutes of a stopped API server) and `wait` (minutes of real kubelets' caches). */
+const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'trouble' && s !== 'wait');
 
 interface Config {
   readonly latencyChanges: number;
@@ -34,6 +36,7 @@ interface Config {
   readonly startupRuns: number;
   readonly troubleSizes: readonly number[];
   readonly troubleDownMs: number;
+  readonly waitRepetitions: number;
 }
 
 const FULL: Config = {
@@ -49,6 +52,7 @@ const FULL: Config = {
   startupRuns: 10,
   troubleSizes: [200],
   troubleDownMs: 180_000,
+  waitRepetitions: 5,
 };
 
 const QUICK: Config = {
@@ -64,6 +68,7 @@ const QUICK: Config = {
   startupRuns: 2,
   troubleSizes: [100],
   troubleDownMs: 45_000,
+  waitRepetitions: 1,
 };
 
 interface Machine {
@@ -89,6 +94,7 @@ interface Results {
   latency?: LatencyResult;
   startup?: StartupResult;
   trouble?: TroubleResult;
+  wait?: WaitResult;
   readonly errors: Partial<Record<Section, string>>;
 }
 
@@ -218,6 +224,39 @@ export function renderMarkdown(r: Results): string {
     );
     for (const n of t.notes) out.push(`- ${n}`);
   }
+  if (r.wait) {
+    const w = r.wait;
+    const s = (x: number): string => (Number.isFinite(x) ? String(round(x, x >= 10 ? 0 : 1)) : '—');
+    out.push('', `## 8. The user's wait on a real kubelet 1.34 + containerd 2.2: Secret change → a new pod's pull (s, ${w.repetitions} repetition${w.repetitions === 1 ? '' : 's'} per mode, both modes side by side)`, '');
+    out.push(
+      table(
+        ['mode', 'rotation p50 / max', 'failed pulls', 'new registry p50 / max', 'failed pulls', 'removal: last pull that worked p50 / max', 'first refused p50 / max', 'pods still pulling', 'agent wrote p50 / max', 'a pod, nothing changed p50 / max', 'kubelet restarted'],
+        w.modes.map((m) => [
+          m.mode,
+          `${s(m.rotation.p50)} / ${s(m.rotation.max)}${m.rotation.timeouts ? ` (${m.rotation.timeouts} timed out)` : ''}`,
+          m.rotation.failedPulls,
+          `${s(m.added.p50)} / ${s(m.added.max)}${m.added.timeouts ? ` (${m.added.timeouts} timed out)` : ''}`,
+          m.added.failedPulls,
+          `${s(m.removal.keptPulling.p50)} / ${s(m.removal.keptPulling.max)}`,
+          `${s(m.removal.p50)} / ${s(m.removal.max)}${m.removal.timeouts ? ` (${m.removal.timeouts} timed out)` : ''}`,
+          m.removal.podsStillPulling,
+          `${s(m.agentWrote.p50)} / ${s(m.agentWrote.max)}`,
+          `${s(m.unchangedPull.p50)} / ${s(m.unchangedPull.max)}`,
+          m.kubeletRestarted ? '**yes**' : 'no',
+        ]),
+      ),
+    );
+    const provider = w.modes.find((m) => m.mode === 'provider');
+    if (provider && !provider.error) {
+      const worst = Math.max(provider.rotation.max, provider.added.max, provider.removal.max);
+      out.push('', `Provider-mode target ≤ 2 s for each: ${worst <= 2 ? 'met' : `**missed** (worst ${s(worst)} s; the time includes the apply, pod creation, the sandbox and the pull)`}.`);
+    }
+    const cj = w.modes.find((m) => m.mode === 'config.json');
+    if (cj) for (const [i, rep] of cj.repetitions.entries()) if (rep.sinceKubeletReadSeconds !== undefined) out.push(`- config.json repetition ${i + 1}: t0 ${s(rep.sinceKubeletReadSeconds)} s after the kubelet's last read of its docker config; it read it again ${rep.kubeletReadAfterSeconds === undefined ? '(not seen in its log)' : `${s(rep.kubeletReadAfterSeconds)} s after t0`}`);
+    for (const m of w.modes) if (m.error) out.push(`- ${m.mode}: **failed**: ${m.error.split('\n')[0]}`);
+    out.push(`- load average ${w.loadAverageAtStart.join(' / ')} at the start, ${w.loadAverageAtEnd.join(' / ')} at the end (\`uptime\`: ${w.uptimeAtStart} → ${w.uptimeAtEnd})`);
+    for (const n of w.notes) out.push(`- ${n}`);
+  }
   const errs = Object.entries(r.errors);
   if (errs.length > 0) {
     out.push('', '## Sections that failed', '');
@@ -266,6 +305,12 @@ async function main(): Promise<number> {
     const sizes = (process.env['NRC_BENCH_TROUBLE_WATCHERS'] ?? '').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
     const downS = Number(process.env['NRC_BENCH_TROUBLE_DOWN_SECONDS']);
     results.trouble = await troubleSection(sizes.length > 0 ? sizes : cfg.troubleSizes, Number.isFinite(downS) && downS > 0 ? downS * 1000 : cfg.troubleDownMs, log);
+  });
+  await runSection('wait', async () => {
+    const reps = Number(process.env['NRC_BENCH_WAIT_REPS']);
+    results.wait = await waitSection(Number.isInteger(reps) && reps > 0 ? reps : cfg.waitRepetitions, log);
+    const failed = results.wait.modes.filter((m) => m.error !== undefined).map((m) => `${m.mode}: ${m.error}`);
+    if (failed.length > 0) throw new Error(failed.join('; '));
   });
   results.totalSeconds = round((now() - started) / 1000, 1);
 

@@ -21,7 +21,7 @@ import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { agentHostFiles, agentOverlay, Controllers, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
+import { agentHostFiles, agentOverlay, Controllers, dockerConfigSecret, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, providerAuths, pullWithPod, type PullOutcome, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -50,19 +50,6 @@ let pki: Pki;
 let agentArchive: string;
 let pauseArchive: string;
 
-type Kubectl = (args: readonly string[], input?: string) => Promise<string>;
-
-function dockerConfigSecret(auths: Record<string, { username: string; password: string }>): string {
-  const doc = { auths: Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, { auth: Buffer.from(`${v.username}:${v.password}`).toString('base64') }])) };
-  return JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: 'okteto-dockerconfig-static', namespace: NS },
-    type: 'kubernetes.io/dockerconfigjson',
-    data: { '.dockerconfigjson': Buffer.from(JSON.stringify(doc)).toString('base64') },
-  });
-}
-
 function opaqueSecret(name: string, data: Record<string, string>): object {
   return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NS }, type: 'Opaque', stringData: data };
 }
@@ -71,46 +58,7 @@ function registryResource(name: string, spec: unknown): object {
   return { apiVersion: 'admin.okteto.com/v1', kind: 'Registry', metadata: { name, namespace: NS }, spec };
 }
 
-interface PullOutcome {
-  readonly phase: 'Running' | 'Failed';
-  readonly events: string;
-}
-
-let podSeq = 0;
-/** A pod with the private image, no imagePullSecrets: Running, or its pull error. */
-async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, timeoutMs = 60_000): Promise<PullOutcome> {
-  const name = `pull-${node.o.index}-${++podSeq}`;
-  await kubectl(['apply', '-f', '-'], JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default' },
-    spec: { nodeName: node.o.name, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image, imagePullPolicy: 'Always' }] },
-  }));
-  const until = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      const status = JSON.parse(await kubectl(['-n', 'default', 'get', 'pod', name, '-o', 'json'])) as { status?: { phase?: string; containerStatuses?: { state?: { waiting?: { reason?: string } } }[] } };
-      const waiting = status.status?.containerStatuses?.[0]?.state?.waiting?.reason;
-      const events = await kubectl(['-n', 'default', 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=REASON:.reason,MSG:.message', '--no-headers']);
-      if (status.status?.phase === 'Running') return { phase: 'Running', events };
-      if (waiting === 'ErrImagePull' || waiting === 'ImagePullBackOff') return { phase: 'Failed', events };
-      if (Date.now() > until) throw new Error(`pod ${name}: neither Running nor a pull error after ${timeoutMs} ms: ${events}`);
-      await sleep(1000);
-    }
-  } finally {
-    await kubectl(['-n', 'default', 'delete', 'pod', name, '--grace-period=0', '--force', '--wait=false']).catch(() => undefined);
-  }
-}
-
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> => eventually(what, fn, timeoutMs);
-
-/** The agent's provider state on the node (response.json): user:password per key, undefined when absent. */
-async function providerAuths(node: KubeNode): Promise<Record<string, string> | undefined> {
-  const text = await readFile(node.providerStatePath, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  const auth = (JSON.parse(text) as { auth?: Record<string, { username: string; password: string }> }).auth ?? {};
-  return Object.fromEntries(Object.entries(auth).map(([k, v]) => [k, `${v.username}:${v.password}`]));
-}
 
 /** The kubelet's view of the agent's file: what holds the registry's key. */
 async function kubeletFileHas(node: KubeNode, key: string, user: string | undefined): Promise<boolean> {

@@ -552,3 +552,60 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     await sleep(500);
   }
 }
+
+/** kubectl against one cluster (the admin's). */
+export type Kubectl = (args: readonly string[], input?: string) => Promise<string>;
+
+export interface PullOutcome {
+  readonly phase: 'Running' | 'Failed';
+  readonly events: string;
+}
+
+let podSeq = 0;
+/**
+ * A pod with the private image, no imagePullSecrets, on the node: Running, or its pull error.
+ * `pollMs`: how often its status is read (the bench's wait section reads it every 250 ms).
+ */
+export async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, timeoutMs = 60_000, pollMs = 1000): Promise<PullOutcome> {
+  const name = `pull-${node.o.index}-${++podSeq}`;
+  await kubectl(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'default' },
+    spec: { nodeName: node.o.name, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image, imagePullPolicy: 'Always' }] },
+  }));
+  const until = Date.now() + timeoutMs;
+  const events = (): Promise<string> => kubectl(['-n', 'default', 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=REASON:.reason,MSG:.message', '--no-headers']);
+  try {
+    for (;;) {
+      const status = JSON.parse(await kubectl(['-n', 'default', 'get', 'pod', name, '-o', 'json'])) as { status?: { phase?: string; containerStatuses?: { state?: { waiting?: { reason?: string } } }[] } };
+      const waiting = status.status?.containerStatuses?.[0]?.state?.waiting?.reason;
+      if (status.status?.phase === 'Running') return { phase: 'Running', events: await events() };
+      if (waiting === 'ErrImagePull' || waiting === 'ImagePullBackOff') return { phase: 'Failed', events: await events() };
+      if (Date.now() > until) throw new Error(`pod ${name}: neither Running nor a pull error after ${timeoutMs} ms: ${await events()}`);
+      await sleep(pollMs);
+    }
+  } finally {
+    await kubectl(['-n', 'default', 'delete', 'pod', name, '--grace-period=0', '--force', '--wait=false']).catch(() => undefined);
+  }
+}
+
+/** The agent's Secret (okteto/okteto-dockerconfig-static by default), as kubectl apply takes it. */
+export function dockerConfigSecret(auths: Record<string, { username: string; password: string }>, namespace = 'okteto', name = 'okteto-dockerconfig-static'): string {
+  const doc = { auths: Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, { auth: Buffer.from(`${v.username}:${v.password}`).toString('base64') }])) };
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace },
+    type: 'kubernetes.io/dockerconfigjson',
+    data: { '.dockerconfigjson': Buffer.from(JSON.stringify(doc)).toString('base64') },
+  });
+}
+
+/** The agent's provider state on the node (response.json): user:password per key, undefined when absent. */
+export async function providerAuths(node: KubeNode): Promise<Record<string, string> | undefined> {
+  const text = await readFile(node.providerStatePath, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const auth = (JSON.parse(text) as { auth?: Record<string, { username: string; password: string }> }).auth ?? {};
+  return Object.fromEntries(Object.entries(auth).map(([k, v]) => [k, `${v.username}:${v.password}`]));
+}
