@@ -21,7 +21,7 @@ import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
-import { agentHostFiles, agentOverlay, Controllers, dockerConfigSecret, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, providerAuths, pullWithPod, type PullOutcome, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
+import { agentHostFiles, agentOverlay, Controllers, dockerConfigSecret, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, providerAuths, pullWithPod, type Kubectl, type PullOutcome, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -59,6 +59,19 @@ function registryResource(name: string, spec: unknown): object {
 }
 
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> => eventually(what, fn, timeoutMs);
+
+/** Deletes the installed agent (`installed`: its manifests), runs the cleanup variant, and checks that the host is back byte for byte. */
+async function uninstall(kubectl: Kubectl, node: KubeNode, installed: string, toml: string, before: Awaited<ReturnType<typeof agentHostFiles>>): Promise<void> {
+  await kubectl(['delete', '-f', '-', '--wait=true'], installed);
+  const cleanup = await agentOverlay(node, toml, 'daemonset/variants/cleanup');
+  await kubectl(['apply', '-f', '-'], cleanup);
+  await waitFor('cleanup ran on the node', async () => {
+    const ready = await kubectl(['-n', NS, 'get', 'ds', 'node-registry-credentials-cleanup', '-o', 'jsonpath={.status.numberReady}']);
+    return ready === '1' ? true : undefined;
+  }, 180_000);
+  await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
+  expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
+}
 
 /** The kubelet's view of the agent's file: what holds the registry's key. */
 async function kubeletFileHas(node: KubeNode, key: string, user: string | undefined): Promise<boolean> {
@@ -162,15 +175,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       expect(node.kubeletPid, 'the kubelet ran from boot on, never restarted').toBe(bootPid);
 
       log('uninstall: delete the agent, run the cleanup variant');
-      await kubectl(['delete', '-f', '-', '--wait=true'], await agentOverlay(node, toml, PROVIDER_VARIANT, MUTATION));
-      const cleanup = await agentOverlay(node, toml, 'daemonset/variants/cleanup');
-      await kubectl(['apply', '-f', '-'], cleanup);
-      await waitFor('cleanup ran on the node', async () => {
-        const ready = await kubectl(['-n', NS, 'get', 'ds', 'node-registry-credentials-cleanup', '-o', 'jsonpath={.status.numberReady}']);
-        return ready === '1' ? true : undefined;
-      }, 180_000);
-      await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
-      expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
+      await uninstall(kubectl, node, await agentOverlay(node, toml, PROVIDER_VARIANT, MUTATION), toml, before);
       // The state the plugin served is gone too: the plugin answers empty again.
       expect(await providerAuths(node)).toBeUndefined();
       expect(node.kubeletPid, 'the kubelet ran from boot to the end, never restarted').toBe(bootPid);
@@ -294,15 +299,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       expect(removed.events).toMatch(/Failed to pull image .*(401 Unauthorized|no basic auth credentials)/);
 
       log('uninstall: delete the agent, run the cleanup variant');
-      await kubectl(['delete', '-f', '-', '--wait=true'], await agentOverlay(node, toml));
-      const cleanup = await agentOverlay(node, toml, 'daemonset/variants/cleanup');
-      await kubectl(['apply', '-f', '-'], cleanup);
-      await waitFor('cleanup ran on the node', async () => {
-        const ready = await kubectl(['-n', NS, 'get', 'ds', 'node-registry-credentials-cleanup', '-o', 'jsonpath={.status.numberReady}']);
-        return ready === '1' ? true : undefined;
-      }, 180_000);
-      await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
-      expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
+      await uninstall(kubectl, node, await agentOverlay(node, toml), toml, before);
       expect(node.kubeletPid, 'the kubelet ran from boot to the end, never restarted').toBe(bootPid);
     } finally {
       await node.stop();
