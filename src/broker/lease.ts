@@ -313,7 +313,7 @@ function recordOf(spec: LeaseSpecLike | undefined): LeaseRecord {
 
 export interface LeaseStoreOptions {
   /**
-   * Each request's deadline (a socket idle timeout: what a half-open connection trips). Default
+   * Each request's deadline (the whole request: what a half-open connection trips). Default
    * half the default renew deadline; the broker passes half of its own.
    */
   readonly timeoutMs?: number;

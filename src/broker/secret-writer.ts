@@ -13,7 +13,7 @@ import { decodeBase64 } from '../sources/dockerconfig.ts';
 import type { StoredToken, TokenCache } from '../sources/ecr/index.ts';
 import { type KubeAccess, KubeApiError, kubeClientOf } from '../sources/kube-client.ts';
 import { EXPIRIES_ANNOTATION } from '../sources/kubernetes/defaults.ts';
-import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from '../sources/kubernetes/list-watch.ts';
+import { type KubeObject, secretByName, type WatchStateEvent, type WatchTuning } from '../sources/kubernetes/list-watch.ts';
 import type { Leadership } from './lease.ts';
 
 export { EXPIRIES_ANNOTATION };
@@ -119,7 +119,7 @@ export interface SecretStore {
 }
 
 export interface KubernetesSecretStoreOptions {
-  /** Each request's deadline (socket idle timeout). */
+  /** Each request's deadline (the whole request: a half-open connection fails it in time). */
   readonly timeoutMs?: number;
   readonly tuning?: WatchTuning;
 }
@@ -150,14 +150,7 @@ export function kubernetesSecretStore(access: KubeAccess, namespace: string, nam
     create: (secret) => client.request<V1Secret>('POST', collection, { body: secret, timeoutMs }),
     replace: (secret) => client.request<V1Secret>('PUT', item, { body: secret, timeoutMs }),
     watch(onChange, onState) {
-      const lw = new ListWatch({
-        client,
-        path: collection,
-        fieldSelector: `metadata.name=${name}`,
-        description,
-        rbac: { apiGroup: '', resource: 'secrets', namespace, resourceName: name },
-        ...(opts.tuning ? { tuning: opts.tuning } : {}),
-      });
+      const lw = secretByName(client, namespace, name, opts.tuning);
       lw.on('sync', (items: ReadonlyMap<string, KubeObject>) => onChange(items.get(`${namespace}/${name}`) as V1Secret | undefined));
       if (onState) lw.on('state', onState);
       lw.start();

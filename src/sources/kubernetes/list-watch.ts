@@ -358,6 +358,21 @@ function retryAfterOf(err: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined;
 }
 
+/**
+ * A watch of ONE Secret by name: a metadata.name field selector, so that RBAC can grant exactly
+ * that name (resourceNames). Its 'sync' items hold it under `namespace/name`, or nothing.
+ */
+export function secretByName(client: KubeClient, namespace: string, name: string, tuning?: WatchTuning): ListWatch {
+  return new ListWatch({
+    client,
+    path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
+    fieldSelector: `metadata.name=${name}`,
+    description: `secrets ${namespace}/${name}`,
+    rbac: { apiGroup: '', resource: 'secrets', namespace, resourceName: name },
+    ...(tuning ? { tuning } : {}),
+  });
+}
+
 function isAbort(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError';
 }

@@ -8,7 +8,7 @@ import { normalizeRegistryKey, quoteSubject, validateRegistryHost } from '../../
 import { decodeBase64 } from '../dockerconfig.ts';
 import type { EcrRegistrySpec } from '../ecr/types.ts';
 import { type KubeAccess, type KubeClient, kubeClientOf } from '../kube-client.ts';
-import { type KubeObject, ListWatch, type WatchState, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+import { type KubeObject, ListWatch, secretByName, type WatchState, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
 export const REGISTRY_GROUP = 'admin.okteto.com';
 export const REGISTRY_VERSION = 'v1';
@@ -204,14 +204,7 @@ export class KubernetesRegistrySource implements Source {
     }
     for (const name of wanted) {
       if (this.secretWatches.has(name)) continue;
-      const watch = new ListWatch({
-        client: this.client,
-        path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
-        fieldSelector: `metadata.name=${name}`,
-        description: `secrets ${this.namespace}/${name}`,
-        rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: name },
-        ...(this.opts.tuning ? { tuning: this.opts.tuning } : {}),
-      });
+      const watch = secretByName(this.client, this.namespace, name, this.opts.tuning);
       const sw: SecretWatch = { watch, state: 'relisting', error: undefined, secret: undefined };
       watch.on('sync', (items) => {
         sw.secret = items.get(`${this.namespace}/${name}`);

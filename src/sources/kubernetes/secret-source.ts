@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../../model/clock.ts';
 import type { Source, SourceSnapshot } from '../../model/credential.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
 import { type KubeAccess, kubeClientOf } from '../kube-client.ts';
-import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
+import { type KubeObject, type ListWatch, secretByName, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
 
 import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, EXPIRIES_ANNOTATION } from './defaults.ts';
 
@@ -81,14 +81,7 @@ export class KubernetesSecretSource implements Source {
     this.namespace = opts.namespace ?? DEFAULT_SECRET_NAMESPACE;
     this.secretName = opts.name ?? DEFAULT_SECRET_NAME;
     this.name = `secret:${this.namespace}/${this.secretName}`;
-    this.watch = new ListWatch({
-      client: kubeClientOf(opts.kubeConfig),
-      path: `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
-      fieldSelector: `metadata.name=${this.secretName}`,
-      description: `secrets ${this.namespace}/${this.secretName}`,
-      rbac: { apiGroup: '', resource: 'secrets', namespace: this.namespace, resourceName: this.secretName },
-      ...(opts.tuning ? { tuning: opts.tuning } : {}),
-    });
+    this.watch = secretByName(kubeClientOf(opts.kubeConfig), this.namespace, this.secretName, opts.tuning);
     this.watch.on('sync', (items) => this.onSecret(items.get(`${this.namespace}/${this.secretName}`)));
     this.watch.on('state', (e) => {
       opts.onState?.(e);
