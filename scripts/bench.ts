@@ -230,14 +230,17 @@ export function renderMarkdown(r: Results): string {
     out.push('', `## 8. The user's wait on a real kubelet 1.34 + containerd 2.2: Secret change → a new pod's pull (s, ${w.repetitions} repetition${w.repetitions === 1 ? '' : 's'} per mode, both modes side by side)`, '');
     out.push(
       table(
-        ['mode', 'rotation p50 / max', 'failed pulls', 'new registry p50 / max', 'failed pulls', 'removal: last pull that worked p50 / max', 'first refused p50 / max', 'pods still pulling', 'agent wrote p50 / max', 'a pod, nothing changed p50 / max', 'kubelet restarted'],
+        ['mode', 'rotation: pulled p50 / max', 'Running p50 / max', 'failed pulls', 'new registry: pulled p50 / max', 'Running p50 / max', 'failed pulls', 'removal: last pull that worked p50 / max', 'first refused pull p50 / max', 'its pod refused p50 / max', 'pods still pulling', 'agent wrote p50 / max', 'a pod, nothing changed p50 / max', 'kubelet restarted'],
         w.modes.map((m) => [
           m.mode,
+          `${s(m.rotation.pulled.p50)} / ${s(m.rotation.pulled.max)}`,
           `${s(m.rotation.p50)} / ${s(m.rotation.max)}${m.rotation.timeouts ? ` (${m.rotation.timeouts} timed out)` : ''}`,
           m.rotation.failedPulls,
+          `${s(m.added.pulled.p50)} / ${s(m.added.pulled.max)}`,
           `${s(m.added.p50)} / ${s(m.added.max)}${m.added.timeouts ? ` (${m.added.timeouts} timed out)` : ''}`,
           m.added.failedPulls,
           `${s(m.removal.keptPulling.p50)} / ${s(m.removal.keptPulling.max)}`,
+          `${s(m.removal.pulled.p50)} / ${s(m.removal.pulled.max)}`,
           `${s(m.removal.p50)} / ${s(m.removal.max)}${m.removal.timeouts ? ` (${m.removal.timeouts} timed out)` : ''}`,
           m.removal.podsStillPulling,
           `${s(m.agentWrote.p50)} / ${s(m.agentWrote.max)}`,
@@ -248,8 +251,10 @@ export function renderMarkdown(r: Results): string {
     );
     const provider = w.modes.find((m) => m.mode === 'provider');
     if (provider && !provider.error) {
-      const worst = Math.max(provider.rotation.max, provider.added.max, provider.removal.max);
-      out.push('', `Provider-mode target ≤ 2 s for each: ${worst <= 2 ? 'met' : `**missed** (worst ${s(worst)} s; the time includes the apply, pod creation, the sandbox and the pull)`}.`);
+      // The issue's measure is the pull; Running adds the container start and the kubelet's 1 s PLEG relist.
+      const worst = Math.max(provider.rotation.pulled.max, provider.added.pulled.max, provider.removal.pulled.max);
+      const running = Math.max(provider.rotation.max, provider.added.max, provider.removal.max);
+      out.push('', `Provider-mode target ≤ 2 s for each, t0 to the pull: ${worst <= 2 ? `met (worst ${s(worst)} s)` : `**missed** (worst ${s(worst)} s)`}; to the pod seen Running: worst ${s(running)} s.`);
     }
     const cj = w.modes.find((m) => m.mode === 'config.json');
     if (cj) for (const [i, rep] of cj.repetitions.entries()) if (rep.sinceKubeletReadSeconds !== undefined) out.push(`- config.json repetition ${i + 1}: t0 ${s(rep.sinceKubeletReadSeconds)} s after the kubelet's last read of its docker config; it read it again ${rep.kubeletReadAfterSeconds === undefined ? '(not seen in its log)' : `${s(rep.kubeletReadAfterSeconds)} s after t0`}`);

@@ -5,9 +5,10 @@
 // ever restarted. Each cluster has three private registries (the node suite's registry image, the
 // same image pushed to each): ROT (its password rotates), and A and B, which swap roles each
 // repetition: one is added to the Secret, the other removed. The time is from t0 (the registry
-// already switched, just before the admin's `kubectl apply` of the Secret) until a NEW pod's
-// outcome is seen (its status read every 250 ms in provider mode, 1 s in config.json mode): a new pod is created after each outcome (one at
-// a time per probe, at most one per PROBE_GAP_MS) until one has the wanted outcome.
+// already switched, just before the admin's `kubectl apply` of the Secret) until a NEW pod pulls
+// (containerd's log) and until it is seen Running (its status read every 250 ms in provider mode,
+// 1 s in config.json mode): a new pod is created after each outcome (one at a time per probe, at
+// most one per PROBE_GAP_MS) until one has the wanted outcome.
 // - provider mode: rotation, addition, removal each get their own t0, one after the other;
 // - config.json mode: the kubelet's docker config cache is one per kubelet (CachingDockerConfigProvider,
 //   5 minutes), so one Secret change carries all three at one t0 and they share one window.
@@ -64,6 +65,12 @@ export interface Probe {
   readonly other: number;
   /** Seconds from t0 to the last pod with the other outcome (for a removal: the last pull that still worked). */
   readonly lastOtherSeconds: number | undefined;
+  /**
+   * Seconds from t0 to the pull itself with the wanted outcome, from containerd's log: its CRI
+   * PullImage returned the image (or failed, for a removal). The pod's Running comes later by the
+   * container start and the kubelet's PLEG relist (genericPlegRelistPeriod, 1 s: kubelet.go:206 in 1.34.4).
+   */
+  readonly pulledSeconds: number | undefined;
 }
 
 export interface Repetition {
@@ -83,10 +90,11 @@ export interface Repetition {
 export interface WaitModeResult {
   readonly mode: WaitMode;
   readonly repetitions: Repetition[];
-  readonly rotation: Dist & { readonly failedPulls: number; readonly timeouts: number };
-  readonly added: Dist & { readonly failedPulls: number; readonly timeouts: number };
-  /** `keptPulling`: seconds from t0 to the last pod that still pulled (0 if none); the Dist is to the first refused pull. */
-  readonly removal: Dist & { readonly keptPulling: Dist; readonly podsStillPulling: number; readonly timeouts: number };
+  /** The Dist is to the new pod's Running; `pulled`, to its pull (containerd's log). */
+  readonly rotation: Dist & { readonly pulled: Dist; readonly failedPulls: number; readonly timeouts: number };
+  readonly added: Dist & { readonly pulled: Dist; readonly failedPulls: number; readonly timeouts: number };
+  /** `keptPulling`: seconds from t0 to the last pod that still pulled (0 if none); the Dist is to the first refused pod, `pulled` to its refused pull. */
+  readonly removal: Dist & { readonly pulled: Dist; readonly keptPulling: Dist; readonly podsStillPulling: number; readonly timeouts: number };
   readonly agentWrote: Dist;
   readonly unchangedPull: Dist;
   readonly kubeletRestarted: boolean;
@@ -111,18 +119,41 @@ async function probe(mode: WaitMode, kubectl: Kubectl, node: KubeNode, image: st
   let lastOtherSeconds: number | undefined;
   for (;;) {
     const started = Date.now();
-    if (started - t0 > deadlineMs) return { seconds: undefined, pods, other, lastOtherSeconds };
+    if (started - t0 > deadlineMs) return { seconds: undefined, pods, other, lastOtherSeconds, pulledSeconds: undefined };
     pods++;
     const phase = await pullWithPod(kubectl, node, image, 30_000, POLL_MS[mode]).then(
       (o) => o.phase,
       () => 'Timeout' as const,
     );
     const at = (Date.now() - t0) / 1000;
-    if (phase === want) return { seconds: at, pods, other, lastOtherSeconds };
+    if (phase === want) {
+      const pulled = (await containerdPulls(node, image)).find((p) => p.at >= t0 && p.ok === (want === 'Running'));
+      return { seconds: at, pods, other, lastOtherSeconds, pulledSeconds: pulled === undefined ? undefined : (pulled.at - t0) / 1000 };
+    }
     other++;
     if (phase !== 'Timeout') lastOtherSeconds = at;
     await sleep(Math.max(0, PROBE_GAP_MS[mode] - (Date.now() - started)));
   }
+}
+
+/**
+ * containerd's CRI pulls of `image`, in order: `PullImage "…" returns image reference` (ok) or
+ * `PullImage "…" failed` at info/error level, logfmt with an RFC 3339 time (containerd 1.6 and 2.x).
+ */
+async function containerdPulls(node: KubeNode, image: string): Promise<{ at: number; ok: boolean }[]> {
+  const text = await readFile(join(node.o.dir, 'logs', 'containerd.log'), 'utf8').catch(() => '');
+  const quoted = `PullImage \\"${image}\\" `;
+  const out: { at: number; ok: boolean }[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes(quoted)) continue;
+    const ok = line.includes(`${quoted}returns image reference`);
+    if (!ok && !line.includes(`${quoted}failed`)) continue;
+    const m = /^time="([^"]+)"/.exec(line);
+    // Milliseconds are enough, and Date.parse wants at most three fraction digits.
+    const at = m?.[1] === undefined ? Number.NaN : Date.parse(m[1].replace(/(\.\d{3})\d+/, '$1'));
+    if (Number.isFinite(at)) out.push({ at, ok });
+  }
+  return out;
 }
 
 /** Seconds from t0 until `holds` is true of the agent's output, polled every 50 ms (undefined: not within 3 minutes). */
@@ -150,11 +181,15 @@ async function kubeletReads(node: KubeNode): Promise<number[]> {
   return out;
 }
 
+/** "pull 0.81 s, Running 1.93 s" for a log line. */
+const pullAndRunning = (p: Probe): string => `${p.pulledSeconds?.toFixed(2) ?? '?'} s, Running ${p.seconds?.toFixed(2) ?? '?'} s`;
+
 const defined = (xs: readonly (number | undefined)[]): number[] => xs.filter((x): x is number => x !== undefined);
 
 function summarize(mode: WaitMode, reps: Repetition[], restarted: boolean, error?: string): WaitModeResult {
   const of = (k: 'rotation' | 'added') => ({
     ...dist(defined(reps.map((r) => r[k].seconds))),
+    pulled: dist(defined(reps.map((r) => r[k].pulledSeconds))),
     failedPulls: reps.reduce((n, r) => n + r[k].other, 0),
     timeouts: reps.filter((r) => r[k].seconds === undefined).length,
   });
@@ -165,6 +200,7 @@ function summarize(mode: WaitMode, reps: Repetition[], restarted: boolean, error
     added: of('added'),
     removal: {
       ...dist(defined(reps.map((r) => r.removal.seconds))),
+      pulled: dist(defined(reps.map((r) => r.removal.pulledSeconds))),
       keptPulling: dist(reps.map((r) => r.removal.lastOtherSeconds ?? 0)),
       podsStillPulling: reps.reduce((n, r) => n + r.removal.other, 0),
       timeouts: reps.filter((r) => r.removal.seconds === undefined).length,
@@ -260,7 +296,7 @@ async function runMode(mode: WaitMode, index: number, w: NodeSuiteWork, repetiti
         await kubectl(['apply', '-f', '-'], secret([rot, absent]));
         const [wroteRemoval, removal] = await Promise.all([agentWrote(read, (x) => x[present.host] === undefined, t0), probe(mode, kubectl, n, image(present), 'Failed', t0, deadline)]);
         reps.push({ rotation, added, removal, agentWrote: { rotation: wroteRot, added: wroteAdded, removal: wroteRemoval }, unchangedPullSeconds });
-        say(`repetition ${i}: a pod with nothing changed ${unchangedPullSeconds.toFixed(2)} s; rotation ${rotation.seconds?.toFixed(2)} s (${rotation.other} failed; agent ${wroteRot?.toFixed(2)} s), added ${added.seconds?.toFixed(2)} s (${added.other} failed; agent ${wroteAdded?.toFixed(2)} s), removal refused at ${removal.seconds?.toFixed(2)} s (${removal.other} still pulled; agent ${wroteRemoval?.toFixed(2)} s)`);
+        say(`repetition ${i}: a pod with nothing changed ${unchangedPullSeconds.toFixed(2)} s; rotation pulled ${pullAndRunning(rotation)} (${rotation.other} failed; agent ${wroteRot?.toFixed(2)} s), added pulled ${pullAndRunning(added)} (${added.other} failed; agent ${wroteAdded?.toFixed(2)} s), removal refused ${pullAndRunning(removal)} (${removal.other} still pulled; agent ${wroteRemoval?.toFixed(2)} s)`);
       }
       [present, absent] = [absent, present];
     }
@@ -303,7 +339,7 @@ export async function waitSection(repetitions: number, log: (s: string) => void)
       ...(only.includes('provider') ? [runMode('provider', 2, w, repetitions, log)] : []),
     ]);
     notes.push(
-      "t0: the registry already accepts only the new password (rotation), just before the admin's `kubectl apply` of the Secret; the time ends when a new pod's outcome is seen (Running, or ErrImagePull for a removal), so it includes the apply, the agent's write, pod creation, sandbox, the pull and container start, and up to one status poll (250 ms in provider mode, 1 s in config.json mode)",
+      "t0: the registry already accepts only the new password (rotation), just before the admin's `kubectl apply` of the Secret; \"pulled\" ends at the new pod's pull (containerd's CRI PullImage returned the image, or failed for a removal, from its log): it includes the apply, the agent's write, pod creation, the sandbox and the pull; \"Running\" ends when the pod's status is seen Running (ErrImagePull for a removal), which adds the container start, the kubelet's PLEG relist (1 s, genericPlegRelistPeriod) and one status poll (250 ms in provider mode, 1 s in config.json mode)",
       `a probe creates one pod at a time (the next as soon as the previous one's outcome is known, at most one per ${PROBE_GAP_MS.provider / 1000} s in provider mode, ${PROBE_GAP_MS['config.json'] / 1000} s in config.json mode); "failed pulls" are the pods before the first that pulled; for a removal, "still pulling" counts pods that pulled after t0`,
       "config.json mode: the kubelet caches its docker config (config.json) for 5 minutes, one cache per kubelet, so one Secret change carries the rotation, the added and the removed registry at the same t0 and the three share one window; the kubelet's reads are taken from its log (provider.go:93, “Refreshing cache for provider” at -v=2); t0 comes soon after the kubelet's last read (the state before t0 is checked with pulls, and each repetition starts right after the previous window), so each figure is close to the 5-minute worst case; at a random moment a user waits 0–5 minutes",
       'provider mode: the three changes one after the other, each with its own t0; the plugin answers with cacheDuration 0s, so the kubelet asks it at every pull',
