@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import type { CheckSettings } from '../check/settings.ts';
 import { AgentError } from '../errors.ts';
 import { HostFs } from '../host/host-fs.ts';
+import { quoteSubject } from '../model/registry-key.ts';
+import { DEFAULT_STARTUP_TAINT } from '../report/node-annotations.ts';
 import type { ContainerdVersionOption } from '../runtime/containerd.ts';
 import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES, type TargetOptions } from '../runtime/targets.ts';
 import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
@@ -40,6 +42,8 @@ export interface KubernetesConfig {
   readonly secretDir: string | undefined;
   readonly watchRegistries: boolean;
   readonly nodeName: string | undefined;
+  /** The startup taint's key to lift once effective; '' for none. */
+  readonly startupTaint: string;
   readonly listenAddress: string | undefined;
   readonly ecr: {
     readonly serviceAccount: { readonly namespace: string; readonly name: string };
@@ -93,6 +97,11 @@ export function kubernetesConfig(f: Flags): KubernetesConfig | AgentError {
   if (sa instanceof AgentError) return sa;
   const graceSeconds = numberFlag(KUBERNETES_RUN_FLAGS, 'broker-secret-grace-seconds', str(f, 'broker-secret-grace-seconds'));
   if (graceSeconds instanceof AgentError) return graceSeconds;
+  const startupTaint = withDefault(KUBERNETES_RUN_FLAGS, 'startup-taint', str(f, 'startup-taint'))!;
+  // A taint key is a qualified name: an optional DNS prefix and '/', then at most 63 characters.
+  if (startupTaint !== '' && !/^(?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(startupTaint)) {
+    return new AgentError('NRC_E_FLAG_INVALID', { subject: '--startup-taint', detail: `(got ${quoteSubject(startupTaint)}; expected a taint key such as ${DEFAULT_STARTUP_TAINT}, or '')` });
+  }
   return {
     hostRoot: hostConfig(f).hostRoot,
     kubeconfig: str(f, 'kubeconfig'),
@@ -104,6 +113,7 @@ export function kubernetesConfig(f: Flags): KubernetesConfig | AgentError {
     secretDir: str(f, 'secret-dir'),
     watchRegistries: f['registries'] === true,
     nodeName: str(f, 'node-name'),
+    startupTaint,
     listenAddress: str(f, 'listen-address'),
     ecr: {
       serviceAccount: sa,

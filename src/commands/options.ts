@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
+import { DEFAULT_STARTUP_TAINT } from '../report/node-annotations.ts';
 import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES } from '../runtime/targets.ts';
 import { AGENT_SERVICE_ACCOUNT, BROKER_NAME, DEFAULT_BROKER_SECRET_NAME, DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
 
@@ -89,6 +90,12 @@ export const KUBERNETES_RUN_FLAGS: readonly FlagSpec[] = [
     help: "Opt-in (the per-node ECR variant): watch Registry resources on this node; awsIamRole ones use this agent's own ServiceAccount token, static ones come through the platform's Secret, awsIamUser needs the broker.",
   },
   { name: 'node-name', type: 'string', help: 'This node (Downward API spec.nodeName): annotations and Events go to it.' },
+  {
+    name: 'startup-taint',
+    type: 'string',
+    default: DEFAULT_STARTUP_TAINT,
+    help: "The taint key nodes are registered with so that no pod lands before the credentials are effective: removed from this node once they are (provider mode: at the first write; config.json mode: when the kubelet has read the file, or its 5-minute cache has run out). Absent taint: nothing happens. '' never removes one.",
+  },
   { name: 'listen-address', type: 'string', help: 'Serve /healthz, /readyz and /metrics on host:port (e.g. 0.0.0.0:8080).' },
   { name: 'ecr-service-account', type: 'string', default: `okteto/${AGENT_SERVICE_ACCOUNT}`, help: "With --registries: NAMESPACE/NAME of this agent's own service account, whose tokens awsIamRole registries exchange with STS (its Role allows no other)." },
   { name: 'ecr-default-chain', type: 'string', help: "Comma-separated ECR hosts without a Registry resource that use the node's own AWS identity (SDK default chain)." },

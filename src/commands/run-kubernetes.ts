@@ -5,8 +5,9 @@ import type { Logger } from '../log.ts';
 import type { Source } from '../model/credential.ts';
 import type { ApplyReport } from '../model/apply-report.ts';
 import type { NodeStatusReporter } from '../report/node-status.ts';
-import { createAgentMetrics, createMetricsRegistry, createProviderMetrics, recordApply, recordProviderAsked, recordWatchState, type AgentMetrics } from '../report/metrics.ts';
+import { createAgentMetrics, createMetricsRegistry, createProviderMetrics, recordApply, recordEffective, recordProviderAsked, recordWatchState, type AgentMetrics } from '../report/metrics.ts';
 import type { ProviderAskedObservation } from '../report/provider-asked.ts';
+import type { EffectiveState } from '../report/node-annotations.ts';
 import type { Gauge } from '../metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
 import type { EcrSource } from '../sources/ecr/index.ts';
@@ -22,8 +23,10 @@ export interface KubernetesRuntime {
   /** In precedence order: the broker's Secret, Registry resources (per-node variant), then the Secret (watch or mounted), before run's own file source. */
   readonly sources: Source[];
   readonly metrics: AgentMetrics;
-  /** Feed every apply report here, with (provider mode) whether the kubelet asks the plugin. */
-  onApplied(r: ApplyReport, providerAsked?: ProviderAskedObservation): void;
+  /** Feed every apply report here, with (provider mode) whether the kubelet asks the plugin, and whether it is effective. */
+  onApplied(r: ApplyReport, providerAsked?: ProviderAskedObservation, effective?: EffectiveState): void;
+  /** The effective state changed between passes. */
+  onEffective(e: EffectiveState): void;
   /** Feed credential check results here (metrics). */
   onCheckResults(results: readonly CheckResult[]): void;
   stop(): Promise<void>;
@@ -144,7 +147,13 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const nodeName = c.nodeName;
   const status: NodeStatusReporter | undefined =
     k8s && kc && nodeName
-      ? new k8s.NodeStatusReporter({ kubeConfig: kc, nodeName, onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status') })
+      ? new k8s.NodeStatusReporter({
+          kubeConfig: kc,
+          nodeName,
+          onError: (e) => log.warn({ code: e.code, error: e.message }, 'node status'),
+          startupTaint: c.startupTaint,
+          onStartupTaint: (outcome) => (outcome === 'removed' ? log.info({ taint: c.startupTaint }, 'credentials effective: removed the startup taint from this node') : log.debug({ taint: c.startupTaint }, 'no startup taint on this node')),
+        })
       : undefined;
 
   const listen = c.listenAddress;
@@ -163,14 +172,21 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
       checkMetrics ??= createCheckMetrics(metrics.registry);
       recordCheckResults(checkMetrics, results);
     },
-    onApplied(r: ApplyReport, providerAsked?: ProviderAskedObservation): void {
+    onApplied(r: ApplyReport, providerAsked?: ProviderAskedObservation, effective?: EffectiveState): void {
       recordApply(metrics, { at: r.at, errors: r.errors, registries: r.registries, ok: r.hostOk, hash: r.hash });
       if (providerAsked) recordProviderAsked((providerMetric ??= createProviderMetrics(metrics.registry)), providerAsked.lastRequestAt);
+      if (effective) recordEffective(metrics, effective);
       if (r.hostOk) server?.setReady(true);
       const errors = r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) }));
-      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors, ...(providerAsked ? { providerAsked } : {}) });
+      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors, ...(providerAsked ? { providerAsked } : {}), ...(effective ? { effective } : {}) });
+    },
+    onEffective(e: EffectiveState): void {
+      recordEffective(metrics, e);
+      if (e.state === 'effective') log.info({ via: e.via, how: e.how, at: e.at.toISOString() }, 'configuration effective');
+      void status?.reportEffective(e);
     },
     async stop(): Promise<void> {
+      status?.stop();
       await server?.close();
     },
   };

@@ -9,6 +9,7 @@ import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import type { Flags } from './options.ts';
 import { startKubernetesRuntime } from './run-kubernetes.ts';
 import { registerDriftRepairs } from '../report/metrics.ts';
+import { EffectiveObserver } from './effective-observer.ts';
 import { PROVIDER_ASKED_PATH } from '../model/state-paths.ts';
 import { ProviderAskedTracker, type ProviderAskedObservation } from '../report/provider-asked.ts';
 import type { CheckResult } from '../check/index.ts';
@@ -114,8 +115,11 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     return EXIT_FAILED;
   }
   const observeAsked = providerAskedObserver(c);
-  const agent = await startAgent(c, logger, sources, (r) => kube.onApplied(r, observeAsked?.()), (results) => kube.onCheckResults(results));
+  const host = openHost(c.hostRoot);
+  const effective = host instanceof AgentError ? undefined : new EffectiveObserver({ host, mode: c.targets.kubeletCredentials ?? 'config-json', onChange: (e) => kube.onEffective(e) });
+  const agent = await startAgent(c, logger, sources, (r) => kube.onApplied(r, observeAsked?.(), effective?.applied(r)), (results) => kube.onCheckResults(results));
   if (agent instanceof AgentError) {
+    effective?.stop();
     await kube.stop();
     io.err(`${agent.message}\n`);
     return EXIT_FAILED;
@@ -130,6 +134,7 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     process.exit(EXIT_OK);
   }, 800);
   deadline.unref();
+  effective?.stop();
   await Promise.all([agent.stop(), kube.stop()]);
   clearTimeout(deadline);
   return EXIT_OK;

@@ -9,6 +9,11 @@ export interface HostReader {
   listDir(hostPath: string): string[] | undefined;
 }
 
+/** Linux only; 0 elsewhere (then atime is never trusted). */
+const NOATIME = (fs.constants as { O_NOATIME?: number }).O_NOATIME ?? 0;
+/** One flag per process: every HostFs reads the same host. */
+let noAtimeWorks = NOATIME !== 0;
+
 /** Largest host file the agent reads: anything bigger is not a config file it should merge into. */
 const MAX_READ_BYTES = 32 * 1024 * 1024;
 
@@ -102,7 +107,7 @@ export class HostFs implements HostReader {
     if (!st.isFile()) return { kind: 'other' };
     if (st.size > MAX_READ_BYTES) return { kind: 'other' };
     try {
-      const fd = fs.openSync(real, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      const fd = this.openNoAtime(real);
       try {
         const bytes = fs.readFileSync(fd);
         return { kind: 'file', bytes, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
@@ -112,6 +117,38 @@ export class HostFs implements HostReader {
     } catch (err) {
       return { kind: 'unreadable', errno: (err as NodeJS.ErrnoException).code ?? 'EIO' };
     }
+  }
+
+  /**
+   * Opens for reading without moving the file's access time (O_NOATIME): the kubelet's read of its
+   * config.json is observed by that time (report/effective.ts), so the agent's own reads must not
+   * move it. O_NOATIME needs the file's owner or CAP_FOWNER; without them the read still happens and
+   * atimeTrusted turns false for good.
+   */
+  private openNoAtime(real: string): number {
+    const flags = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
+    if (noAtimeWorks) {
+      try {
+        return fs.openSync(real, flags | NOATIME);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+        noAtimeWorks = false;
+      }
+    }
+    return fs.openSync(real, flags);
+  }
+
+  /** False once a read of this process (any HostFs) may have moved a file's access time (see openNoAtime). */
+  get atimeTrusted(): boolean {
+    return noAtimeWorks;
+  }
+
+  /** The regular file's access and modification times (ms), without reading it; undefined when it is not one. */
+  times(hostPath: string): { atimeMs: number; mtimeMs: number } | undefined {
+    const parent = this.resolveParent(assertHostPath(hostPath));
+    if ('problem' in parent) return undefined;
+    const st = this.lstatReal(this.join(parent.path));
+    return st !== undefined && !('errno' in st) && st.isFile() ? { atimeMs: st.atimeMs, mtimeMs: st.mtimeMs } : undefined;
   }
 
   /**

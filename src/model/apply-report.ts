@@ -1,4 +1,5 @@
 import type { AgentError } from '../errors.ts';
+import type { Targets } from './targets.ts';
 
 export type ChangeKind = 'create' | 'update' | 'delete' | 'restore';
 
@@ -24,6 +25,8 @@ export interface ApplyReport {
   readonly hostOk: boolean;
   /** When each applied credential that expires (ECR tokens) stops working, by registry key. */
   readonly expiries: ReadonlyMap<string, Date>;
+  /** Where this pass's outputs went (undefined when it could not plan). */
+  readonly targets?: Targets;
 }
 
 /** What reporting needs of an error: its code and subject (registry host, file path), never a value. */

@@ -275,7 +275,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const errors = [...sourceErrors, ...(this.o.hostOptionErrors ?? []), ...outcome.errors];
     const changes = outcome.plan.changes.filter((c) => outcome.result.done.some((op) => op.path === c.path));
     const hostOk = hostErrors.length === 0 && !outcome.plan.errors.some((e) => HOST_FAULTS.has(e.code));
-    return { credentials, build: (hash) => ({ ...base, hash, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk }) };
+    const targets = outcome.detected.targets;
+    return { credentials, build: (hash) => ({ ...base, hash, changes, bytesWritten: outcome.result.bytesWritten, errors, hostOk, targets }) };
   }
 
   /** `passes`: how many passes this report covers (they were applied while a hash was computed). */

@@ -30,6 +30,10 @@ export interface AgentMetrics {
   readonly watchState: Gauge<'watch' | 'state'>;
   /** 1, labelled with the configuration hash of the last successful apply (as on the Node). */
   readonly appliedConfiguration: Gauge<'hash'>;
+  /** 1 when the current configuration is effective (a pull uses it), 0 while pending or not written; by mechanism. */
+  readonly effective: Gauge<'via'>;
+  /** When it became effective, or (pending) when it will at the latest; Unix time. */
+  readonly effectiveAt: Gauge;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -42,6 +46,8 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     watchRestarts: new Counter({ name: `${METRIC_PREFIX}watch_restarts_total`, help: 'Kubernetes watch restarts (reconnects and relists), by watch.', labelNames: ['watch'], registers }),
     watchState: new Gauge({ name: `${METRIC_PREFIX}watch_state`, help: 'Current state of each Kubernetes watch (1 = in that state).', labelNames: ['watch', 'state'], registers }),
     appliedConfiguration: new Gauge({ name: `${METRIC_PREFIX}applied_configuration_info`, help: 'The configuration hash of the last successful apply (the one on the Node); nodes of one fleet agree.', labelNames: ['hash'], registers }),
+    effective: new Gauge({ name: `${METRIC_PREFIX}configuration_effective`, help: "1 when the node's current configuration is effective (the next pull uses it), 0 while it is pending (the kubelet's config.json cache) or not written; by mechanism (provider, config.json).", labelNames: ['via'], registers }),
+    effectiveAt: new Gauge({ name: `${METRIC_PREFIX}configuration_effective_timestamp_seconds`, help: 'Unix time the current configuration became effective, or, while pending, when it will be at the latest.', registers }),
   };
 }
 
@@ -62,6 +68,13 @@ export function recordApply(metrics: AgentMetrics, result: { at: Date; errors: r
   }
   for (const e of result.errors) metrics.applyErrors.inc({ code: e.code });
   if (result.registries !== undefined) metrics.registriesManaged.set(result.registries);
+}
+
+/** Records the effective state (report/effective.ts). */
+export function recordEffective(metrics: AgentMetrics, e: { state: string; at: Date; via: readonly string[] }): void {
+  metrics.effective.reset();
+  metrics.effective.set({ via: e.via[0] ?? 'config.json' }, e.state === 'effective' ? 1 : 0);
+  metrics.effectiveAt.set(e.at.getTime() / 1000);
 }
 
 /** Exposes the reconciler's drift repair count (passes started because someone else changed a managed file). */

@@ -5,6 +5,9 @@ export const ANNOTATION_HASH = `${ANNOTATION_PREFIX}applied-hash`;
 export const ANNOTATION_AT = `${ANNOTATION_PREFIX}applied-at`;
 export const ANNOTATION_ERRORS = `${ANNOTATION_PREFIX}last-errors`;
 
+/** The startup taint node pools register nodes with (issue 22); the agent lifts it once effective. */
+export const DEFAULT_STARTUP_TAINT = `${ANNOTATION_PREFIX}agent-not-ready`;
+
 /**
  * Token expiries of the node's time-limited credentials (ECR): `host=ISO-8601` pairs, comma-separated,
  * sorted by host. Written by the node-status reporter with formatTokenExpiries().
@@ -59,4 +62,39 @@ export function parseProviderAsked(value: string | undefined): ProviderAsked | u
   if (state === 'not-asked-yet') return { state };
   const at = new Date(m[2] ?? '');
   return Number.isNaN(at.getTime()) ? undefined : { state, at };
+}
+
+/**
+ * Whether the node's current configuration is effective (issue 22): `<state> <ISO> <via> [<how>]`,
+ * e.g. `effective 2026-12-06T04:00:01.000Z config.json+hosts.toml kubelet-read` or
+ * `pending 2026-12-06T04:05:00.000Z config.json cache-lifetime`. state: effective (since the
+ * time), pending (effective at the latest at the time), not-written (the last pass failed, at the
+ * time). via: what carries the credentials to pulls. how: kubelet-read (the kubelet read
+ * config.json after it was written), cache-lifetime (its 5-minute cache ran or runs out), at-write
+ * (read at every pull: provider, hosts.toml). Written with applied-hash, so it is about that hash.
+ */
+export const ANNOTATION_EFFECTIVE = `${ANNOTATION_PREFIX}effective`;
+
+export type EffectiveVia = 'provider' | 'config.json' | 'hosts.toml';
+export type EffectiveHow = 'at-write' | 'kubelet-read' | 'cache-lifetime';
+
+export interface EffectiveState {
+  readonly state: 'effective' | 'pending' | 'not-written';
+  readonly at: Date;
+  readonly via: readonly EffectiveVia[];
+  readonly how?: EffectiveHow;
+}
+
+export function formatEffective(e: EffectiveState): string {
+  return [e.state, e.at.toISOString(), e.via.join('+'), ...(e.how ? [e.how] : [])].join(' ');
+}
+
+export function parseEffective(value: string | undefined): EffectiveState | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(effective|pending|not-written)\s+(\S+)\s+([a-z.+]+)(?:\s+(at-write|kubelet-read|cache-lifetime))?\s*$/.exec(value);
+  if (!m) return undefined;
+  const at = new Date(m[2] ?? '');
+  const via = (m[3] ?? '').split('+').filter((v): v is EffectiveVia => v === 'provider' || v === 'config.json' || v === 'hosts.toml');
+  if (Number.isNaN(at.getTime()) || via.length === 0) return undefined;
+  return { state: m[1] as EffectiveState['state'], at, via, ...(m[4] ? { how: m[4] as EffectiveHow } : {}) };
 }

@@ -5,12 +5,38 @@ import { AgentError, ERROR_CODES } from '../errors.ts';
 import type { PublishedReport } from '../model/apply-report.ts';
 import { type KubeAccess, type KubeClient, kubeClientOf } from '../sources/kube-client.ts';
 
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED, ANNOTATION_TOKEN_EXPIRIES, formatProviderAsked, formatTokenExpiries, type ProviderAsked } from './node-annotations.ts';
+import {
+  ANNOTATION_AT,
+  ANNOTATION_EFFECTIVE,
+  ANNOTATION_ERRORS,
+  ANNOTATION_HASH,
+  ANNOTATION_PREFIX,
+  ANNOTATION_PROVIDER_ASKED,
+  ANNOTATION_TOKEN_EXPIRIES,
+  type EffectiveState,
+  formatEffective,
+  formatProviderAsked,
+  formatTokenExpiries,
+  type ProviderAsked,
+} from './node-annotations.ts';
 
-export { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED };
+export { ANNOTATION_AT, ANNOTATION_EFFECTIVE, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED };
 
-/** A pass's report plus, in provider mode, whether the kubelet asks the plugin (absent: not provider mode). */
-export type NodeReport = PublishedReport & { readonly providerAsked?: ProviderAsked };
+/**
+ * A pass's report plus, in provider mode, whether the kubelet asks the plugin (absent: not
+ * provider mode), and whether the configuration is effective yet.
+ */
+export type NodeReport = PublishedReport & { readonly providerAsked?: ProviderAsked; readonly effective?: EffectiveState };
+
+interface NodeTaint {
+  readonly key: string;
+  readonly value?: string;
+  readonly effect: string;
+  readonly timeAdded?: string;
+}
+interface NodeObject {
+  readonly spec?: { readonly taints?: readonly NodeTaint[] };
+}
 export const EVENT_REASON = 'RegistryCredentialsError';
 
 /**
@@ -38,6 +64,13 @@ export interface NodeStatusOptions {
   readonly onError?: (err: AgentError) => void;
   /** Names the component in Events. */
   readonly component?: string;
+  /**
+   * The startup taint's key: once the configuration is effective, every taint with this key is
+   * removed from the Node (the admission policy allows exactly that). Undefined or '': none.
+   */
+  readonly startupTaint?: string;
+  /** Called once the startup taint has been removed (or was found absent once effective). */
+  readonly onStartupTaint?: (outcome: 'removed' | 'absent') => void;
 }
 
 const MAX_ANNOTATION_ERRORS = 10;
@@ -55,7 +88,12 @@ export class NodeStatusReporter {
   private readonly maxEvents: number;
   private readonly now: () => Date;
   private lastAnnotations: string | undefined;
-  private lastProviderAsked: string | null | undefined;
+  private lastSide: string | undefined;
+  private lastResult: NodeReport | undefined;
+  /** The startup taint is dealt with (removed, or found absent when effective): no more checks. */
+  private taintDone = false;
+  private taintRetries = 0;
+  private taintTimer: NodeJS.Timeout | undefined;
   private readonly lastEventAt = new Map<string, number>();
   private windowStart = 0;
   private windowCount = 0;
@@ -70,7 +108,15 @@ export class NodeStatusReporter {
 
   /** Called by the reconciler after each apply; never throws. */
   async reportApply(result: NodeReport): Promise<void> {
+    this.lastResult = result;
     await Promise.all([this.annotate(result), this.events(result)]);
+  }
+
+  /** A change of the effective state between passes (config.json read by the kubelet, or its cache lifetime over). */
+  async reportEffective(effective: EffectiveState): Promise<void> {
+    if (!this.lastResult) return;
+    this.lastResult = { ...this.lastResult, effective };
+    await this.annotate(this.lastResult);
   }
 
   private fail(what: string, err: unknown): void {
@@ -89,20 +135,77 @@ export class NodeStatusReporter {
     // Skip identical reports (periodic resyncs) so a fleet does not patch Nodes for nothing;
     // applied-at changes only when the hash or the errors do.
     const key = JSON.stringify(annotations);
-    // The provider state is compared on its own: its change alone must not move applied-at,
-    // which `status` uses to find the newest configuration.
-    const asked = result.providerAsked ? formatProviderAsked(result.providerAsked) : null;
+    // The provider and effective states are compared on their own: their change alone must not
+    // move applied-at, which `status` uses to find the newest configuration.
+    const side: Record<string, string | null> = {
+      [ANNOTATION_PROVIDER_ASKED]: result.providerAsked ? formatProviderAsked(result.providerAsked) : null,
+      [ANNOTATION_EFFECTIVE]: result.effective ? formatEffective(result.effective) : null,
+    };
+    const sideKey = JSON.stringify(side);
     const appliedChanged = key !== this.lastAnnotations;
-    if (!appliedChanged && asked === this.lastProviderAsked) return;
-    const patch: Record<string, string | null> = appliedChanged ? { ...annotations, [ANNOTATION_AT]: result.at.toISOString() } : {};
-    patch[ANNOTATION_PROVIDER_ASKED] = asked;
+    if (!appliedChanged && sideKey === this.lastSide) return;
+    const patch: Record<string, string | null> = appliedChanged ? { ...annotations, [ANNOTATION_AT]: result.at.toISOString(), ...side } : side;
+    let node: NodeObject;
     try {
-      await this.client.request('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: { metadata: { annotations: patch } }, contentType: 'application/merge-patch+json' });
+      node = await this.client.request<NodeObject>('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: { metadata: { annotations: patch } }, contentType: 'application/merge-patch+json' });
       this.lastAnnotations = key;
-      this.lastProviderAsked = asked;
+      this.lastSide = sideKey;
     } catch (err) {
       this.fail('patch Node annotations', err);
+      return;
     }
+    if (result.effective?.state === 'effective') await this.liftStartupTaint(node);
+  }
+
+  /**
+   * Removes the startup taint, the Node as the annotation patch returned it being the current one.
+   * A JSON patch that tests each taint it removes: if the taints changed meanwhile, it fails (422)
+   * and the next report tries again; nothing else of the Node is sent.
+   */
+  private async liftStartupTaint(node: NodeObject): Promise<void> {
+    const key = this.opts.startupTaint;
+    if (!key || this.taintDone) return;
+    const taints = node.spec?.taints ?? [];
+    const at = taints.flatMap((t, i) => (t.key === key ? [i] : []));
+    if (at.length === 0) {
+      this.taintDone = true;
+      this.opts.onStartupTaint?.('absent');
+      return;
+    }
+    // From the end, so that each index stays valid after the removals before it.
+    const ops = at.reverse().flatMap((i) => [
+      { op: 'test', path: `/spec/taints/${i}`, value: taints[i] },
+      { op: 'remove', path: `/spec/taints/${i}` },
+    ]);
+    try {
+      await this.client.request('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: ops, contentType: 'application/json-patch+json' });
+      this.taintDone = true;
+      this.opts.onStartupTaint?.('removed');
+    } catch (err) {
+      // A 422 when the taints changed meanwhile (the node lifecycle controller lifts its own at the
+      // same moment): read the Node again with an empty patch and retry, backing off to 30 s.
+      this.fail(`remove the startup taint ${key}`, err);
+      this.taintRetries++;
+      clearTimeout(this.taintTimer);
+      this.taintTimer = setTimeout(() => void this.retryStartupTaint(), Math.min(30_000, 500 * 2 ** this.taintRetries) * (0.5 + Math.random() / 2));
+      this.taintTimer.unref();
+    }
+  }
+
+  private async retryStartupTaint(): Promise<void> {
+    try {
+      const node = await this.client.request<NodeObject>('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: {}, contentType: 'application/merge-patch+json' });
+      await this.liftStartupTaint(node);
+    } catch (err) {
+      this.fail('read the Node for its startup taint', err);
+      this.taintTimer = setTimeout(() => void this.retryStartupTaint(), 30_000);
+      this.taintTimer.unref();
+    }
+  }
+
+  /** Stops a pending retry of the startup taint's removal. */
+  stop(): void {
+    clearTimeout(this.taintTimer);
   }
 
   private async events(result: PublishedReport): Promise<void> {

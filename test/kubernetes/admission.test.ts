@@ -82,7 +82,7 @@ describe.skipIf(!info)("the admission policy on the agent's Node patch (real API
       ['ours plus a foreign key in one patch', annotate({ [OURS]: 'sha256:y', 'evil.example.com/x': '1' }), 'may only add or change annotations under registry-credentials.okteto.com/'],
       ['a label', { metadata: { labels: { 'node-role.kubernetes.io/control-plane': '' } } }, "may not change a Node's labels"],
       ['spec.unschedulable', { spec: { unschedulable: true } }, "may not change a Node's spec"],
-      ['a taint', { spec: { taints: [{ key: 'evil', effect: 'NoSchedule' }] } }, "may not change a Node's spec"],
+      ['a taint', { spec: { taints: [{ key: 'evil', effect: 'NoSchedule' }] } }, 'may only remove the startup taint'],
     ];
     for (const [what, body, message] of refused) {
       const r = await patch(token, OWN, body);

@@ -1,0 +1,90 @@
+// When the node's configuration is effective (issue 22): the rules of report/effective.ts, the
+// annotation's format, and the observer's checks between passes on a real file's times.
+import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { decideEffective, KUBELET_CONFIG_CACHE_MS, type EffectiveInput } from '../../src/report/effective.ts';
+import { formatEffective, parseEffective } from '../../src/report/node-annotations.ts';
+import { EffectiveObserver } from '../../src/commands/effective-observer.ts';
+import { HostFs } from '../../src/host/host-fs.ts';
+import type { ApplyReport } from '../../src/model/apply-report.ts';
+import type { EffectiveState } from '../../src/report/node-annotations.ts';
+
+const T = Date.parse('2026-12-06T04:00:00Z');
+const base: EffectiveInput = { written: true, passAt: T, mode: 'config-json', kubeletFile: { atimeMs: T, mtimeMs: T }, kubeletChangedAt: T, atimeTrusted: true, providerWrittenAt: undefined, hostsToml: true, nowMs: T + 1000 };
+
+describe('decideEffective', () => {
+  it('config.json just written and not read: pending until the kubelet cache lifetime has run out', () => {
+    expect(decideEffective(base)).toEqual({ state: 'pending', at: new Date(T + KUBELET_CONFIG_CACHE_MS), via: ['config.json', 'hosts.toml'], how: 'cache-lifetime' });
+  });
+  it('config.json read by the kubelet after the write (atime past mtime): effective since that read', () => {
+    expect(decideEffective({ ...base, kubeletFile: { atimeMs: T + 700, mtimeMs: T } })).toMatchObject({ state: 'effective', at: new Date(T + 700), how: 'kubelet-read' });
+  });
+  it('a read that may be the agent\'s own (O_NOATIME refused) is not trusted', () => {
+    expect(decideEffective({ ...base, atimeTrusted: false, kubeletFile: { atimeMs: T + 700, mtimeMs: T } }).state).toBe('pending');
+  });
+  it('a read before the agent\'s last change (a deletion leaves no file) does not count', () => {
+    expect(decideEffective({ ...base, kubeletFile: undefined, kubeletChangedAt: T }).state).toBe('pending');
+    expect(decideEffective({ ...base, kubeletFile: { atimeMs: T + 50, mtimeMs: T - 60_000 }, kubeletChangedAt: T + 100 }).state).toBe('pending');
+  });
+  it('after the lifetime: effective since write + 5 min, whether read or not', () => {
+    expect(decideEffective({ ...base, nowMs: T + KUBELET_CONFIG_CACHE_MS })).toMatchObject({ state: 'effective', at: new Date(T + KUBELET_CONFIG_CACHE_MS), how: 'cache-lifetime' });
+  });
+  it('no config.json and nothing changed by the agent: nothing the kubelet could hold an older copy of', () => {
+    expect(decideEffective({ ...base, kubeletFile: undefined, kubeletChangedAt: undefined })).toMatchObject({ state: 'effective', how: 'at-write' });
+  });
+  it('provider mode: effective at the write of the plugin\'s state', () => {
+    expect(decideEffective({ ...base, mode: 'provider', providerWrittenAt: T - 5, hostsToml: false })).toEqual({ state: 'effective', at: new Date(T - 5), via: ['provider'], how: 'at-write' });
+  });
+  it('a failed pass: not written', () => {
+    expect(decideEffective({ ...base, written: false })).toEqual({ state: 'not-written', at: new Date(T), via: ['config.json', 'hosts.toml'] });
+  });
+});
+
+describe('the effective annotation', () => {
+  it('round-trips, and refuses what it does not know', () => {
+    const e: EffectiveState = { state: 'pending', at: new Date(T), via: ['config.json', 'hosts.toml'], how: 'cache-lifetime' };
+    expect(formatEffective(e)).toBe('pending 2026-12-06T04:00:00.000Z config.json+hosts.toml cache-lifetime');
+    expect(parseEffective(formatEffective(e))).toEqual(e);
+    expect(parseEffective('not-written 2026-12-06T04:00:00.000Z provider')).toEqual({ state: 'not-written', at: new Date(T), via: ['provider'] });
+    for (const bad of ['', 'effective', 'effective yesterday config.json', 'maybe 2026-12-06T04:00:00.000Z config.json', 'effective 2026-12-06T04:00:00.000Z docker']) expect(parseEffective(bad), bad).toBeUndefined();
+  });
+});
+
+describe('EffectiveObserver on a real file', () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    vi.useRealTimers();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("sees the kubelet's read of config.json at the next check, while the agent's own reads leave the access time alone", async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nrc-effective-'));
+    mkdirSync(join(dir, 'var/lib/kubelet'), { recursive: true });
+    const file = join(dir, 'var/lib/kubelet/config.json');
+    writeFileSync(file, '{"auths":{}}');
+    // As after an atomic write: access time = modification time, both in the past.
+    const written = new Date(Date.now() - 10_000);
+    utimesSync(file, written, written);
+    const host = new HostFs(dir);
+    const changes: EffectiveState[] = [];
+    const obs = new EffectiveObserver({ host, mode: 'config-json', pollMs: 20, onChange: (e) => changes.push(e) });
+    const report = { at: written, hash: 'h', registries: 1, changes: [{ path: '/var/lib/kubelet/config.json', change: 'update', added: [], updated: [], removed: [] }], bytesWritten: 1, errors: [], hostOk: true, expiries: new Map(), targets: { kubeletConfig: '/var/lib/kubelet/config.json', kubeletFallbacks: [], dockerConfig: undefined, containerdHostsDir: undefined, certsDirs: [] } } satisfies ApplyReport;
+    expect(obs.applied(report).state).toBe('pending');
+    // The agent reads the file (as a pass or the drift check does): the access time does not move.
+    expect(host.readText('/var/lib/kubelet/config.json')).toBe('{"auths":{}}');
+    expect(host.atimeTrusted).toBe(true);
+    expect(statSync(file).atimeMs).toBe(written.getTime());
+    await new Promise((r) => setTimeout(r, 100));
+    expect(changes).toEqual([]);
+    // Another process reads it, as the kubelet does (os.ReadFile): relatime moves atime past mtime.
+    closeSync(openSync(file, 'r'));
+    readFileSync(file);
+    const read = statSync(file).atimeMs;
+    // Some filesystems are mounted noatime: there the rule falls back to the lifetime (shown above).
+    if (read === written.getTime()) return;
+    await vi.waitFor(() => expect(changes.at(-1)).toMatchObject({ state: 'effective', how: 'kubelet-read' }), { timeout: 2000 });
+    obs.stop();
+  });
+});
