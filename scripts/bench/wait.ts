@@ -25,6 +25,7 @@ import {
   agentOverlay,
   Controllers,
   dockerConfigSecret,
+  containerdPulls,
   eventually,
   KubeNode,
   kubeletAuths,
@@ -134,26 +135,6 @@ async function probe(mode: WaitMode, kubectl: Kubectl, node: KubeNode, image: st
     if (phase !== 'Timeout') lastOtherSeconds = at;
     await sleep(Math.max(0, PROBE_GAP_MS[mode] - (Date.now() - started)));
   }
-}
-
-/**
- * containerd's CRI pulls of `image`, in order: `PullImage "…" returns image reference` (ok) or
- * `PullImage "…" failed` at info/error level, logfmt with an RFC 3339 time (containerd 1.6 and 2.x).
- */
-async function containerdPulls(node: KubeNode, image: string): Promise<{ at: number; ok: boolean }[]> {
-  const text = await readFile(join(node.o.dir, 'logs', 'containerd.log'), 'utf8').catch(() => '');
-  const quoted = `PullImage \\"${image}\\" `;
-  const out: { at: number; ok: boolean }[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.includes(quoted)) continue;
-    const ok = line.includes(`${quoted}returns image reference`);
-    if (!ok && !line.includes(`${quoted}failed`)) continue;
-    const m = /^time="([^"]+)"/.exec(line);
-    // Milliseconds are enough, and Date.parse wants at most three fraction digits.
-    const at = m?.[1] === undefined ? Number.NaN : Date.parse(m[1].replace(/(\.\d{3})\d+/, '$1'));
-    if (Number.isFinite(at)) out.push({ at, ok });
-  }
-  return out;
 }
 
 /** Seconds from t0 until `holds` is true of the agent's output, polled every 50 ms (undefined: not within 3 minutes). */

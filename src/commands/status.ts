@@ -5,7 +5,20 @@
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
-import { ANNOTATION_AT, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED, ANNOTATION_TOKEN_EXPIRIES, parseProviderAsked, parseTokenExpiries, type ProviderAskedState } from '../report/node-annotations.ts';
+import {
+  ANNOTATION_AT,
+  ANNOTATION_EFFECTIVE,
+  ANNOTATION_ERRORS,
+  ANNOTATION_HASH,
+  ANNOTATION_PREFIX,
+  ANNOTATION_PROVIDER_ASKED,
+  ANNOTATION_TOKEN_EXPIRIES,
+  type EffectiveState,
+  parseEffective,
+  parseProviderAsked,
+  parseTokenExpiries,
+  type ProviderAskedState,
+} from '../report/node-annotations.ts';
 
 export { ANNOTATION_TOKEN_EXPIRIES, formatTokenExpiries, parseTokenExpiries } from '../report/node-annotations.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_REJECTED, type Io } from './oneshot.ts';
@@ -34,6 +47,11 @@ export interface NodeStatus {
    * request on record for stale. Not a state of its own: a node that pulled nothing yet is fine.
    */
   readonly providerAsked?: { readonly state: ProviderAskedState; readonly since?: string };
+  /**
+   * Whether the node's configuration is effective (its effective annotation): `at` is when it
+   * became so, or (pending) when it will at the latest.
+   */
+  readonly effective?: { readonly state: EffectiveState['state']; readonly at: string; readonly via: readonly string[]; readonly how?: string };
 }
 
 export interface FleetStatus {
@@ -88,6 +106,7 @@ export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: 
     const expiries = parseTokenExpiries(a[ANNOTATION_TOKEN_EXPIRIES]);
     const notes: string[] = [];
     const asked = parseProviderAsked(a[ANNOTATION_PROVIDER_ASKED]);
+    const effective = parseEffective(a[ANNOTATION_EFFECTIVE]);
     let state: NodeState = 'ok';
     const raise = (s: NodeState, note: string): void => {
       notes.push(note);
@@ -119,6 +138,7 @@ export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: 
       tokenExpiries: expiries.map((e) => ({ registry: e.registry, expiresAt: e.expiresAt.toISOString() })),
       notes,
       ...(asked ? { providerAsked: { state: asked.state, ...(asked.at ? { since: asked.at.toISOString() } : {}) } } : {}),
+      ...(effective ? { effective: { state: effective.state, at: effective.at.toISOString(), via: effective.via, ...(effective.how ? { how: effective.how } : {}) } } : {}),
     });
   }
   const counts: Record<NodeState, number> = { ok: 0, updating: 0, behind: 0, failing: 0, expiring: 0, unreported: 0 };
@@ -140,17 +160,29 @@ function providerCell(n: NodeStatus, now: Date): string {
   return 'not asked yet';
 }
 
+/** The EFFECTIVE column: written is not yet effective while the kubelet's config.json cache may hold the old file. */
+function effectiveCell(n: NodeStatus, now: Date): string {
+  const e = n.effective;
+  if (!e) return '-';
+  const via = e.via.join('+');
+  const t = Date.parse(e.at) - now.getTime();
+  if (e.state === 'effective') return `yes, ${ago(-t)} ago (${via}${e.how === 'kubelet-read' ? ', kubelet read it' : e.how === 'cache-lifetime' ? ', cache ran out' : ''})`;
+  if (e.state === 'pending') return `pending, by ${t > 0 ? `${ago(t)} from now` : 'now'} (${via} cache)`;
+  return `not written (${via})`;
+}
+
 export function formatFleet(fleet: FleetStatus, now: Date): string {
   // The PROVIDER column only when some node reports provider mode: config-json fleets look as before.
   const provider = fleet.nodes.some((n) => n.providerAsked);
+  const effective = fleet.nodes.some((n) => n.effective);
   const rows = fleet.nodes.map((n) => {
     const at = n.appliedAt ? `${ago(now.getTime() - Date.parse(n.appliedAt))} ago` : '-';
     const tokens = n.tokenExpiries.length
       ? `${n.tokenExpiries.length} (next ${ago(Math.min(...n.tokenExpiries.map((t) => Date.parse(t.expiresAt))) - now.getTime())})`
       : '-';
-    return [n.attention ? '!' : ' ', n.name, n.state, n.hash ?? '-', at, n.errors.length ? n.errors.join(',') : '-', tokens, ...(provider ? [providerCell(n, now)] : [])];
+    return [n.attention ? '!' : ' ', n.name, n.state, n.hash ?? '-', at, ...(effective ? [effectiveCell(n, now)] : []), n.errors.length ? n.errors.join(',') : '-', tokens, ...(provider ? [providerCell(n, now)] : [])];
   });
-  const header = [' ', 'NODE', 'STATE', 'HASH', 'APPLIED', 'LAST ERRORS', 'TOKENS', ...(provider ? ['PROVIDER'] : [])];
+  const header = [' ', 'NODE', 'STATE', 'HASH', 'APPLIED', ...(effective ? ['EFFECTIVE'] : []), 'LAST ERRORS', 'TOKENS', ...(provider ? ['PROVIDER'] : [])];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
   const c = fleet.counts;
@@ -164,12 +196,15 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
     c.unreported ? `${c.unreported} not reporting` : '',
   ].filter(Boolean).join(', ');
   const details = attention.flatMap((n) => n.notes.map((note) => `! ${n.name}: ${note}`));
+  const reporting = fleet.nodes.filter((n) => n.effective);
+  const effectiveNow = reporting.filter((n) => n.effective!.state === 'effective' || (n.effective!.state === 'pending' && Date.parse(n.effective!.at) <= now.getTime()));
+  const effectiveLine = effective ? `effective on ${effectiveNow.length} of ${reporting.length} reporting node(s)${effectiveNow.length < reporting.length ? ` (the others: pending behind the kubelet's 5-minute config.json cache, or not written)` : ''}\n` : '';
   const inProvider = fleet.nodes.filter((n) => n.providerAsked);
   const notAsking = inProvider.filter((n) => n.providerAsked!.state !== 'asking');
   const providerLine = provider
     ? `provider mode on ${inProvider.length} node(s): the kubelet asks the plugin on ${inProvider.length - notAsking.length}${notAsking.length ? `; not (yet) on ${notAsking.map((n) => n.name).join(', ')}: no pull since the agent began serving, or a kubelet without the plugin (run doctor on the node; docs/kubernetes.md#if-the-kubelet-does-not-ask-the-provider)` : ''}\n`
     : '';
-  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${providerLine}${details.length ? `${details.join('\n')}\n` : ''}`;
+  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${effectiveLine}${providerLine}${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
 /** A duration flag (its default from STATUS_FLAGS when not given); a malformed one is NRC_E_FLAG_INVALID. */

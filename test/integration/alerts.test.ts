@@ -225,10 +225,27 @@ describe.skipIf(skipWithout(['helm', 'promtool']))('the chart\'s alerts on the a
     await until(async () => /nrc_credential_check_status\{[^}]*status="valid"\} 1/.test((await metrics(agentNamed('healthy-b')))!), 'the valid check', 60_000);
     await until(async () => (await metrics(agentNamed('fleet-odd')))!.includes('nrc_applied_configuration_info{'), 'the odd node to apply', 60_000);
 
+    // The kubelet's lookups read each node's config.json (a plain read, which moves its access
+    // time): from then on the written configuration is effective, not pending behind the
+    // kubelet's 5-minute cache. They go on at every scrape, as pulls do.
+    const kubeletReads = (): void => {
+      for (const a of agents) {
+        try {
+          readFileSync(a.host.real('var/lib/kubelet/config.json'));
+        } catch {
+          // apply-failing: a directory there.
+        }
+      }
+    };
+    await until(async () => {
+      kubeletReads();
+      return (await Promise.all(agents.filter((a) => a.pod !== 'apply-failing').map(metrics))).every((m) => /nrc_configuration_effective\{[^}]*\} 1/.test(m ?? ''));
+    }, 'the written configurations to be effective', 60_000);
     // Someone else rewrites the drift node's kubelet config.json every other scrape.
     const drifted = agentNamed('drift').host.real('var/lib/kubelet/config.json');
     for (let k = 0; k < SCRAPES; k++) {
       if (k % 2 === 1) writeFileSync(drifted, JSON.stringify({ auths: { 'other.example.com': { auth: Buffer.from('a:b').toString('base64') } } }));
+      kubeletReads();
       const texts = await Promise.all(agents.map(metrics));
       agents.forEach((a, i) => a.scrapes.push(parseExposition(texts[i] ?? '')));
       await new Promise((r) => setTimeout(r, 1000));
@@ -244,7 +261,7 @@ describe.skipIf(skipWithout(['helm', 'promtool']))('the chart\'s alerts on the a
 
   it('the rules pass promtool check rules', () => {
     const r = spawnSync(PROMTOOL, ['check', 'rules', rulesFile], { encoding: 'utf8' });
-    expect(r.stdout + r.stderr).toContain('SUCCESS: 5 rules found');
+    expect(r.stdout + r.stderr).toContain('SUCCESS: 6 rules found');
     expect(r.status).toBe(0);
   });
 
@@ -266,8 +283,16 @@ describe.skipIf(skipWithout(['helm', 'promtool']))('the chart\'s alerts on the a
   });
 
   const node = (pod: string): Labels => ({ namespace: 'okteto', pod, node: `node-${pod}` });
+  it('NodeRegistryCredentialsApplyFailing and NodeRegistryCredentialsNotEffective fire for the node whose writes fail, and no other alert does', () => {
+    const r = promtool('apply-failing', [agentNamed('apply-failing')], [
+      { alert: 'NodeRegistryCredentialsApplyFailing', labels: node('apply-failing') },
+      { alert: 'NodeRegistryCredentialsNotEffective', labels: node('apply-failing') },
+    ]);
+    expect(r.out).toContain('SUCCESS');
+    expect(r.ok, r.out).toBe(true);
+  });
+
   it.each([
-    ['NodeRegistryCredentialsApplyFailing', 'apply-failing', (): Labels => node('apply-failing')],
     ['NodeRegistryCredentialsCredentialRejected', 'rejected', (): Labels => ({ ...node('rejected'), registry: registryHost })],
     ['NodeRegistryCredentialsEcrTokenExpiring', 'ecr-expiring', (): Labels => ({ ...node('ecr-expiring'), registry: ECR_HOST })],
     ['NodeRegistryCredentialsDriftRepairs', 'drift', (): Labels => ({ ...target(agentNamed('drift')) })],

@@ -21,6 +21,7 @@ import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
+import { ANNOTATION_EFFECTIVE, parseEffective } from '../../src/report/node-annotations.ts';
 import { agentHostFiles, agentOverlay, Controllers, dockerConfigSecret, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, providerAuths, pullWithPod, type Kubectl, type PullOutcome, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
@@ -246,6 +247,14 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       // containerd trusted the registry's private CA through the agent's hosts.toml.
       expect(await readFile(join(node.hostsDir, registry.host, 'hosts.toml'), 'utf8')).toContain(`server = "https://${registry.host}"`);
       const firstPullAt = Date.now();
+      // That pull was the kubelet's first lookup since the agent wrote: it read config.json, and the
+      // agent tells so by the file's access time (issue 22), well before the 5-minute fallback.
+      const effective = await waitFor('the agent sees that the kubelet read config.json', async () => {
+        const node_ = JSON.parse(await kubectl(['get', 'node', node.o.name, '-o', 'json'])) as { metadata?: { annotations?: Record<string, string> } };
+        const e = parseEffective(node_.metadata?.annotations?.[ANNOTATION_EFFECTIVE]);
+        return e?.state === 'effective' && e.how === 'kubelet-read' ? e : undefined;
+      }, 30_000);
+      log(`effective by the kubelet's read ${((firstPullAt - effective.at.getTime()) / 1000).toFixed(1)} s before the pod was seen Running`);
 
       log('rotation: a new password on the registry and in the Secret');
       await registry.setUsers({ alice: 'first-password', bob: 'second-password' });

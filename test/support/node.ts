@@ -9,7 +9,8 @@
 // - no image can be pulled from outside: the pause image is a static binary imported locally.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -114,6 +115,12 @@ export async function agentOverlay(
   agentEnv: Readonly<Record<string, string>> = {},
   /** Added to the broker Deployment's container (the fake AWS endpoints). */
   brokerEnv: Readonly<Record<string, string>> = {},
+  /**
+   * The agent's image from a registry (`host:port/name:tag`), pulled by the kubelet with the
+   * Secret `imagePullSecret` as a node pulls it from a private mirror; default: the preloaded
+   * node-registry-credentials:e2e.
+   */
+  pull: { readonly image?: string; readonly imagePullSecret?: string } = {},
 ): Promise<string> {
   const dir = join(REPO_ROOT, '.local', 'node-e2e', `${node.o.name}-${variant.replace(/\W/g, '_')}`);
   await mkdir(dir, { recursive: true });
@@ -130,6 +137,7 @@ export async function agentOverlay(
           nodeSelector: { 'kubernetes.io/hostname': node.o.name },
           volumes: Object.entries(paths).map(([v, path]) => ({ name: v, hostPath: { path } })),
           ...(Object.keys(agentEnv).length > 0 ? { containers: [{ name: 'agent', env: Object.entries(agentEnv).map(([n, value]) => ({ name: n, value })) }] } : {}),
+          ...(pull.imagePullSecret ? { imagePullSecrets: [{ name: pull.imagePullSecret }] } : {}),
         },
       },
     },
@@ -138,9 +146,18 @@ export async function agentOverlay(
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: { name: 'node-registry-credentials-broker' },
-    spec: { template: { spec: { containers: [{ name: 'broker', env: Object.entries(brokerEnv).map(([n, value]) => ({ name: n, value })) }] } } },
+    spec: {
+      template: {
+        spec: {
+          containers: [{ name: 'broker', env: Object.entries(brokerEnv).map(([n, value]) => ({ name: n, value })) }],
+          ...(pull.imagePullSecret ? { imagePullSecrets: [{ name: pull.imagePullSecret }] } : {}),
+        },
+      },
+    },
   };
-  const withBroker = isAgent && Object.keys(brokerEnv).length > 0;
+  const withBroker = isAgent && (Object.keys(brokerEnv).length > 0 || pull.imagePullSecret !== undefined);
+  const at = pull.image?.lastIndexOf(':') ?? -1;
+  const [imageName, imageTag] = pull.image && at > pull.image.lastIndexOf('/') ? [pull.image.slice(0, at), pull.image.slice(at + 1)] : ['node-registry-credentials', 'e2e'];
   await writeFile(join(dir, 'registry.toml'), registryToml);
   await writeFile(join(dir, 'patch.json'), JSON.stringify(patch));
   if (withBroker) await writeFile(join(dir, 'broker-patch.json'), JSON.stringify(brokerPatch));
@@ -150,7 +167,7 @@ export async function agentOverlay(
       'apiVersion: kustomize.config.k8s.io/v1beta1',
       'kind: Kustomization',
       `resources: [${JSON.stringify(relative(dir, join(REPO_ROOT, variant)))}]`,
-      'images: [{name: node-registry-credentials, newName: node-registry-credentials, newTag: e2e}]',
+      `images: [{name: node-registry-credentials, newName: ${JSON.stringify(imageName)}, newTag: ${JSON.stringify(imageTag)}}]`,
       `patches: [{path: patch.json}${withBroker ? ', {path: broker-patch.json}' : ''}]`,
       ...(isAgent ? ['configMapGenerator: [{name: node-registry-credentials-registries, behavior: replace, files: [registry.toml]}]'] : []),
       '',
@@ -199,6 +216,8 @@ export interface NodeOptions {
    * example is given as --image-credential-provider-config.
    */
   readonly credentialProvider?: CredentialProviderBoot;
+  /** KubeletConfiguration registerWithTaints (a node pool's startup taints, issue 22). */
+  readonly registerWithTaints?: readonly { readonly key: string; readonly effect: string }[];
 }
 
 export interface CredentialProviderBoot {
@@ -406,6 +425,7 @@ export class KubeNode {
         'resolvConf: /etc/resolv.conf',
         'serializeImagePulls: false',
         `podLogsDir: ${join(dir, 'pod-logs')}`,
+        ...(this.o.registerWithTaints?.length ? [`registerWithTaints: ${JSON.stringify(this.o.registerWithTaints)}`] : []),
         '',
       ].join('\n'),
     );
@@ -531,13 +551,46 @@ export async function removeNodeSuiteWork(work: string | undefined): Promise<voi
 /** What the agent may touch on the node (etc/, root/, the kubelet's config.json), to compare byte for byte. */
 export async function agentHostFiles(node: KubeNode): Promise<Record<string, Entry>> {
   const root = Object.entries(await snapshot(join(node.root, 'root'))).map(([k, v]) => [`root/${k}`, v] as const);
-  const kubelet = await readFile(join(node.kubeletRootDir, 'config.json')).catch(() => Buffer.from('absent'));
+  const kubelet = await readNoAtime(join(node.kubeletRootDir, 'config.json')).catch(() => Buffer.from('absent'));
   return { ...(await snapshot(join(node.root, 'etc'))), ...Object.fromEntries(root), 'var/lib/kubelet/config.json': { type: 'file', mode: 0, content: kubelet.toString('base64') } };
+}
+
+/**
+ * Reads a file without moving its access time: the agent tells the kubelet's read of config.json
+ * by it (src/report/effective.ts), so the tests' own reads must not look like the kubelet's.
+ */
+export async function readNoAtime(path: string): Promise<Buffer> {
+  const f = await open(path, constants.O_RDONLY | constants.O_NOATIME);
+  try {
+    return await f.readFile();
+  } finally {
+    await f.close();
+  }
+}
+
+/**
+ * containerd's CRI pulls of `image`, in order: `PullImage "…" returns image reference` (ok) or
+ * `PullImage "…" failed` at info/error level, logfmt with an RFC 3339 time (containerd 1.6 and 2.x).
+ */
+export async function containerdPulls(node: KubeNode, image: string): Promise<{ at: number; ok: boolean }[]> {
+  const text = await readFile(join(node.o.dir, 'logs', 'containerd.log'), 'utf8').catch(() => '');
+  const quoted = `PullImage \\"${image}\\" `;
+  const out: { at: number; ok: boolean }[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes(quoted)) continue;
+    const ok = line.includes(`${quoted}returns image reference`);
+    if (!ok && !line.includes(`${quoted}failed`)) continue;
+    const m = /^time="([^"]+)"/.exec(line);
+    // Milliseconds are enough, and Date.parse wants at most three fraction digits.
+    const at = m?.[1] === undefined ? Number.NaN : Date.parse(m[1].replace(/(\.\d{3})\d+/, '$1'));
+    if (Number.isFinite(at)) out.push({ at, ok });
+  }
+  return out;
 }
 
 /** The user:password the kubelet's config.json on the node holds for each key (none when the file is absent). */
 export async function kubeletAuths(node: KubeNode): Promise<Record<string, string>> {
-  const text = await readFile(join(node.kubeletRootDir, 'config.json'), 'utf8').catch(() => '{}');
+  const text = (await readNoAtime(join(node.kubeletRootDir, 'config.json')).catch(() => undefined))?.toString('utf8') ?? '{}';
   const auths = (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
   return Object.fromEntries(Object.entries(auths).map(([k, v]) => [k, Buffer.from(v.auth ?? '', 'base64').toString()]));
 }

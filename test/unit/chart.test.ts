@@ -206,6 +206,7 @@ describe.skipIf(skipWithout(['helm']))('the Helm chart', () => {
       'NodeRegistryCredentialsEcrTokenExpiring',
       'NodeRegistryCredentialsDriftRepairs',
       'NodeRegistryCredentialsConfigurationDiffers',
+      'NodeRegistryCredentialsNotEffective',
     ]);
     for (const r of rules) expect(r['labels']).toMatchObject({ team: 'infra', severity: expect.any(String) });
     const dashboard = JSON.parse(named(objs, 'ConfigMap', 'node-registry-credentials-dashboard')!['data']['node-registry-credentials.json']);

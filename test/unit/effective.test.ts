@@ -88,3 +88,41 @@ describe('EffectiveObserver on a real file', () => {
     obs.stop();
   });
 });
+
+describe('status and /metrics: effective per node', () => {
+  it("an EFFECTIVE column: effective since, pending until (the kubelet's cache), not written; and a count of nodes where it is effective", async () => {
+    const { assessFleet, formatFleet } = await import('../../src/commands/status.ts');
+    const { ANNOTATION_AT, ANNOTATION_EFFECTIVE, ANNOTATION_HASH } = await import('../../src/report/node-annotations.ts');
+    const now = new Date(T + 60_000);
+    const at = { [ANNOTATION_HASH]: 'sha256:a', [ANNOTATION_AT]: new Date(T).toISOString() };
+    const fleet = assessFleet(
+      [
+        { name: 'read', annotations: { ...at, [ANNOTATION_EFFECTIVE]: `effective ${new Date(T + 2000).toISOString()} config.json+hosts.toml kubelet-read` } },
+        { name: 'waiting', annotations: { ...at, [ANNOTATION_EFFECTIVE]: `pending ${new Date(T + KUBELET_CONFIG_CACHE_MS).toISOString()} config.json cache-lifetime` } },
+        { name: 'plugin', annotations: { ...at, [ANNOTATION_EFFECTIVE]: `effective ${new Date(T).toISOString()} provider at-write` } },
+        { name: 'old', annotations: at },
+      ],
+      now,
+      { behindAfterMs: 600_000, expiryWarningMs: 3_600_000 },
+    );
+    expect(fleet.nodes.find((n) => n.name === 'waiting')?.effective).toEqual({ state: 'pending', at: new Date(T + KUBELET_CONFIG_CACHE_MS).toISOString(), via: ['config.json'], how: 'cache-lifetime' });
+    const text = formatFleet(fleet, now);
+    expect(text).toMatch(/^ +NODE +STATE +HASH +APPLIED +EFFECTIVE /);
+    expect(text).toContain('yes, 58s ago (config.json+hosts.toml, kubelet read it)');
+    expect(text).toContain('pending, by 4m from now (config.json cache)');
+    expect(text).toContain('yes, 1m ago (provider)');
+    expect(text).toContain('effective on 2 of 3 reporting node(s)');
+  });
+
+  it('nrc_configuration_effective and its timestamp', async () => {
+    const { createAgentMetrics, createMetricsRegistry, recordEffective } = await import('../../src/report/metrics.ts');
+    const m = createAgentMetrics(createMetricsRegistry({ processMetrics: false }));
+    recordEffective(m, { state: 'pending', at: new Date(T + KUBELET_CONFIG_CACHE_MS), via: ['config.json'] });
+    let text = await m.registry.metrics();
+    expect(text).toContain('nrc_configuration_effective{via="config.json"} 0');
+    expect(text).toContain(`nrc_configuration_effective_timestamp_seconds ${(T + KUBELET_CONFIG_CACHE_MS) / 1000}`);
+    recordEffective(m, { state: 'effective', at: new Date(T), via: ['config.json'] });
+    text = await m.registry.metrics();
+    expect(text).toContain('nrc_configuration_effective{via="config.json"} 1');
+  });
+});
