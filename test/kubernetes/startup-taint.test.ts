@@ -77,12 +77,14 @@ describe.skipIf(!info)("the startup taint: the agent may remove exactly that one
       ['the startup taint of another Node', OTHER, replaceTaints(other.filter((t) => t.key !== STARTUP.key)), 'may only change its own Node'],
     ];
     // The policy is loaded asynchronously after the install: wait for it to answer.
-    await waitFor(async () => expect((await patch(token, OWN, refused[0]![2])).status).toBe(403));
+    await waitFor(async () => expect((await patch(token, OWN, refused[0]![2])).status).toBe(403)).catch(() => undefined);
+    // Every case is tried and the ones let through are listed (without the policy: all of them).
+    const through: string[] = [];
     for (const [what, node, body, message] of refused) {
       const r = await patch(token, node, body);
-      expect(r.status, what).toBe(403);
-      expect(r.message, what).toContain(message);
+      if (r.status !== 403 || !r.message.includes(message)) through.push(`${what}: ${r.status} ${r.message.slice(0, 120)}`);
     }
+    expect(through).toEqual([]);
     expect(await taints(OWN)).toEqual(own);
     expect(await keys(OTHER)).toContain(`${STARTUP.key}:NoSchedule`);
   });
