@@ -1,6 +1,7 @@
-// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup,trouble,wait]`: the agent's
+// `npm run bench [-- --quick] [-- --only latency,idle,scale,churn,fleet,startup,trouble,wait,newnode]`: the agent's
 // benchmarks (issue 7); `trouble` (API server down and restarted under N watchers, issue 25) and
-// `wait` (the user's wait on real kubelets, config.json mode and provider mode, issue 21) run
+// `wait` (the user's wait on real kubelets, config.json mode and provider mode, issue 21) and
+// `newnode` (a brand-new node's first private pull, issue 22) run
 // only when named in --only. Prints a Markdown report and writes the same figures as JSON under
 // bench-results/ (git-ignored). Every section has a bounded budget so a full run stays well
 // under 10 minutes on 2 cores; --quick is a smoke run of about a minute. Not a test.
@@ -17,11 +18,12 @@ import { scaleSection, type ScaleResult } from './bench/scale.ts';
 import { startupSection, type StartupResult } from './bench/startup.ts';
 import { troubleSection, type TroubleResult } from './bench/trouble.ts';
 import { waitSection, type WaitResult } from './bench/wait.ts';
+import { newNodeSection, type NewNodeResult } from './bench/new-node.ts';
 
-const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup', 'trouble', 'wait'] as const;
+const SECTIONS = ['fleet', 'scale', 'churn', 'idle', 'latency', 'startup', 'trouble', 'wait', 'newnode'] as const;
 type Section = (typeof SECTIONS)[number];
 /** Without --only: every section but `trouble` (minutes of a stopped API server) and `wait` (minutes of real kubelets' caches). */
-const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'trouble' && s !== 'wait');
+const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== 'trouble' && s !== 'wait' && s !== 'newnode');
 
 interface Config {
   readonly latencyChanges: number;
@@ -95,6 +97,7 @@ interface Results {
   startup?: StartupResult;
   trouble?: TroubleResult;
   wait?: WaitResult;
+  newnode?: NewNodeResult;
   readonly errors: Partial<Record<Section, string>>;
 }
 
@@ -262,6 +265,32 @@ export function renderMarkdown(r: Results): string {
     out.push(`- load average ${w.loadAverageAtStart.join(' / ')} at the start, ${w.loadAverageAtEnd.join(' / ')} at the end (\`uptime\`: ${w.uptimeAtStart} → ${w.uptimeAtEnd})`);
     for (const n of w.notes) out.push(`- ${n}`);
   }
+  if (r.newnode) {
+    const nn = r.newnode;
+    const s = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '—' : String(round(x, x >= 10 ? 0 : 1)));
+    const span = (xs: (number | undefined)[]): string => {
+      const d = xs.filter((x): x is number => x !== undefined);
+      return d.length === 0 ? '—' : d.length === 1 ? s(d[0]) : `${s(Math.min(...d))}–${s(Math.max(...d))}`;
+    };
+    out.push('', `## 10. A brand-new node: from Ready to the first private pull (s, kubelet 1.34 + containerd 2.2, ${nn.repetitions} node boot${nn.repetitions === 1 ? '' : 's'} per row, side by side)`, '');
+    out.push(
+      table(
+        ['row', 'Ready → pulled', 'Ready → Running', 'failed pulls', 'startup taint lifted', 'effective annotation', 'kubelet restarted'],
+        nn.rows.map((row) => [
+          row.name,
+          span(row.runs.map((x) => x.readyToPulledS)),
+          span(row.runs.map((x) => x.readyToRunningS)),
+          row.runs.reduce((n, x) => n + x.failedPulls, 0),
+          row.taint ? span(row.runs.map((x) => x.taintLiftedS)) : 'no taint',
+          row.runs.map((x) => (x.effective ?? '—').split(' ').filter((_, i) => i !== 1).join(' ')).join('; '),
+          row.runs.some((x) => x.kubeletRestarted) ? '**yes**' : 'no',
+        ]),
+      ),
+    );
+    for (const row of nn.rows) if (row.error) out.push(`- ${row.name}: **failed**: ${row.error.split('\n')[0]}`);
+    out.push(`- load average ${nn.loadAverageAtStart.join(' / ')} at the start, ${nn.loadAverageAtEnd.join(' / ')} at the end`);
+    for (const n of nn.notes) out.push(`- ${n}`);
+  }
   const errs = Object.entries(r.errors);
   if (errs.length > 0) {
     out.push('', '## Sections that failed', '');
@@ -315,6 +344,12 @@ async function main(): Promise<number> {
     const reps = Number(process.env['NRC_BENCH_WAIT_REPS']);
     results.wait = await waitSection(Number.isInteger(reps) && reps > 0 ? reps : cfg.waitRepetitions, log);
     const failed = results.wait.modes.filter((m) => m.error !== undefined).map((m) => `${m.mode}: ${m.error}`);
+    if (failed.length > 0) throw new Error(failed.join('; '));
+  });
+  await runSection('newnode', async () => {
+    const reps = Number(process.env['NRC_BENCH_NEWNODE_REPS']);
+    results.newnode = await newNodeSection(Number.isInteger(reps) && reps > 0 ? reps : 1, log);
+    const failed = results.newnode.rows.filter((r) => r.error !== undefined).map((r) => `${r.name}: ${r.error}`);
     if (failed.length > 0) throw new Error(failed.join('; '));
   });
   results.totalSeconds = round((now() - started) / 1000, 1);
