@@ -5,13 +5,12 @@
 // with spec.nodeName) and to annotations under registry-credentials.okteto.com/. Every refusal below
 // is the policy's: without its binding the same requests succeed (RBAC allows them).
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { AuthenticationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION_HASH, NodeStatusReporter } from '../../src/report/node-status.ts';
 import type { AgentError } from '../../src/errors.ts';
 import { AGENT_SERVICE_ACCOUNT, kubeConfigFor, serviceAccountToken } from '../support/control-plane.ts';
-import { Admin, controlPlane, NS, waitFor } from './helpers.ts';
+import { Admin, controlPlane, NS, patchNodeAs, waitFor } from './helpers.ts';
 
 const info = controlPlane();
 const OWN = 'vap-node-own';
@@ -25,17 +24,7 @@ describe.skipIf(!info)("the admission policy on the agent's Node patch (real API
   let ca: Buffer;
 
   /** A merge patch of Node `name` as `bearer`: the HTTP status and the API server's message. */
-  const patch = (bearer: string, name: string, body: unknown): Promise<{ status: number; message: string }> =>
-    new Promise((resolve, reject) => {
-      const req = request(new URL(`/api/v1/nodes/${name}`, info!.server), { method: 'PATCH', ca, headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/merge-patch+json' }, timeout: 10_000 }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, message: String((JSON.parse(text) as { message?: string }).message ?? '') }));
-      });
-      req.on('error', reject);
-      req.end(JSON.stringify(body));
-    });
+  const patch = (bearer: string, name: string, body: unknown): Promise<{ status: number; message: string }> => patchNodeAs(info!, ca)(bearer, name, body);
   const annotate = (annotations: Record<string, string | null>): { metadata: { annotations: Record<string, string | null> } } => ({ metadata: { annotations } });
 
   beforeAll(async () => {

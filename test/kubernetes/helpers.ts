@@ -1,6 +1,7 @@
 // Shared helpers of the real-API-server suites (test/kubernetes/): the run's control plane (from
 // the project's globalSetup), admin operations, and the agent's own credential: a TokenRequest
 // token of the DaemonSet's ServiceAccount, bound only by daemonset/'s manifests.
+import { request } from 'node:https';
 import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api, type V1LeaseSpec } from '@kubernetes/client-node';
 import { inject, vi } from 'vitest';
 import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, type ControlPlaneInfo, kubeConfigFor, serviceAccountKubeconfig, serviceAccountToken, tokenAnchorPod } from '../support/control-plane.ts';
@@ -9,6 +10,24 @@ export const NS = AGENT_NAMESPACE;
 export const SECRET = 'okteto-dockerconfig-static';
 
 /** The shared control plane, or undefined when the Go tools are not built (suites skip). */
+/**
+ * A PATCH of Node `name` as `bearer` (merge patch by default), straight over HTTPS so that the
+ * API server's refusal comes back as it is: the HTTP status and its message.
+ */
+export function patchNodeAs(info: ControlPlaneInfo, ca: Buffer): (bearer: string, name: string, body: unknown, type?: string) => Promise<{ status: number; message: string }> {
+  return (bearer, name, body, type = 'application/merge-patch+json') =>
+    new Promise((resolve, reject) => {
+      const req = request(new URL(`/api/v1/nodes/${name}`, info.server), { method: 'PATCH', ca, headers: { authorization: `Bearer ${bearer}`, 'content-type': type }, timeout: 10_000 }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, message: String((JSON.parse(text) as { message?: string }).message ?? '') }));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify(body));
+    });
+}
+
 export function controlPlane(): ControlPlaneInfo | undefined {
   return inject('controlPlane') ?? undefined;
 }

@@ -6,14 +6,13 @@
 // policy's taint rule taken out; see the issue 22 note). Then the agent's own reporter removes
 // the taint once the configuration is effective, and only then.
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import type { V1Taint } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_STARTUP_TAINT, type EffectiveState } from '../../src/report/node-annotations.ts';
 import { NodeStatusReporter } from '../../src/report/node-status.ts';
 import type { AgentError } from '../../src/errors.ts';
 import { kubeConfigFor } from '../support/control-plane.ts';
-import { Admin, controlPlane, waitFor } from './helpers.ts';
+import { Admin, controlPlane, patchNodeAs, waitFor } from './helpers.ts';
 
 const info = controlPlane();
 const OWN = 'taint-node-own';
@@ -26,18 +25,8 @@ describe.skipIf(!info)("the startup taint: the agent may remove exactly that one
   let token: string;
   let ca: Buffer;
 
-  /** A PATCH of Node `name` as `bearer`, JSON patch or merge patch: the HTTP status and message. */
-  const patch = (bearer: string, name: string, body: unknown, type = 'application/json-patch+json'): Promise<{ status: number; message: string }> =>
-    new Promise((resolve, reject) => {
-      const req = request(new URL(`/api/v1/nodes/${name}`, info!.server), { method: 'PATCH', ca, headers: { authorization: `Bearer ${bearer}`, 'content-type': type }, timeout: 10_000 }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, message: String((JSON.parse(text) as { message?: string }).message ?? '') }));
-      });
-      req.on('error', reject);
-      req.end(JSON.stringify(body));
-    });
+  /** A PATCH of Node `name` as `bearer`, a JSON patch unless told: the HTTP status and message. */
+  const patch = (bearer: string, name: string, body: unknown, type = 'application/json-patch+json'): Promise<{ status: number; message: string }> => patchNodeAs(info!, ca)(bearer, name, body, type);
   const taints = async (name: string): Promise<V1Taint[]> => (await admin.core.readNode({ name })).spec?.taints ?? [];
   const keys = async (name: string): Promise<string[]> => (await taints(name)).map((t) => `${t.key}:${t.effect}`).sort();
   /** Sets the Node's taints as an admin would (the API server's own not-ready taint kept). */
