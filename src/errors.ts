@@ -236,6 +236,10 @@ export const ERROR_CODES = {
     summary: 'The broker could not read or write its output Secret (API server unreachable, RBAC, conflict); nodes keep the last Secret it wrote.',
     fix: 'Check the broker\'s Role (secrets create, and get/update on its own Secret name) and the API server; the broker retries with backoff.',
   },
+  NRC_E_REGISTRY_STATUS_FAILED: {
+    summary: 'The broker leader could not write a Registry\'s status (conditions Resolved and Effective) or one of its Events; the credentials themselves are not affected.',
+    fix: 'Check the broker\'s Role (registries/status patch, events create) and ClusterRole (nodes list/watch). An HTTP 409 means another field manager owns status.conditions as a whole (a CRD whose status.conditions is not a list keyed by type): the broker never overwrites it; declare conditions with x-kubernetes-list-type: map and x-kubernetes-list-map-keys: [type].',
+  },
   NRC_E_BROKER_LEADERSHIP_LOST: {
     summary: 'The broker could not renew its Lease within the renew deadline, so it stopped writing and exits (the pod restarts and joins the election again).',
     fix: 'Usually none: another replica takes over within the lease duration. If it repeats, check the API server latency and the broker\'s Role (leases get/create/update on its Lease name).',

@@ -18,8 +18,10 @@ import { DEFAULT_POLICY, type SchedulePolicy } from '../sources/ecr/schedule.ts'
 import { KubernetesRegistrySource } from '../sources/kubernetes/registry-source.ts';
 import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
 import type { Registry } from '../metrics.ts';
+import { kubeClientOf } from '../sources/kube-client.ts';
 import type { Leadership } from './lease.ts';
-import { BrokerSecretWriter, kubernetesSecretStore, type SecretStore, type WriteResult } from './secret-writer.ts';
+import { RegistryStatusReporter, type RegistryStatusOptions } from './registry-status.ts';
+import { BrokerSecretWriter, kubernetesSecretStore, sinceOf, type SecretStore, type WriteResult } from './secret-writer.ts';
 
 export interface BrokerOptions {
   readonly kubeConfig: KubeConfig;
@@ -49,6 +51,11 @@ export interface BrokerOptions {
   readonly fetchToken?: EcrTokenFetcher;
   readonly policy?: SchedulePolicy;
   readonly random?: () => number;
+  /**
+   * The Registry status (conditions, printer columns' fields, Events): on by default with the
+   * Registry resources' own watch, off when `registrySource` is injected; tuning for tests.
+   */
+  readonly registryStatus?: boolean | Partial<Pick<RegistryStatusOptions, 'minIntervalMs' | 'debounceMs' | 'eventIntervalMs' | 'maxEventsPerInterval' | 'watchNodes' | 'onApply'>>;
 }
 
 const RETRY_MIN_MS = 1_000;
@@ -75,6 +82,8 @@ export class Broker {
   private check: 'watch' | 'resync' | undefined;
   /** A new term writes once even when nothing changed: its stamp moves the resourceVersion. */
   private stampPending = false;
+  /** The leader's report on each Registry (undefined: off). */
+  readonly status: RegistryStatusReporter | undefined;
 
   constructor(opts: BrokerOptions) {
     this.opts = opts;
@@ -85,6 +94,7 @@ export class Broker {
       namespace: opts.namespace,
       name: opts.secretName,
       ...(opts.leadership ? { leadership: opts.leadership } : {}),
+      generationFloor: () => this.status?.maxNodeGeneration() ?? 0,
     });
     this.ecr = new EcrSource({
       tokenCache: this.writer.tokenCache(),
@@ -114,6 +124,19 @@ export class Broker {
       });
     // Precedence as on the nodes: Registry resources, their ECR tokens.
     this.sources = [registries, this.ecr];
+    const statusOpts = opts.registryStatus ?? !opts.registrySource;
+    this.status =
+      statusOpts === false
+        ? undefined
+        : new RegistryStatusReporter({
+            client: kubeClientOf(opts.kubeConfig),
+            namespace: opts.namespace,
+            logger: opts.logger.child({ component: 'registry-status' }),
+            ...(opts.leadership ? { leadership: opts.leadership } : {}),
+            ...(opts.onState ? { onState: opts.onState } : {}),
+            ...(opts.clock ? { clock: opts.clock } : {}),
+            ...(statusOpts === true ? {} : statusOpts),
+          });
   }
 
   async start(): Promise<void> {
@@ -121,6 +144,7 @@ export class Broker {
     this.writer.reset();
     this.stampPending = this.opts.leadership !== undefined;
     this.selfWatch = this.writer.store.watch((secret) => this.onSecret(secret), this.opts.onState);
+    this.status?.start();
     this.scheduleResync();
     for (const s of this.sources) {
       await s.start((snap) => {
@@ -139,12 +163,14 @@ export class Broker {
     this.resyncTimer = undefined;
     const watch = this.selfWatch;
     this.selfWatch = undefined;
-    await Promise.all([...this.sources.map((s) => s.stop()), watch?.stop()]);
+    await Promise.all([...this.sources.map((s) => s.stop()), watch?.stop(), this.status?.stop()]);
     await this.writing;
   }
 
   /** The watch on its own Secret: anything but what it last wrote (deleted, edited) is put back promptly. */
   private onSecret(secret: Parameters<BrokerSecretWriter['drift']>[0]): void {
+    // Which write brought each entry's current value: the Effective count starts there.
+    this.status?.setSince(sinceOf(secret));
     const drift = this.writer.drift(secret);
     if (!drift || !this.running) return;
     this.opts.logger.debug({ secret: this.writer.subject, drift }, 'the registry credentials Secret changed under the broker');
@@ -186,6 +212,7 @@ export class Broker {
     const snaps = this.sources.map((s) => this.latest.get(s.name));
     if (snaps.some((s) => s === undefined || !s.ok)) return; // not every source has answered yet
     const { credentials, errors } = mergeSnapshots(snaps as SourceSnapshot[]);
+    this.status?.setResolution({ credentials, errors });
     const errorKey = JSON.stringify(errors.map((e) => [e.code, e.subject]));
     if (errorKey !== this.lastErrors) {
       this.lastErrors = errorKey;

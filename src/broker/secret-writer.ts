@@ -13,10 +13,57 @@ import { decodeBase64 } from '../sources/dockerconfig.ts';
 import type { StoredToken, TokenCache } from '../sources/ecr/index.ts';
 import { type KubeAccess, KubeApiError, kubeClientOf } from '../sources/kube-client.ts';
 import { EXPIRIES_ANNOTATION } from '../sources/kubernetes/defaults.ts';
+import { BROKER_GENERATION_ANNOTATION, parseBrokerGeneration } from '../sources/kubernetes/secret-source.ts';
 import { type KubeObject, secretByName, type WatchStateEvent, type WatchTuning } from '../sources/kubernetes/list-watch.ts';
 import type { Leadership } from './lease.ts';
 
-export { EXPIRIES_ANNOTATION };
+export { BROKER_GENERATION_ANNOTATION, EXPIRIES_ANNOTATION };
+
+/**
+ * JSON {"<registry key>": {"generation": n, "at": "<RFC 3339>"}}: the write (generation) at which
+ * each entry's current value first appeared in the Secret, and when. A node that reports having
+ * applied that generation has the current credential (Registry status, Effective). Derived from
+ * the Secret itself at each write, so a new leader keeps it.
+ */
+export const SINCE_ANNOTATION = 'registry-credentials.okteto.com/since';
+
+export interface EntrySince {
+  readonly generation: number;
+  readonly at: string;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The `since` annotation of a Secret the broker wrote (entries that do not parse are left out). */
+export function sinceOf(secret: V1Secret | undefined): Map<string, EntrySince> {
+  const out = new Map<string, EntrySince>();
+  let v: unknown;
+  try {
+    v = JSON.parse(secret?.metadata?.annotations?.[SINCE_ANNOTATION] ?? '{}');
+  } catch {
+    return out;
+  }
+  if (!isRecord(v)) return out;
+  for (const [key, e] of Object.entries(v)) {
+    if (isRecord(e) && typeof e['generation'] === 'number' && Number.isSafeInteger(e['generation']) && typeof e['at'] === 'string') out.set(key, { generation: e['generation'], at: e['at'] });
+  }
+  return out;
+}
+
+/** The auths entries of dockerconfigjson data, each as its JSON text (to compare values without keeping them). */
+function entriesOf(data: Record<string, string> | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  const raw = data?.[DOCKERCONFIG_KEY];
+  const text = raw === undefined ? undefined : decodeBase64(raw);
+  try {
+    const doc: unknown = JSON.parse(text ?? '{}');
+    const auths = isRecord(doc) ? doc['auths'] : undefined;
+    if (isRecord(auths)) for (const [k, v] of Object.entries(auths)) out.set(k, JSON.stringify(v));
+  } catch {
+    // Not JSON: every entry counts as new.
+  }
+  return out;
+}
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const BROKER_MANAGER = 'node-registry-credentials-broker';
@@ -178,6 +225,11 @@ export interface SecretWriterOptions {
   readonly name: string;
   /** The fence: without it (a Broker outside an election: tests) every write is allowed and unstamped. */
   readonly leadership?: Leadership;
+  /**
+   * The highest write counter the nodes report (0: unknown): a Secret deleted by hand and recreated
+   * by a new leader continues above it, so that no node counts as having the new content.
+   */
+  readonly generationFloor?: () => number;
 }
 
 export class BrokerSecretWriter {
@@ -185,16 +237,20 @@ export class BrokerSecretWriter {
   readonly name: string;
   readonly store: SecretStore;
   private readonly leadership: Leadership | undefined;
+  private readonly generationFloor: () => number;
   /** What this term last wrote or found in place; undefined before the first write of a term. */
   private lastWritten: Rendered | undefined;
   /** A create or replace on its way: its watch event may come before its answer. */
   private inflight: Rendered | undefined;
+  /** The last write counter seen or written (a Secret deleted by hand does not restart it in this process). */
+  private generation = 0;
 
   constructor(opts: SecretWriterOptions) {
     this.store = opts.store;
     this.namespace = opts.namespace;
     this.name = opts.name;
     this.leadership = opts.leadership;
+    this.generationFloor = opts.generationFloor ?? (() => 0);
   }
 
   get subject(): string {
@@ -254,6 +310,7 @@ export class BrokerSecretWriter {
     // The very content it last wrote, yet the Secret differs: someone else changed it.
     const ownAgain = sameRendered(this.lastWritten, want);
     if (!current) {
+      const counters = this.counters(undefined, want, now);
       const body: V1Secret = {
         apiVersion: 'v1',
         kind: 'Secret',
@@ -262,12 +319,13 @@ export class BrokerSecretWriter {
           name: this.name,
           namespace: this.namespace,
           labels: { [MANAGED_BY_LABEL]: BROKER_MANAGER, 'app.kubernetes.io/name': 'node-registry-credentials' },
-          annotations: { ...want.annotations, [WRITTEN_AT_ANNOTATION]: now.toISOString() },
+          annotations: { ...want.annotations, ...counters.annotations, [WRITTEN_AT_ANNOTATION]: now.toISOString() },
         },
         data: want.data,
       };
       const failed = await this.send(want, 'create', () => this.store.create(body));
       if (failed) return failed;
+      this.generation = counters.generation;
       return ownAgain ? { outcome: 'created', repaired: 'deleted' } : { outcome: 'created' };
     }
     if (current.metadata?.labels?.[MANAGED_BY_LABEL] !== BROKER_MANAGER) {
@@ -279,18 +337,38 @@ export class BrokerSecretWriter {
     }
     if (says(current, want) && !opts.force) {
       this.lastWritten = want;
+      this.generation = Math.max(this.generation, parseBrokerGeneration(current.metadata?.annotations?.[BROKER_GENERATION_ANNOTATION]) ?? 0);
       return { outcome: 'unchanged' };
     }
     const annotations = current.metadata.annotations ?? {};
+    const counters = this.counters(current, want, now);
     const body: V1Secret = {
       ...current,
-      metadata: { ...current.metadata, annotations: { ...annotations, ...want.annotations, [WRITTEN_AT_ANNOTATION]: now.toISOString() } },
+      metadata: { ...current.metadata, annotations: { ...annotations, ...want.annotations, ...counters.annotations, [WRITTEN_AT_ANNOTATION]: now.toISOString() } },
       data: want.data,
     };
     // resourceVersion from the read: a concurrent writer (or a newer leader's stamp) makes this a 409, never a lost update.
     const failed = await this.send(want, 'update', () => this.store.replace(body));
     if (failed) return failed;
+    this.generation = counters.generation;
     return ownAgain && !says(current, want) ? { outcome: 'updated', repaired: 'edited' } : { outcome: 'updated' };
+  }
+
+  /**
+   * The next write counter (one more than the Secret's, so a new leader continues it) and, per
+   * entry, the write at which its value first appeared: kept from `current` when the value is the
+   * same, this write otherwise.
+   */
+  private counters(current: V1Secret | undefined, want: Rendered, now: Date): { generation: number; annotations: Record<string, string> } {
+    const generation = Math.max(this.generation, this.generationFloor(), parseBrokerGeneration(current?.metadata?.annotations?.[BROKER_GENERATION_ANNOTATION]) ?? 0) + 1;
+    const before = entriesOf(current?.data);
+    const beforeSince = sinceOf(current);
+    const since: Record<string, EntrySince> = {};
+    for (const [key, entry] of entriesOf(want.data)) {
+      const kept = beforeSince.get(key);
+      since[key] = kept && before.get(key) === entry ? kept : { generation, at: now.toISOString() };
+    }
+    return { generation, annotations: { [BROKER_GENERATION_ANNOTATION]: String(generation), [SINCE_ANNOTATION]: JSON.stringify(since) } };
   }
 
   /** The rendered content with this term's stamp. */

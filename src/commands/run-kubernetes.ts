@@ -131,7 +131,12 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   const watchRegistries = Boolean(k8s && kc && c.watchRegistries);
   const ecr = await startEcr(c, kc, watchRegistries, metrics, log);
   // The broker's Secret first: it carries the Registry resources, ECR tokens included (issue 15).
-  if (k8s && kc && c.brokerSecretName !== '') sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: c.brokerSecretName, onState, absentGraceMs: c.brokerSecretGraceMs }));
+  // The broker's write counter as last seen, recorded before its snapshot reaches the reconciler:
+  // the next apply report carries it (Node annotation broker-generation).
+  let brokerGeneration: number | undefined;
+  if (k8s && kc && c.brokerSecretName !== '') {
+    sources.push(new k8s.KubernetesSecretSource({ kubeConfig: kc, namespace, name: c.brokerSecretName, onState, absentGraceMs: c.brokerSecretGraceMs, onGeneration: (g) => (brokerGeneration = g) }));
+  }
   if (k8s && kc && watchRegistries) {
     sources.push(
       new k8s.KubernetesRegistrySource({ kubeConfig: kc, namespace, onState, nodeIdentityOnly: true, ...(ecr ? { onEcrRegistries: (specs) => ecr.setRegistries(specs) } : {}) }),
@@ -178,7 +183,7 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
       if (effective) recordEffective(metrics, effective);
       if (r.hostOk) server?.setReady(true);
       const errors = r.errors.map((e: AgentError) => ({ code: e.code, ...(e.subject ? { subject: e.subject } : {}) }));
-      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors, ...(providerAsked ? { providerAsked } : {}), ...(effective ? { effective } : {}) });
+      void status?.reportApply({ hash: r.hash, at: r.at, expiries: r.expiries, errors, ...(providerAsked ? { providerAsked } : {}), ...(effective ? { effective } : {}), ...(brokerGeneration !== undefined ? { brokerGeneration } : {}) });
     },
     onEffective(e: EffectiveState): void {
       recordEffective(metrics, e);

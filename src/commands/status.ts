@@ -4,6 +4,7 @@
 // Annotations carry hashes, times, error codes and registry hosts only: nothing secret.
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
+import { DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
 import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
 import {
   ANNOTATION_AT,
@@ -214,6 +215,79 @@ function durationFlag(name: string, value: string | undefined): number | AgentEr
   return ms ?? new AgentError('NRC_E_FLAG_INVALID', { subject: `--${name}`, detail: `(got ${quoteSubject(text)}; --behind-after and --expiry-warning take a duration such as 90s, 10m or 2h)` });
 }
 
+/** One Registry as its status shows it (the broker leader's part: docs/kubernetes.md "Registry status"). */
+export interface RegistryView {
+  readonly name: string;
+  readonly type?: string;
+  readonly host?: string;
+  /** The Resolved condition: True, False, Unknown; absent when the broker has not reported yet. */
+  readonly resolved?: string;
+  /** Its reason: an NRC_E_ code when False. */
+  readonly reason?: string;
+  readonly effective?: string;
+  readonly effectiveReason?: string;
+  readonly expiresAt?: string;
+  readonly lastRefreshTime?: string;
+  /** `****` and the last 4 characters of the password or token (as the platform's dashboard shows it). */
+  readonly hint?: string;
+  readonly attention: boolean;
+}
+
+interface RegistryObject {
+  readonly metadata?: { readonly name?: string };
+  readonly status?: {
+    readonly conditions?: readonly { type?: string; status?: string; reason?: string }[];
+    readonly nodeCredentials?: { type?: string; host?: string; effective?: string; expiresAt?: string; lastRefreshTime?: string; hint?: string };
+  };
+}
+
+/** Pure: each Registry's view from its status. */
+export function assessRegistries(items: readonly RegistryObject[]): RegistryView[] {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  return [...items]
+    .map((o) => {
+      const conditions = Array.isArray(o.status?.conditions) ? o.status.conditions : [];
+      const resolved = conditions.find((c) => c?.type === 'Resolved');
+      const effective = conditions.find((c) => c?.type === 'Effective');
+      const f = typeof o.status?.nodeCredentials === 'object' && o.status.nodeCredentials !== null ? o.status.nodeCredentials : {};
+      const pick = { type: str(f.type), host: str(f.host), resolved: str(resolved?.status), reason: str(resolved?.reason), effective: str(f.effective), effectiveReason: str(effective?.reason), expiresAt: str(f.expiresAt), lastRefreshTime: str(f.lastRefreshTime), hint: str(f.hint) };
+      const view: RegistryView = { name: o.metadata?.name ?? '?', ...Object.fromEntries(Object.entries(pick).filter(([, v]) => v !== undefined)), attention: resolved?.status !== 'True' };
+      return view;
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function formatRegistries(views: readonly RegistryView[], now: Date): string {
+  if (views.length === 0) return 'no Registry resources\n';
+  const header = [' ', 'REGISTRY', 'TYPE', 'HOST', 'RESOLVED', 'EFFECTIVE', 'EXPIRES', 'REFRESHED', 'HINT'];
+  const rows = views.map((v) => {
+    const resolved = v.resolved === undefined ? 'not reported (is the broker running?)' : v.resolved === 'True' ? 'True' : `${v.resolved} (${v.reason ?? '?'})`;
+    const expires = v.expiresAt ? (Date.parse(v.expiresAt) > now.getTime() ? `in ${ago(Date.parse(v.expiresAt) - now.getTime())}` : `${ago(now.getTime() - Date.parse(v.expiresAt))} ago`) : '-';
+    const refreshed = v.lastRefreshTime ? `${ago(now.getTime() - Date.parse(v.lastRefreshTime))} ago` : '-';
+    return [v.attention ? '!' : ' ', v.name, v.type ?? '-', v.host ?? '-', resolved, v.effective ?? '-', expires, refreshed, v.hint ?? '-'];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** The Registry resources' status, or why they cannot be read (a note: the node view stands on its own). */
+async function readRegistries(kubeconfig: string | undefined, namespace: string): Promise<RegistryView[] | string> {
+  try {
+    const { CustomObjectsApi } = await import('@kubernetes/client-node');
+    const api = (await loadKubeConfig(kubeconfig)).makeApiClient(CustomObjectsApi);
+    const list = (await api.listNamespacedCustomObject({ group: 'admin.okteto.com', version: 'v1', namespace, plural: 'registries' })) as { items?: RegistryObject[] };
+    return assessRegistries(list.items ?? []);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return code === 403
+      ? `registries in ${namespace}: not readable with this kubeconfig (403: needs registries list in ${namespace})`
+      : code === 404
+        ? `registries in ${namespace}: the Registry CRD (registries.admin.okteto.com) is not installed`
+        : `registries in ${namespace}: not readable${typeof code === 'number' ? ` (HTTP ${code})` : ''}`;
+  }
+}
+
 export async function statusCommand(f: Flags, io: Io, now: () => Date = () => new Date()): Promise<number> {
   const behindAfterMs = durationFlag('behind-after', str(f, 'behind-after'));
   const expiryWarningMs = durationFlag('expiry-warning', str(f, 'expiry-warning'));
@@ -239,7 +313,11 @@ export async function statusCommand(f: Flags, io: Io, now: () => Date = () => ne
   }
   const at = now();
   const fleet = assessFleet(nodes, at, { behindAfterMs, expiryWarningMs });
-  if (str(f, 'output') === 'json') io.out(`${JSON.stringify({ at: at.toISOString(), ...fleet }, null, 2)}\n`);
-  else io.out(formatFleet(fleet, at));
+  // Beside the nodes: each Registry as the broker leader reports it (Resolved, Effective "n/total").
+  const registries = await readRegistries(str(f, 'kubeconfig'), process.env['NRC_NAMESPACE'] || DEFAULT_SECRET_NAMESPACE);
+  if (str(f, 'output') === 'json') {
+    const extra = typeof registries === 'string' ? { registriesNote: registries } : { registries };
+    io.out(`${JSON.stringify({ at: at.toISOString(), ...fleet, ...extra }, null, 2)}\n`);
+  } else io.out(`${formatFleet(fleet, at)}\n${typeof registries === 'string' ? `${registries}\n` : formatRegistries(registries, at)}`);
   return fleet.nodes.some((n) => n.attention) ? EXIT_REJECTED : EXIT_OK;
 }

@@ -98,3 +98,12 @@ export function parseEffective(value: string | undefined): EffectiveState | unde
   if (Number.isNaN(at.getTime()) || via.length === 0) return undefined;
   return { state: m[1] as EffectiveState['state'], at, via, ...(m[4] ? { how: m[4] as EffectiveHow } : {}) };
 }
+
+/**
+ * The write counter of the broker's Secret (its `generation` annotation) that the node applied:
+ * the broker counts, per Registry, the nodes whose counter has reached the write that brought the
+ * Registry's current credential and whose configuration is effective. Absent when the node does
+ * not use the broker's Secret. Patched with the other annotations when it changes; its change
+ * alone does not move applied-at.
+ */
+export const ANNOTATION_BROKER_GENERATION = `${ANNOTATION_PREFIX}broker-generation`;

@@ -7,6 +7,7 @@ import { type KubeAccess, type KubeClient, kubeClientOf } from '../sources/kube-
 
 import {
   ANNOTATION_AT,
+  ANNOTATION_BROKER_GENERATION,
   ANNOTATION_EFFECTIVE,
   ANNOTATION_ERRORS,
   ANNOTATION_HASH,
@@ -20,13 +21,18 @@ import {
   type ProviderAsked,
 } from './node-annotations.ts';
 
-export { ANNOTATION_AT, ANNOTATION_EFFECTIVE, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED };
+export { ANNOTATION_AT, ANNOTATION_BROKER_GENERATION, ANNOTATION_EFFECTIVE, ANNOTATION_ERRORS, ANNOTATION_HASH, ANNOTATION_PREFIX, ANNOTATION_PROVIDER_ASKED };
 
 /**
  * A pass's report plus, in provider mode, whether the kubelet asks the plugin (absent: not
  * provider mode), and whether the configuration is effective yet.
  */
-export type NodeReport = PublishedReport & { readonly providerAsked?: ProviderAsked; readonly effective?: EffectiveState };
+export type NodeReport = PublishedReport & {
+  readonly providerAsked?: ProviderAsked;
+  readonly effective?: EffectiveState;
+  /** The write counter of the broker's Secret this pass applied (absent: not using the broker's Secret). */
+  readonly brokerGeneration?: number;
+};
 
 interface NodeTaint {
   readonly key: string;
@@ -140,6 +146,7 @@ export class NodeStatusReporter {
     const side: Record<string, string | null> = {
       [ANNOTATION_PROVIDER_ASKED]: result.providerAsked ? formatProviderAsked(result.providerAsked) : null,
       [ANNOTATION_EFFECTIVE]: result.effective ? formatEffective(result.effective) : null,
+      [ANNOTATION_BROKER_GENERATION]: result.brokerGeneration !== undefined ? String(result.brokerGeneration) : null,
     };
     const sideKey = JSON.stringify(side);
     const appliedChanged = key !== this.lastAnnotations;

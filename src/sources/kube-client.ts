@@ -77,6 +77,8 @@ export interface RequestOpts {
   readonly contentType?: string;
   /** Deadline of the whole request, from connecting to the last byte of the body (default 30 s). */
   readonly timeoutMs?: number;
+  /** Default application/json; the broker's Node watch asks for metadata only (PartialObjectMetadataList). */
+  readonly accept?: string;
 }
 
 export interface WatchHandle {
@@ -169,7 +171,7 @@ export class KubeClient {
   /** One JSON request; resolves with the parsed body, rejects with KubeApiError on a non-2xx status. */
   async request<T = unknown>(method: string, path: string, o: RequestOpts = {}): Promise<T> {
     const body = o.body === undefined ? undefined : JSON.stringify(o.body);
-    const req = await this.open(method, withQuery(path, o.query), body === undefined ? {} : { 'content-type': o.contentType ?? 'application/json' });
+    const req = await this.open(method, withQuery(path, o.query), { ...(body === undefined ? {} : { 'content-type': o.contentType ?? 'application/json' }), ...(o.accept ? { accept: o.accept } : {}) });
     return new Promise<T>((resolveOnce, rejectOnce) => {
       // A deadline for the whole request, connect and TLS handshake included: a socket idle timeout
       // (req.setTimeout) fires only after twice its time when the handshake never completes (a
@@ -213,6 +215,7 @@ export class KubeClient {
     onEvent: (type: string, obj: Record<string, unknown>) => void,
     onDone: (err: unknown) => void,
     onOpen?: () => void,
+    accept?: string,
   ): Promise<WatchHandle> {
     let done = false;
     const finish = (err: unknown): void => {
@@ -220,7 +223,7 @@ export class KubeClient {
       done = true;
       onDone(err);
     };
-    const req = await this.open('GET', withQuery(path, { ...query, watch: true }), {}, false);
+    const req = await this.open('GET', withQuery(path, { ...query, watch: true }), accept ? { accept } : {}, false);
     req.on('error', (err) => finish(err));
     req.on('response', (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;

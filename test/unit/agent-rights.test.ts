@@ -24,13 +24,14 @@ describe.skipIf(skipWithout(['kubectl']))('the documented rights (docs/agent-rig
         .flatMap((b) => all.filter((r) => r.kind === roleKind && r.metadata.name === b.roleRef?.name).flatMap((r) => r.rules ?? []));
     expect(atoms(bound('RoleBinding', 'Role'))).toEqual(atoms(AGENT_RIGHTS.namespaced));
     expect(atoms(bound('ClusterRoleBinding', 'ClusterRole'))).toEqual(atoms(AGENT_RIGHTS.cluster));
-    // Nothing else grants anything: every other Role belongs to the broker (its own account, bound
-    // to nothing of the agent's), and there is no other ClusterRole.
+    // Nothing else grants anything: every other Role and ClusterRole belongs to the broker (its own
+    // account, bound to nothing of the agent's).
     const agentRoles = new Set(['Role/node-registry-credentials', 'ClusterRole/node-registry-credentials']);
     const others = all.filter((o) => (o.kind === 'Role' || o.kind === 'ClusterRole') && !agentRoles.has(`${o.kind}/${o.metadata.name}`));
-    expect(others.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Role/node-registry-credentials-broker']);
+    expect(others.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(['ClusterRole/node-registry-credentials-broker', 'Role/node-registry-credentials-broker']);
     const brokerBindings = all.filter((b) => b.roleRef?.name === 'node-registry-credentials-broker');
-    expect(brokerBindings.flatMap((b) => b.subjects ?? []).map((s) => ({ ...s }))).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials-broker', namespace: AGENT_RIGHTS.namespace }]);
+    for (const b of brokerBindings) expect(b.subjects?.map((s) => ({ ...s, namespace: s.namespace ?? b.metadata.namespace }))).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials-broker', namespace: AGENT_RIGHTS.namespace }]);
+    expect(brokerBindings.map((b) => b.kind).sort()).toEqual(['ClusterRoleBinding', 'RoleBinding']);
     expect(all.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole').filter((r) => agentRoles.has(`${r.kind}/${r.metadata.name}`)).flatMap((r) => r.rules ?? []).length).toBe(AGENT_RIGHTS.namespaced.length + AGENT_RIGHTS.cluster.length);
   });
 });

@@ -70,7 +70,7 @@ describe.skipIf(NO_KUBECTL)('the agent DaemonSet', () => {
   });
 
   const roleOf = (variant: string, name: string): Obj[] => ofKind(render(variant), 'Role').find((r) => r['metadata'].name === name)!['rules'] as Obj[];
-  const clusterRoleOf = (variant: string): Obj[] => ofKind(render(variant), 'ClusterRole')[0]!['rules'] as Obj[];
+  const clusterRoleOf = (variant: string, name = 'node-registry-credentials'): Obj[] => ofKind(render(variant), 'ClusterRole').find((r) => r['metadata'].name === name)!['rules'] as Obj[];
 
   it("grants the node agent exactly: get/list/watch on the two Secrets by name; patch Nodes and create Events at cluster scope (issue 15)", () => {
     expect(roleOf('.', 'node-registry-credentials')).toEqual([
@@ -118,7 +118,15 @@ describe.skipIf(NO_KUBECTL)('the agent DaemonSet', () => {
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['node-registry-credentials-broker'], verbs: ['get', 'update'] },
       // Tokens of its own account only; the platform's okteto account only in the opt-in variant.
       { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['node-registry-credentials-broker'], verbs: ['create'] },
+      // Issue 24: its own part of the Registry status (server-side apply) and Events on Registries.
+      { apiGroups: ['admin.okteto.com'], resources: ['registries/status'], verbs: ['patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
     ]);
+    // Issue 24: the Effective count reads the Nodes' annotations (a metadata-only watch); nothing else at cluster scope.
+    expect(clusterRoleOf('.', 'node-registry-credentials-broker')).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] }]);
+    const crb = ofKind(render('.'), 'ClusterRoleBinding').find((b) => b['metadata'].name === 'node-registry-credentials-broker')!;
+    expect(crb['roleRef']).toMatchObject({ kind: 'ClusterRole', name: 'node-registry-credentials-broker' });
+    expect(crb['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials-broker', namespace: 'okteto' }]);
     const platform = roleOf('variants/broker-platform-account', 'node-registry-credentials-broker').find((r) => r['resources'][0] === 'serviceaccounts/token');
     expect(platform).toEqual({ apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['okteto'], verbs: ['create'] });
     expect(roleOf('variants/broker-platform-account', 'node-registry-credentials')).toEqual(roleOf('.', 'node-registry-credentials'));

@@ -80,6 +80,8 @@ export interface ListWatchOptions {
   readonly description: string;
   readonly rbac: RbacRule;
   readonly tuning?: WatchTuning;
+  /** The Accept headers of the list and of the watch (default JSON objects); e.g. metadata only. */
+  readonly accept?: { readonly list: string; readonly watch: string };
 }
 
 export interface ListWatchEvents {
@@ -120,8 +122,8 @@ function objectKey(o: KubeObject): string {
  * One list of a collection: its items and the resourceVersion to watch from. Anything but a list
  * with a resourceVersion is refused: read as "no objects" it would wipe the node's credentials.
  */
-async function listObjects(client: KubeClient, path: string, fieldSelector: string | undefined): Promise<ListResult> {
-  const res = await client.request<unknown>('GET', path, { query: { fieldSelector } });
+async function listObjects(client: KubeClient, path: string, fieldSelector: string | undefined, accept?: string): Promise<ListResult> {
+  const res = await client.request<unknown>('GET', path, { query: { fieldSelector }, ...(accept ? { accept } : {}) });
   const list = typeof res === 'object' && res !== null && !Array.isArray(res) ? (res as { kind?: unknown; items?: unknown; metadata?: { resourceVersion?: unknown } }) : undefined;
   const items = list?.items === null ? [] : list?.items; // a Go nil slice serializes as null
   const rv = list?.metadata?.resourceVersion;
@@ -208,7 +210,7 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
       try {
         if (needList) {
           this.setState({ state: 'relisting', watch: this.opts.description, failures: this.failures });
-          const res = await listObjects(this.opts.client, this.opts.path, this.opts.fieldSelector);
+          const res = await listObjects(this.opts.client, this.opts.path, this.opts.fieldSelector, this.opts.accept?.list);
           if (this.stopped) return;
           this.items.clear();
           for (const o of res.items) this.items.set(objectKey(o), o);
@@ -341,6 +343,7 @@ export class ListWatch extends EventEmitter<ListWatchEvents> {
           onEvent,
           onDone,
           onOpen,
+          this.opts.accept?.watch,
         )
         .then(
           (c) => {

@@ -11,6 +11,20 @@ import { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE, EXPIRIES_ANNOTATION } fr
 
 export { DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE };
 
+/**
+ * On the broker's Secret: its write counter, one more at each write and continued by a new leader.
+ * The node reports the counter of what it applied (Node annotation broker-generation), so the
+ * broker can count the nodes that have a Registry's current credential.
+ */
+export const BROKER_GENERATION_ANNOTATION = 'registry-credentials.okteto.com/generation';
+
+/** A write counter (a positive safe integer), or undefined. */
+export function parseBrokerGeneration(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,15}$/.test(value.trim())) return undefined;
+  const n = Number(value.trim());
+  return n > 0 ? n : undefined;
+}
+
 export interface SecretSourceOptions {
   readonly kubeConfig: KubeAccess;
   readonly namespace?: string;
@@ -24,6 +38,11 @@ export interface SecretSourceOptions {
    */
   readonly absentGraceMs?: number;
   readonly clock?: Clock;
+  /**
+   * The broker's Secret only: its write counter (BROKER_GENERATION_ANNOTATION; undefined when
+   * absent or unset), called before each snapshot it comes with is emitted.
+   */
+  readonly onGeneration?: (generation: number | undefined) => void;
 }
 
 /** Secret → snapshot: absent Secret = no credentials (ok); unreadable = ok:false (keep last good). */
@@ -71,12 +90,14 @@ export class KubernetesSecretSource implements Source {
   private emitFn: ((s: SourceSnapshot) => void) | undefined;
   private readonly graceMs: number;
   private readonly clock: Clock;
+  private readonly onGeneration: ((generation: number | undefined) => void) | undefined;
   /** The Secret was there since the last time it counted as absent. */
   private present = false;
   private graceTimer: unknown;
 
   constructor(opts: SecretSourceOptions) {
     this.graceMs = opts.absentGraceMs ?? 0;
+    this.onGeneration = opts.onGeneration;
     this.clock = opts.clock ?? systemClock;
     this.namespace = opts.namespace ?? DEFAULT_SECRET_NAMESPACE;
     this.secretName = opts.name ?? DEFAULT_SECRET_NAME;
@@ -101,11 +122,13 @@ export class KubernetesSecretSource implements Source {
     if (secret) {
       this.present = true;
       this.endGrace();
+      this.onGeneration?.(parseBrokerGeneration((secret.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[BROKER_GENERATION_ANNOTATION]));
       this.emitFn?.(secretToSnapshot(secret, this.name));
       return;
     }
     if (!this.present || this.graceMs <= 0) {
       this.present = false;
+      this.onGeneration?.(undefined);
       this.emitFn?.(secretToSnapshot(undefined, this.name));
       return;
     }
@@ -115,6 +138,7 @@ export class KubernetesSecretSource implements Source {
     this.graceTimer = this.clock.setTimer(() => {
       this.graceTimer = undefined;
       this.present = false;
+      this.onGeneration?.(undefined);
       this.emitFn?.(secretToSnapshot(undefined, this.name));
     }, this.graceMs);
   }
