@@ -216,4 +216,4 @@ export const STATUS_FLAGS: readonly FlagSpec[] = [
 ];
 
 export const STATUS_SUMMARY =
-  'Fleet view: what every node reports (configuration hash, applied-at, token expiries, last error codes), one line per node; nodes behind or failing are marked with !.\nExit 0: every node in step. 2: some node behind, failing or not reporting. 1: the cluster cannot be read.';
+  'Fleet view: what every node reports (configuration hash, applied-at, whether its configuration is effective, token expiries, last error codes), one line per node; nodes behind or failing are marked with !. Then one line per Registry from its status (resolved, effective on n/N nodes, token expiry, masked hint).\nExit 0: every node in step. 2: some node behind, failing or not reporting. 1: the cluster cannot be read.';
