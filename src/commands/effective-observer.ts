@@ -1,5 +1,5 @@
 // Follows whether the node's configuration is effective (report/effective.ts decides) between
-// passes: while it is pending, the kubelet's config.json is stat'ed once a second (a read shows in
+// passes: while it is pending, the kubelet's config.json is stat'ed every 5 s (a read shows in
 // its access time) until the kubelet reads it or its cache lifetime has run out. No timer runs
 // once it is effective.
 import type { HostFs } from '../host/host-fs.ts';
@@ -7,6 +7,9 @@ import type { ApplyReport } from '../model/apply-report.ts';
 import type { Targets } from '../model/targets.ts';
 import { decideEffective, nextCheckMs } from '../report/effective.ts';
 import type { EffectiveState } from '../report/node-annotations.ts';
+
+/** Every few seconds, not every second: a pending state lasts up to 5 minutes after each write (issue 23's wake-ups). */
+const POLL_MS = 5000;
 
 export interface EffectiveObserverOptions {
   readonly host: HostFs;
@@ -67,7 +70,7 @@ export class EffectiveObserver {
   private schedule(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const wait = this.state ? nextCheckMs(this.state, this.now(), this.o.pollMs ?? 1000) : undefined;
+    const wait = this.state ? nextCheckMs(this.state, this.now(), this.o.pollMs ?? POLL_MS) : undefined;
     if (wait === undefined) return;
     this.timer = setTimeout(() => {
       const before = this.state;
