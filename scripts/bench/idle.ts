@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { FakeApiServer } from '../../test/support/fake-apiserver.ts';
-import { type AgentBuild, dockerConfig, KubeletSecretVolume, makeHostRoot, mib, NODE, now, type ProcSample, REPO, round, sampleProc, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
+import { type AgentBuild, daemonSetRuntimeEnv, dockerConfig, KubeletSecretVolume, makeHostRoot, mib, NODE, now, type ProcSample, REPO, round, sampleProc, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
 import { NS, SECRET, startRealSecretAgent, startSecretAgent } from './secret-agent.ts';
 
 const REGISTRIES = 10;
@@ -50,6 +50,11 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   vol.update(dockerConfig(REGISTRIES, 1));
   const agentM = spawnAgent(build, ['--host-root', hostM.root, '--dockerconfig', vol.dir, '--no-kubernetes']);
   const watchM = new VersionWatcher(hostM.kubeletConfig);
+  // The same without the image's ENTRYPOINT flags (--no-node-snapshot): what they save at rest.
+  const flags = build.argv.filter((a) => a.startsWith('--') && a !== '--import');
+  const hostP = flags.length > 0 ? await makeHostRoot('idle-p') : undefined;
+  const agentP = hostP ? spawnAgent({ ...build, argv: build.argv.filter((a) => !flags.includes(a)) }, ['--host-root', hostP.root, '--dockerconfig', vol.dir, '--no-kubernetes']) : undefined;
+  const watchP = hostP ? new VersionWatcher(hostP.kubeletConfig) : undefined;
 
   // The agent watching the Secret through the fake API server (the DaemonSet's default mode).
   const api = new FakeApiServer();
@@ -66,18 +71,28 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
 
   // The bare runtime, started the same way (same binary, cwd and environment).
   const bare = spawn(NODE, ['-e', 'setInterval(()=>{}, 1e9)'], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+  // What any agent of this design loads, and nothing else: node:https, an HTTP server, one scrypt
+  // hash and fs/promises, with the agent's Node flags and environment. The floor of the ratio.
+  const floor = spawn(NODE, [...flags, '-e', FLOOR], {
+    cwd: REPO,
+    env: { ...process.env, ...daemonSetRuntimeEnv() },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
 
-  const ok = await until(() => watchM.latest >= 1 && watchK.latest >= 1 && (watchR?.latest ?? 1) >= 1, 30_000, 50);
+  const ok = await until(() => watchM.latest >= 1 && watchK.latest >= 1 && (watchR?.latest ?? 1) >= 1 && (watchP?.latest ?? 1) >= 1, 30_000, 50);
   if (!ok) notes.push('an agent did not write its first configuration within 30 s');
   watchM.close();
   watchK.close();
   watchR?.close();
+  watchP?.close();
   // Let start-up settle (JIT, GC of start-up garbage) before the window opens.
   await sleep(3000);
   const pids: [string, number][] = [
     ['bare node -e "setInterval(()=>{}, 1e9)"', bare.pid ?? -1],
+    ['floor: node:https, an HTTP server, one scrypt, fs/promises (agent flags)', floor.pid ?? -1],
     ['run, mounted Secret (--no-kubernetes)', agentM.pid],
   ];
+  if (agentP) pids.push([`run, mounted Secret, without ${flags.join(' ')}`, agentP.pid]);
   if (agentK.mode === 'run process') pids.push(['run, Secret watch (fake API server)', agentK.pid]);
   else notes.push('the Secret-watch agent could not run as a separate `run` process in this tree (no --kubeconfig); only the mounted-Secret agent was measured');
   if (typeof real !== 'string') pids.push(['run, Secret watch (real kube-apiserver + etcd)', real.agent.pid]);
@@ -90,11 +105,19 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   const bareRss = rows[0]!.rssMiB;
   const withRatio = rows.map((r, i) => (i === 0 ? r : { ...r, rssRatio: round(r.rssMiB / bareRss, 2) }));
 
-  await Promise.all([agentM.stop(), agentK.stop(), typeof real === 'string' ? undefined : real.stop(), stopChild(bare)]);
+  await Promise.all([agentM.stop(), agentP?.stop(), agentK.stop(), typeof real === 'string' ? undefined : real.stop(), stopChild(bare), stopChild(floor)]);
   await api.stop();
-  await Promise.all([hostM.cleanup(), hostK.cleanup()]);
-  return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.5, notes };
+  await Promise.all([hostM.cleanup(), hostK.cleanup(), hostP?.cleanup()]);
+  return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.3, notes };
 }
+
+const FLOOR = [
+  "require('node:https');",
+  "require('node:http').createServer(() => {}).listen(0, '127.0.0.1');",
+  "require('node:crypto').scrypt('x', 'salt', 64, { N: 16384, r: 8, p: 1, maxmem: 64 * 2 ** 20 }, () => {});",
+  "require('node:fs/promises').readFile('/proc/self/status');",
+  'setInterval(() => {}, 1e9);',
+].join(' ');
 
 const MODULES = ['@kubernetes/client-node', '@aws-sdk/client-ecr', 'pino', 'diff', 'smol-toml', 'chokidar'];
 

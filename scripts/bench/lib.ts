@@ -26,21 +26,29 @@ export interface AgentBuild {
   readonly note: string;
 }
 
+/** The Node flags of the Dockerfile's ENTRYPOINT (between `node` and the script), so the bench runs the agent as the image does. */
+export function imageNodeFlags(): string[] {
+  const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(fs.readFileSync(join(REPO, 'Dockerfile'), 'utf8'));
+  const argv = m ? (JSON.parse(m[1]!) as string[]) : [];
+  return argv.slice(1).filter((a) => a.startsWith('--'));
+}
+
 /**
- * Compiles src/ to bench-results/build/dist exactly like `npm run build` (the image runs
- * `node dist/cli.js`), so the agent is measured without the tsx loader. Falls back to tsx.
+ * Bundles src/ to bench-results/build/dist exactly like `npm run build` (the image runs
+ * `node [ENTRYPOINT flags] dist/cli.js`), so the agent is measured without the tsx loader. Falls
+ * back to tsx.
  */
-export function buildAgent(): AgentBuild {
+export async function buildAgent(): Promise<AgentBuild> {
   const outDir = join(BUILD_DIR, 'dist');
-  fs.rmSync(outDir, { recursive: true, force: true });
-  const tsc = join(REPO, 'node_modules', '.bin', 'tsc');
-  const r = spawnSync(tsc, ['-p', join(REPO, 'tsconfig.build.json'), '--outDir', outDir], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
-  const cli = join(outDir, 'cli.js');
-  if (fs.existsSync(cli)) {
-    const note = r.status === 0 ? 'built with tsc (as the image runs it)' : 'built with tsc (type errors in the tree were reported; JS emitted anyway)';
-    return { argv: [cli], kind: 'dist', note };
+  const { bundle } = await import('../build.ts');
+  try {
+    await bundle(outDir);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split('\n')[0] : 'error';
+    return { argv: ['--import', 'tsx', join(REPO, 'src', 'cli.ts')], kind: 'tsx', note: `the esbuild bundle failed (${why}); ran src/cli.ts through tsx (adds the loader to memory)` };
   }
-  return { argv: ['--import', 'tsx', join(REPO, 'src', 'cli.ts')], kind: 'tsx', note: 'tsc emitted nothing; ran src/cli.ts through tsx (adds the loader to memory)' };
+  const flags = imageNodeFlags();
+  return { argv: [...flags, join(outDir, 'cli.js')], kind: 'dist', note: `bundled with esbuild and run as the image runs it (node ${[...flags, 'dist/cli.js'].join(' ')})` };
 }
 
 export function runHelpHas(build: AgentBuild, flag: string): boolean {

@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import { AgentError } from '../errors.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { RegistryCredential } from '../model/credential.ts';
@@ -65,9 +64,10 @@ function reportErrors(io: Io, errors: readonly AgentError[]): void {
 }
 
 /** The planned changes as unified diffs of masked content. */
-export function renderDiff(planned: Planned, known: readonly string[]): string {
-  // Only render needs a diff library: loaded here, so the long-running agent never pays for it.
-  const { createTwoFilesPatch } = createRequire(import.meta.url)('diff') as typeof import('diff');
+export async function renderDiff(planned: Planned, known: readonly string[]): Promise<string> {
+  // Only render needs a diff library: loaded here, so the long-running agent never pays for it
+  // (a dynamic import, so that the bundle keeps it in a chunk of its own).
+  const { createTwoFilesPatch } = await import('diff');
   const chunks: string[] = [];
   const plan: Plan = planned.plan;
   for (const op of plan.operations) {
@@ -102,7 +102,7 @@ export function applyCommand(f: Flags, io: Io): number {
   return inputs.rejected.length + outcome.problems.length > 0 ? EXIT_REJECTED : EXIT_OK;
 }
 
-export function renderCommand(f: Flags, io: Io): number {
+export async function renderCommand(f: Flags, io: Io): Promise<number> {
   const inputs = readInputs(inputConfig(f), true);
   if (inputs instanceof AgentError) {
     reportErrors(io, [inputs]);
@@ -113,7 +113,7 @@ export function renderCommand(f: Flags, io: Io): number {
     reportErrors(io, [planned]);
     return EXIT_FAILED;
   }
-  const diff = renderDiff(planned, secretsOf(inputs.credentials));
+  const diff = await renderDiff(planned, secretsOf(inputs.credentials));
   io.out(diff === '' ? 'No changes.\n' : diff);
   const problems = [...inputs.rejected, ...planned.problems];
   reportErrors(io, problems);

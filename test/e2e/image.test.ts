@@ -124,16 +124,21 @@ describe.skipIf(skipReason !== '')('the agent image, run as the DaemonSet runs i
     return { ...last, tries: 60 };
   };
 
-  test('the image holds production dependencies only and runs as uid 0', async () => {
+  test('the image holds the bundled agent only (no node_modules, no shell) and runs as uid 0', async () => {
     const docker = await dockerBin();
     const user = await run(docker, ['image', 'inspect', '-f', '{{.Config.User}}', agentImage]);
     expect(user.stdout.trim()).toMatch(/^0(:0)?$/);
+    const size = Number((await run(docker, ['image', 'inspect', '-f', '{{.Size}}', agentImage])).stdout.trim());
+    note(`image size ${(size / 2 ** 20).toFixed(1)} MiB`);
+    expect(size).toBeLessThanOrEqual(160 * 2 ** 20);
     const probe = await run(docker, ['run', '--rm', '--network', 'none', '--entrypoint', 'node', agentImage, '-e',
-      "for (const m of ['pino', 'vitest', 'typescript']) { try { require.resolve(m, { paths: ['/app'] }); console.log(m + ' present'); } catch { console.log(m + ' absent'); } }"]);
+      "const fs = require('fs'); for (const p of ['/app/dist/cli.js', '/app/node_modules', '/bin/sh', '/usr/bin/apt-get', '/etc/ssl/certs/ca-certificates.crt']) console.log(p + (fs.existsSync(p) ? ' present' : ' absent'));"]);
     note(probe.stdout.trim().replace(/\n/g, ', '));
-    expect(probe.stdout).toContain('pino present');
-    expect(probe.stdout).toContain('vitest absent');
-    expect(probe.stdout).toContain('typescript absent');
+    expect(probe.stdout).toContain('/app/dist/cli.js present');
+    expect(probe.stdout).toContain('/app/node_modules absent');
+    expect(probe.stdout).toContain('/bin/sh absent');
+    expect(probe.stdout).toContain('/usr/bin/apt-get absent');
+    expect(probe.stdout).toContain('/etc/ssl/certs/ca-certificates.crt present');
   });
 
   test('before the Secret names the registry, the node cannot pull', async () => {

@@ -266,21 +266,21 @@ describe('hostile input: size', () => {
   });
   afterEach(() => host.remove());
 
-  function run(command: typeof applyCommand, file: string): { code: number; out: string } {
+  async function run(command: typeof applyCommand | typeof renderCommand, file: string): Promise<{ code: number; out: string }> {
     const chunks: string[] = [];
     const io: Io = { out: (t) => chunks.push(t), err: (t) => chunks.push(t) };
-    const code = command(parseFlags(['--host-root', host.root, '--dockerconfig', file], [...COMMON_FLAGS, ...INPUT_FLAGS], {}), io);
+    const code = await command(parseFlags(['--host-root', host.root, '--dockerconfig', file], [...COMMON_FLAGS, ...INPUT_FLAGS], {}), io);
     return { code, out: chunks.join('') };
   }
 
   const heapMb = (): number => process.memoryUsage().heapUsed / 2 ** 20;
 
-  it('a 10 MB Secret: the oversized entry is rejected, the rest applies, memory stays bounded', () => {
+  it('a 10 MB Secret: the oversized entry is rejected, the rest applies, memory stays bounded', async () => {
     const file = `${host.inputs}/big.json`;
     const huge = 'A'.repeat(10 * 2 ** 20);
     fs.writeFileSync(file, JSON.stringify({ auths: { 'huge.example.com': { username: 'u', password: huge }, [GOOD.key]: { auth: GOOD.auth } } }));
     const before = heapMb();
-    const r = run(applyCommand, file);
+    const r = await run(applyCommand, file);
     expect(r.code).toBe(2);
     expect(r.out).toContain('NRC_E_FIELD_TOO_LARGE [huge.example.com]');
     expect(r.out.length).toBeLessThan(10_000);
@@ -288,26 +288,26 @@ describe('hostile input: size', () => {
     expect(heapMb() - before).toBeLessThan(300);
   });
 
-  it('a Secret over the 16 MiB limit is refused whole and nothing is written', () => {
+  it('a Secret over the 16 MiB limit is refused whole and nothing is written', async () => {
     const file = `${host.inputs}/huge.json`;
     fs.writeFileSync(file, JSON.stringify({ auths: { [GOOD.key]: { auth: GOOD.auth }, pad: { password: 'x'.repeat(17 * 2 ** 20) } } }));
-    const r = run(applyCommand, file);
+    const r = await run(applyCommand, file);
     expect(r.code).toBe(1);
     expect(r.out).toContain('NRC_E_INPUT_TOO_LARGE');
     expect(fs.existsSync(host.real('/var/lib/node-registry-credentials'))).toBe(false);
   });
 
-  it('100,000 entries apply, render masks them all, and memory stays bounded', () => {
+  it('100,000 entries apply, render masks them all, and memory stays bounded', async () => {
     const file = `${host.inputs}/many.json`;
     const auths: Record<string, { auth: string }> = {};
     for (let i = 0; i < 100_000; i++) auths[`r${i}.example.com`] = { auth: b64(`u:many-pw-${i}-Xx`) };
     fs.writeFileSync(file, JSON.stringify({ auths }));
     const before = heapMb();
-    const rendered = run(renderCommand, file);
+    const rendered = await run(renderCommand, file);
     expect(rendered.code).toBe(0);
     expect(rendered.out).not.toContain('many-pw-');
     expect(rendered.out).not.toContain(b64('u:many-pw-99999-Xx'));
-    const r = run(applyCommand, file);
+    const r = await run(applyCommand, file);
     expect(r.code).toBe(0);
     const written = tryReadJson(host.real('/var/lib/kubelet/config.json')) as { auths: Record<string, unknown> };
     expect(Object.keys(written.auths).length).toBe(100_000 + Object.keys(FOREIGN_AUTHS).length);

@@ -6,8 +6,9 @@ import { REPO_ROOT, dockerBin } from './e2e-prereqs.ts';
 
 export const REGISTRY_IMAGE = 'nrc-e2e/registry:local';
 export const NODE_BASE_IMAGE = 'node:24-bookworm-slim';
-export const AGENT_IMAGE = 'node-registry-credentials:e2e';
-const AGENT_BUILD_STAGE_IMAGE = 'node-registry-credentials:e2e-build';
+// NRC_E2E_AGENT_IMAGE: another tag, so that two checkouts sharing one dockerd do not retag each other's image.
+export const AGENT_IMAGE = process.env['NRC_E2E_AGENT_IMAGE'] || 'node-registry-credentials:e2e';
+const AGENT_BUILD_STAGE_IMAGE = `${AGENT_IMAGE}-build`;
 
 const script = (name: string): string => join(REPO_ROOT, 'scripts', 'e2e', name);
 
@@ -17,8 +18,9 @@ export async function ensureRegistryImage(): Promise<string> {
   return REGISTRY_IMAGE;
 }
 
-/** Builds the project's Dockerfile (after providing its base image locally). */
-export async function buildAgentImage(): Promise<string> {
+/** Builds the project's Dockerfile (after providing its base image locally). `log`: where the steps go (the bench keeps stdout for its report). */
+export async function buildAgentImage(log: { step: (m: string) => void; note: (m: string) => void } = { step, note }): Promise<string> {
+  const { step, note } = log;
   step(`providing the Dockerfile's base image ${NODE_BASE_IMAGE} locally (debootstrap + pinned Node 24; skipped when present)`);
   const base = await runOk('bash', [script('build-node-base-image.sh'), NODE_BASE_IMAGE]);
   note(tail(base.stdout, 1));
