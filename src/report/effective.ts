@@ -48,8 +48,9 @@ export function decideEffective(i: EffectiveInput): EffectiveState {
   // Nothing written by anyone that the kubelet could still hold an older copy of.
   if (!Number.isFinite(writtenAt)) return { state: 'effective', at: new Date(i.passAt), via, how: 'at-write' };
   const f = i.kubeletFile;
-  if (i.atimeTrusted && f !== undefined && f.atimeMs > f.mtimeMs && f.atimeMs >= writtenAt) return effectiveAt(f.atimeMs, via, 'kubelet-read');
   const latest = writtenAt + KUBELET_CONFIG_CACHE_MS;
+  // The earlier of the two: a read after the lifetime ran out does not move "since" later.
+  if (i.atimeTrusted && f !== undefined && f.atimeMs > f.mtimeMs && f.atimeMs >= writtenAt && f.atimeMs < latest) return effectiveAt(f.atimeMs, via, 'kubelet-read');
   return i.nowMs >= latest ? effectiveAt(latest, via, 'cache-lifetime') : { state: 'pending', at: new Date(latest), via, how: 'cache-lifetime' };
 }
 

@@ -30,6 +30,9 @@ describe('decideEffective', () => {
   });
   it('after the lifetime: effective since write + 5 min, whether read or not', () => {
     expect(decideEffective({ ...base, nowMs: T + KUBELET_CONFIG_CACHE_MS })).toMatchObject({ state: 'effective', at: new Date(T + KUBELET_CONFIG_CACHE_MS), how: 'cache-lifetime' });
+    // A read after that does not move "since" later.
+    const late = T + KUBELET_CONFIG_CACHE_MS + 700;
+    expect(decideEffective({ ...base, kubeletFile: { atimeMs: late, mtimeMs: T }, nowMs: late + 1 })).toMatchObject({ state: 'effective', at: new Date(T + KUBELET_CONFIG_CACHE_MS), how: 'cache-lifetime' });
   });
   it('no config.json and nothing changed by the agent: nothing the kubelet could hold an older copy of', () => {
     expect(decideEffective({ ...base, kubeletFile: undefined, kubeletChangedAt: undefined })).toMatchObject({ state: 'effective', how: 'at-write' });
