@@ -41,10 +41,6 @@ export class EffectiveObserver {
     return this.state;
   }
 
-  current(): EffectiveState | undefined {
-    return this.state;
-  }
-
   stop(): void {
     clearTimeout(this.timer);
     this.timer = undefined;

@@ -145,10 +145,8 @@ export class HostFs implements HostReader {
 
   /** The regular file's access and modification times (ms), without reading it; undefined when it is not one. */
   times(hostPath: string): { atimeMs: number; mtimeMs: number } | undefined {
-    const parent = this.resolveParent(assertHostPath(hostPath));
-    if ('problem' in parent) return undefined;
-    const st = this.lstatReal(this.join(parent.path));
-    return st !== undefined && !('errno' in st) && st.isFile() ? { atimeMs: st.atimeMs, mtimeMs: st.mtimeMs } : undefined;
+    const st = this.regularFile(hostPath);
+    return st ? { atimeMs: st.atimeMs, mtimeMs: st.mtimeMs } : undefined;
   }
 
   /**
@@ -156,10 +154,15 @@ export class HostFs implements HostReader {
    * regular file (a symlink is not followed) or cannot be read. Reads the metadata only.
    */
   modifiedAt(hostPath: string): Date | undefined {
+    return this.regularFile(hostPath)?.mtime;
+  }
+
+  /** The metadata of the regular file at `hostPath` (its directories resolved, the file itself not followed). */
+  private regularFile(hostPath: string): fs.Stats | undefined {
     const parent = this.resolveParent(assertHostPath(hostPath));
     if ('problem' in parent) return undefined;
     const st = this.lstatReal(this.join(parent.path));
-    return st !== undefined && !('errno' in st) && st.isFile() ? st.mtime : undefined;
+    return st !== undefined && !('errno' in st) && st.isFile() ? st : undefined;
   }
 
   private lstatReal(real: string): fs.Stats | { errno: string } | undefined {
