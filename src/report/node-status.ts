@@ -154,7 +154,7 @@ export class NodeStatusReporter {
     const patch: Record<string, string | null> = appliedChanged ? { ...annotations, [ANNOTATION_AT]: result.at.toISOString(), ...side } : side;
     let node: NodeObject;
     try {
-      node = await this.client.request<NodeObject>('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: { metadata: { annotations: patch } }, contentType: 'application/merge-patch+json' });
+      node = await this.client.request<NodeObject>('PATCH', this.nodePath, { body: { metadata: { annotations: patch } }, contentType: 'application/merge-patch+json' });
       this.lastAnnotations = key;
       this.lastSide = sideKey;
     } catch (err) {
@@ -185,29 +185,34 @@ export class NodeStatusReporter {
       { op: 'remove', path: `/spec/taints/${i}` },
     ]);
     try {
-      await this.client.request('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: ops, contentType: 'application/json-patch+json' });
+      await this.client.request('PATCH', this.nodePath, { body: ops, contentType: 'application/json-patch+json' });
       this.taintDone = true;
       this.opts.onStartupTaint?.('removed');
     } catch (err) {
       // A 422 when the taints changed meanwhile (the node lifecycle controller lifts its own at the
-      // same moment): read the Node again with an empty patch and retry, backing off to 30 s.
+      // same moment): read the Node again and retry.
       this.fail(`remove the startup taint ${key}`, err);
-      this.taintRetries++;
-      clearTimeout(this.taintTimer);
-      this.taintTimer = setTimeout(() => void this.retryStartupTaint(), Math.min(30_000, 500 * 2 ** this.taintRetries) * (0.5 + Math.random() / 2));
-      this.taintTimer.unref();
+      this.retryStartupTaint();
     }
   }
 
-  private async retryStartupTaint(): Promise<void> {
-    try {
-      const node = await this.client.request<NodeObject>('PATCH', `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`, { body: {}, contentType: 'application/merge-patch+json' });
-      await this.liftStartupTaint(node);
-    } catch (err) {
-      this.fail('read the Node for its startup taint', err);
-      this.taintTimer = setTimeout(() => void this.retryStartupTaint(), 30_000);
-      this.taintTimer.unref();
-    }
+  /** Reads the Node again (an empty patch returns it) and retries, backing off with jitter to 30 s. */
+  private retryStartupTaint(): void {
+    this.taintRetries++;
+    clearTimeout(this.taintTimer);
+    this.taintTimer = setTimeout(async () => {
+      try {
+        await this.liftStartupTaint(await this.client.request<NodeObject>('PATCH', this.nodePath, { body: {}, contentType: 'application/merge-patch+json' }));
+      } catch (err) {
+        this.fail('read the Node for its startup taint', err);
+        this.retryStartupTaint();
+      }
+    }, Math.min(30_000, 500 * 2 ** this.taintRetries) * (0.5 + Math.random() / 2));
+    this.taintTimer.unref();
+  }
+
+  private get nodePath(): string {
+    return `/api/v1/nodes/${encodeURIComponent(this.opts.nodeName)}`;
   }
 
   /** Stops a pending retry of the startup taint's removal. */
