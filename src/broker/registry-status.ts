@@ -18,6 +18,7 @@ import { systemClock, type Clock } from '../model/clock.ts';
 import type { RegistryCredential } from '../model/credential.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { maskValue } from '../plan/mask.ts';
+import { createEvent, EventLimiter } from '../report/events.ts';
 import { ANNOTATION_BROKER_GENERATION, ANNOTATION_EFFECTIVE, parseEffective } from '../report/node-annotations.ts';
 import { KubeApiError, type KubeClient } from '../sources/kube-client.ts';
 import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from '../sources/kubernetes/list-watch.ts';
@@ -258,9 +259,7 @@ export class RegistryStatusReporter {
   private readonly sent = new Map<string, { status: string; at: number; rv?: string }>();
   /** By uid: the Resolved condition last reported (Events on its changes). */
   private readonly resolvedSeen = new Map<string, { status: ConditionStatus; reason: string }>();
-  private readonly lastEventAt = new Map<string, number>();
-  private windowStart = 0;
-  private windowCount = 0;
+  private readonly eventLimit: EventLimiter;
   private timer: unknown;
   private timerDue = Infinity;
   private running = false;
@@ -270,6 +269,7 @@ export class RegistryStatusReporter {
   constructor(opts: RegistryStatusOptions) {
     this.opts = opts;
     this.clock = opts.clock ?? systemClock;
+    this.eventLimit = new EventLimiter(opts.eventIntervalMs ?? 600_000, opts.maxEventsPerInterval ?? 20);
     this.registries = new ListWatch({
       client: opts.client,
       path: `/apis/${REGISTRY_GROUP}/${REGISTRY_VERSION}/namespaces/${encodeURIComponent(opts.namespace)}/${REGISTRY_PLURAL}`,
@@ -451,42 +451,27 @@ export class RegistryStatusReporter {
       event = { type: 'Normal', reason: EVENT_REASON_RECOVERED, message: `Resolved again (it failed with ${was.reason}).`, key: `${uid}\u0000recovered\u0000${was.reason}` };
     }
     if (!event) return;
-    const interval = this.opts.eventIntervalMs ?? 600_000;
-    const last = this.lastEventAt.get(event.key);
-    if (last !== undefined && now - last < interval) return;
-    if (now - this.windowStart >= interval) {
-      this.windowStart = now;
-      this.windowCount = 0;
-    }
-    if (this.windowCount >= (this.opts.maxEventsPerInterval ?? 20)) return;
-    if (!this.leads()) return;
-    this.windowCount++;
-    this.lastEventAt.set(event.key, now);
-    const at = new Date(this.clock.now()).toISOString();
+    if (!this.leads() || !this.eventLimit.allow(event.key, now)) return;
     const md = obj.metadata as { name?: string; uid?: string; resourceVersion?: string };
-    const instance = this.opts.instance ?? this.opts.leadership?.term().identity ?? STATUS_FIELD_MANAGER;
     try {
-      await this.opts.client.request('POST', `/api/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/events`, {
-        body: {
-          apiVersion: 'v1',
-          kind: 'Event',
-          metadata: { generateName: `${md.name ?? 'registry'}.nrc.`, namespace: this.opts.namespace },
-          involvedObject: { apiVersion: `${REGISTRY_GROUP}/${REGISTRY_VERSION}`, kind: 'Registry', name: md.name, namespace: this.opts.namespace, ...(md.uid ? { uid: md.uid } : {}) },
-          reason: event.reason,
-          message: event.message.slice(0, 1024),
+      await createEvent(
+        this.opts.client,
+        {
+          namespace: this.opts.namespace,
+          name: md.name ?? 'registry',
+          involvedObject: { apiVersion: `${REGISTRY_GROUP}/${REGISTRY_VERSION}`, kind: 'Registry', name: md.name ?? '', namespace: this.opts.namespace, ...(md.uid ? { uid: md.uid } : {}) },
           type: event.type,
-          source: { component: STATUS_FIELD_MANAGER },
-          reportingComponent: STATUS_FIELD_MANAGER,
-          reportingInstance: instance,
-          firstTimestamp: at,
-          lastTimestamp: at,
-          count: 1,
+          reason: event.reason,
+          message: event.message,
+          component: STATUS_FIELD_MANAGER,
+          instance: this.opts.instance ?? this.opts.leadership?.term().identity ?? STATUS_FIELD_MANAGER,
           action: 'Resolve',
+          at: new Date(this.clock.now()),
         },
-        timeoutMs: 10_000,
-      });
+        10_000,
+      );
     } catch (err) {
-      this.lastEventAt.delete(event.key);
+      this.eventLimit.forget(event.key);
       this.failed(`create an Event on registry ${quoteSubject(md.name ?? '')}`, err);
     }
   }

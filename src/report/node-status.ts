@@ -4,6 +4,7 @@
 import { AgentError, ERROR_CODES } from '../errors.ts';
 import type { PublishedReport } from '../model/apply-report.ts';
 import { type KubeAccess, type KubeClient, kubeClientOf } from '../sources/kube-client.ts';
+import { createEvent, EventLimiter } from './events.ts';
 
 import {
   ANNOTATION_AT,
@@ -90,8 +91,6 @@ function describe(code: string, subject: string | undefined): string {
 export class NodeStatusReporter {
   private readonly client: KubeClient;
   private readonly opts: NodeStatusOptions;
-  private readonly interval: number;
-  private readonly maxEvents: number;
   private readonly now: () => Date;
   private lastAnnotations: string | undefined;
   private lastSide: string | undefined;
@@ -100,15 +99,12 @@ export class NodeStatusReporter {
   private taintDone = false;
   private taintRetries = 0;
   private taintTimer: NodeJS.Timeout | undefined;
-  private readonly lastEventAt = new Map<string, number>();
-  private windowStart = 0;
-  private windowCount = 0;
+  private readonly eventLimit: EventLimiter;
 
   constructor(opts: NodeStatusOptions) {
     this.opts = opts;
     this.client = kubeClientOf(opts.kubeConfig);
-    this.interval = opts.eventIntervalMs ?? 600_000;
-    this.maxEvents = opts.maxEventsPerInterval ?? 5;
+    this.eventLimit = new EventLimiter(opts.eventIntervalMs ?? 600_000, opts.maxEventsPerInterval ?? 5);
     this.now = opts.now ?? (() => new Date());
   }
 
@@ -221,42 +217,27 @@ export class NodeStatusReporter {
   }
 
   private async events(result: PublishedReport): Promise<void> {
-    const now = this.now().getTime();
-    if (now - this.windowStart >= this.interval) {
-      this.windowStart = now;
-      this.windowCount = 0;
-    }
+    const now = this.now();
     for (const e of result.errors) {
       const key = `${e.code}\u0000${e.subject ?? ''}`;
-      const last = this.lastEventAt.get(key);
-      if (last !== undefined && now - last < this.interval) continue;
-      if (this.windowCount >= this.maxEvents) return;
-      this.windowCount++;
-      this.lastEventAt.set(key, now);
-      const at = new Date(now).toISOString();
+      if (!this.eventLimit.allow(key, now.getTime())) continue;
       try {
-        const namespace = this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE;
-        await this.client.request('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
-          body: {
-            apiVersion: 'v1',
-            kind: 'Event',
-            metadata: { generateName: `${this.opts.nodeName}.nrc.`, namespace },
-            // uid = node name, as the kubelet sets it for its own Node events.
-            involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.nodeName, uid: this.opts.nodeName },
-            reason: EVENT_REASON,
-            message: describe(e.code, e.subject).slice(0, 1024),
-            type: 'Warning',
-            source: { component: this.opts.component ?? 'node-registry-credentials', host: this.opts.nodeName },
-            reportingComponent: this.opts.component ?? 'node-registry-credentials',
-            reportingInstance: this.opts.nodeName,
-            firstTimestamp: at,
-            lastTimestamp: at,
-            count: 1,
-            action: 'Apply',
-          },
+        await createEvent(this.client, {
+          namespace: this.opts.eventNamespace ?? NODE_EVENT_NAMESPACE,
+          name: this.opts.nodeName,
+          // uid = node name, as the kubelet sets it for its own Node events.
+          involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.nodeName, uid: this.opts.nodeName },
+          type: 'Warning',
+          reason: EVENT_REASON,
+          message: describe(e.code, e.subject),
+          component: this.opts.component ?? 'node-registry-credentials',
+          instance: this.opts.nodeName,
+          host: this.opts.nodeName,
+          action: 'Apply',
+          at: now,
         });
       } catch (err) {
-        this.lastEventAt.delete(key);
+        this.eventLimit.forget(key);
         this.fail('create Event', err);
       }
     }
