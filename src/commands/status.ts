@@ -152,6 +152,13 @@ export function assessFleet(nodes: readonly NodeAnnotations[], now: Date, opts: 
   };
 }
 
+/** Aligned columns, as kubectl prints them: each padded to its widest cell, the last one not padded. */
+function table(header: readonly string[], rows: readonly string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: readonly string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
 /** The PROVIDER column: whether the kubelet asks the credential provider plugin (provider mode only). */
 function providerCell(n: NodeStatus, now: Date): string {
   const p = n.providerAsked;
@@ -184,8 +191,6 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
     return [n.attention ? '!' : ' ', n.name, n.state, n.hash ?? '-', at, ...(effective ? [effectiveCell(n, now)] : []), n.errors.length ? n.errors.join(',') : '-', tokens, ...(provider ? [providerCell(n, now)] : [])];
   });
   const header = [' ', 'NODE', 'STATE', 'HASH', 'APPLIED', ...(effective ? ['EFFECTIVE'] : []), 'LAST ERRORS', 'TOKENS', ...(provider ? ['PROVIDER'] : [])];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
   const c = fleet.counts;
   const attention = fleet.nodes.filter((n) => n.attention);
   const summary = [
@@ -205,7 +210,7 @@ export function formatFleet(fleet: FleetStatus, now: Date): string {
   const providerLine = provider
     ? `provider mode on ${inProvider.length} node(s): the kubelet asks the plugin on ${inProvider.length - notAsking.length}${notAsking.length ? `; not (yet) on ${notAsking.map((n) => n.name).join(', ')}: no pull since the agent began serving, or a kubelet without the plugin (run doctor on the node; docs/kubernetes.md#if-the-kubelet-does-not-ask-the-provider)` : ''}\n`
     : '';
-  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${summary}\n${effectiveLine}${providerLine}${details.length ? `${details.join('\n')}\n` : ''}`;
+  return `${table(header, rows)}\n\n${summary}\n${effectiveLine}${providerLine}${details.length ? `${details.join('\n')}\n` : ''}`;
 }
 
 /** A duration flag (its default from STATUS_FLAGS when not given); a malformed one is NRC_E_FLAG_INVALID. */
@@ -266,9 +271,7 @@ export function formatRegistries(views: readonly RegistryView[], now: Date): str
     const refreshed = v.lastRefreshTime ? `${ago(now.getTime() - Date.parse(v.lastRefreshTime))} ago` : '-';
     return [v.attention ? '!' : ' ', v.name, v.type ?? '-', v.host ?? '-', resolved, v.effective ?? '-', expires, refreshed, v.hint ?? '-'];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join(' ').trimEnd();
-  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+  return `${table(header, rows)}\n`;
 }
 
 /** The Registry resources' status, or why they cannot be read (a note: the node view stands on its own). */
