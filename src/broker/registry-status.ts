@@ -242,6 +242,9 @@ export interface RegistryStatusOptions {
   readonly onApply?: (name: string, status: RegistryStatus) => void;
 }
 
+/** The longest wait between two tries of a status apply that keeps failing. */
+const RETRY_CAP_MS = 5 * 60_000;
+
 /** Events are named for what happened; the code is in the message. */
 export const EVENT_REASON_FAILED = 'ResolveFailed';
 export const EVENT_REASON_RECOVERED = 'Resolved';
@@ -256,7 +259,7 @@ export class RegistryStatusReporter {
   private resolution: Resolution | undefined;
   private since: ReadonlyMap<string, EntrySince> = new Map();
   /** By uid: the canonical status last applied, when (monotonic), and the resourceVersion it produced. */
-  private readonly sent = new Map<string, { status: string; at: number; rv?: string }>();
+  private readonly sent = new Map<string, { status: string; at: number; rv?: string; failures?: number; retryAt?: number }>();
   /** By uid: the Resolved condition last reported (Events on its changes). */
   private readonly resolvedSeen = new Map<string, { status: ConditionStatus; reason: string }>();
   private readonly eventLimit: EventLimiter;
@@ -395,18 +398,25 @@ export class RegistryStatusReporter {
       // broker's own last apply yet; so a status wiped by another writer is put back, not assumed.
       const known = sent?.rv !== undefined && olderThan(obj.metadata?.resourceVersion, sent.rv) ? sent.status : canonical(current);
       if (text === known) continue;
-      if (sent && mono - sent.at < interval) {
-        next = Math.min(next, sent.at + interval);
+      // Not before the interval since the last apply, or, after failures, its backoff.
+      const notBefore = sent ? (sent.retryAt ?? sent.at + interval) : -Infinity;
+      if (mono < notBefore) {
+        next = Math.min(next, notBefore);
         continue;
       }
       const applied = await this.apply(obj, want);
-      const ok = applied !== false;
-      this.sent.set(uid, ok ? { status: text, at: mono, ...(typeof applied === 'string' ? { rv: applied } : {}) } : { status: sent?.status ?? '', at: mono });
-      if (!ok) next = Math.min(next, mono + interval);
-      else {
-        this.opts.onApply?.(obj.metadata?.name ?? '', want);
-        await this.events(obj, uid, current.conditions, want.conditions);
+      if (applied === false) {
+        // A failing apply (API server down, a 409 from a CRD that is not ours) backs off with
+        // jitter from the interval, doubling to RETRY_CAP_MS, never sooner than the interval.
+        const failures = (sent?.failures ?? 0) + 1;
+        const retryAt = mono + Math.min(RETRY_CAP_MS, interval * 2 ** (failures - 1)) * (1 + Math.random() / 2);
+        this.sent.set(uid, { status: sent?.status ?? '', at: mono, failures, retryAt });
+        next = Math.min(next, retryAt);
+        continue;
       }
+      this.sent.set(uid, { status: text, at: mono, ...(typeof applied === 'string' ? { rv: applied } : {}) });
+      this.opts.onApply?.(obj.metadata?.name ?? '', want);
+      await this.events(obj, uid, current.conditions, want.conditions);
     }
     // Forget deleted Registries.
     const uids = new Set([...this.registryItems.values()].map((o) => (o.metadata as { uid?: string } | undefined)?.uid ?? o.metadata?.name ?? ''));

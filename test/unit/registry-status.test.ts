@@ -3,7 +3,7 @@
 // lastTransitionTime only moving with the status; and a fleet of 1,000 nodes changing state
 // becoming a handful of status applies, not 1,000 (fake API: list, watch, apply counted).
 import type { V1Secret } from '@kubernetes/client-node';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BROKER_GENERATION_ANNOTATION, BrokerSecretWriter, sinceOf, type SecretStore } from '../../src/broker/secret-writer.ts';
 import { assessRegistries, formatRegistries } from '../../src/commands/status.ts';
 import { countEffective, credentialHint, desiredStatus, RegistryStatusReporter, type Condition, type NodeView } from '../../src/broker/registry-status.ts';
@@ -11,7 +11,7 @@ import { AgentError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import type { RegistryCredential } from '../../src/model/credential.ts';
 import { ANNOTATION_BROKER_GENERATION, ANNOTATION_EFFECTIVE } from '../../src/report/node-annotations.ts';
-import type { KubeClient } from '../../src/sources/kube-client.ts';
+import { KubeApiError, type KubeClient } from '../../src/sources/kube-client.ts';
 import type { KubeObject } from '../../src/sources/kubernetes/list-watch.ts';
 
 const NOW = Date.parse('2026-12-06T04:00:00.000Z');
@@ -87,6 +87,9 @@ describe('Registry status (pure)', () => {
 class FakeApi {
   readonly applies: { path: string; body: unknown; contentType?: string; query?: unknown }[] = [];
   readonly events: unknown[] = [];
+  /** Status applies to refuse with a 503 (the API server in trouble), counted down. */
+  failApplies = 0;
+  readonly applyTimes: number[] = [];
   private rv = 10;
   private readonly watchers = new Map<string, (type: string, obj: Record<string, unknown>) => void>();
   readonly nodes = new Map<string, KubeObject>();
@@ -100,6 +103,11 @@ class FakeApi {
           return { kind: path.includes('/nodes') ? 'PartialObjectMetadataList' : 'RegistryList', metadata: { resourceVersion: String(api.rv) }, items };
         }
         if (method === 'PATCH') {
+          api.applyTimes.push(performance.now());
+          if (api.failApplies > 0) {
+            api.failApplies--;
+            throw new KubeApiError(503, {});
+          }
           api.applies.push({ path, body: o.body, contentType: o.contentType, query: o.query });
           return { metadata: { resourceVersion: String(++api.rv) } };
         }
@@ -158,6 +166,26 @@ describe('Registry status: rate at fleet scale', () => {
     expect(last.query).toEqual({ fieldManager: 'node-registry-credentials-broker' });
     expect((last.body as { status: { nodeCredentials: { effective: string } } }).status.nodeCredentials.effective).toBe('1000/1000');
     expect(JSON.stringify(api.applies)).not.toContain('secret-password-1234');
+  });
+});
+
+describe('Registry status: a failing apply', () => {
+  it('backs off with jitter, doubling from the interval (never sooner), then writes once the API server answers', async () => {
+    const api = new FakeApi([registry('reg.example.com', staticSpec)]);
+    api.failApplies = 4;
+    const r = new RegistryStatusReporter({ client: api.client(), namespace: 'okteto', logger: createLogger('error'), debounceMs: 10, minIntervalMs: 50, watchNodes: false });
+    r.start();
+    r.setResolution({ credentials: [cred('reg.example.com:5000', 'secret-password-1234')], errors: [] });
+    r.setSince(since);
+    await vi.waitFor(() => expect(api.applies.length).toBe(1), { timeout: 5000, interval: 20 });
+    await r.stop();
+    // Four refusals, then the write: each wait from 50 ms doubling, times 1–1.5 (timers fire a little late, never early).
+    const gaps = api.applyTimes.slice(1).map((t, i) => t - api.applyTimes[i]!);
+    expect(gaps).toHaveLength(4);
+    gaps.forEach((g, i) => {
+      expect(g, `retry ${i + 1}`).toBeGreaterThanOrEqual(50 * 2 ** i - 2);
+      expect(g, `retry ${i + 1}`).toBeLessThan(50 * 2 ** i * 1.5 + 1000);
+    });
   });
 });
 
