@@ -150,9 +150,11 @@ export function renderMarkdown(r: Results): string {
     out.push('', `## 2. Cost at rest: ${i.seconds} s idle, 10 registries`, '');
     out.push(table(['process', 'RSS MiB', 'peak RSS MiB', 'RSS vs bare', 'threads', 'CPU ms', 'CPU %', 'wake-ups/min'], i.rows.map((x) => [x.name, x.rssMiB, x.peakRssMiB, x.rssRatio === undefined ? '1' : `${x.rssRatio}x`, x.threads, x.cpuMs, x.cpuPercent, x.wakeupsPerMinute])));
     const agents = i.rows.filter((x) => x.name.startsWith('run'));
-    const memOk = agents.every((x) => (x.rssRatio ?? 0) <= i.targetMemoryRatio);
-    const real = agents.find((x) => x.name.includes('real'));
-    out.push('', `Target ≤ ${i.targetMemoryRatio}x the bare runtime's memory${real ? ` (the real API server's row: ${real.rssRatio}x)` : ''}: ${memOk ? 'met' : '**missed**'} (${agents.map((x) => `${x.rssRatio}x`).join(', ')}).`);
+    // The issue's measure: the Secret watch against the real API server (kubeconfig, and in-cluster as the DaemonSet runs).
+    const real = agents.filter((x) => x.name.includes('real'));
+    const memOk = real.length > 0 && real.every((x) => (x.rssRatio ?? 0) <= i.targetMemoryRatio);
+    const others = agents.filter((x) => !real.includes(x));
+    out.push('', `Target ≤ ${i.targetMemoryRatio}x the bare runtime's memory with the Secret watch against the real API server: ${real.length === 0 ? 'not measured' : memOk ? 'met' : '**missed**'} (${real.map((x) => `${x.rssRatio}x${x.name.includes('in-cluster') ? ' in-cluster' : ' with --kubeconfig'}`).join(', ')}; the other agents ${others.map((x) => `${x.rssRatio}x`).join(', ')}).`);
     out.push('', `RSS each dependency adds to a bare Node process when imported alone (MiB): ${Object.entries(i.moduleRssMiB).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
     for (const n of i.notes) out.push(`- ${n}`);
   }

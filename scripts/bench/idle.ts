@@ -1,9 +1,11 @@
 // Section 2: the agent at rest (10 registries, nothing changing) against a bare Node process
 // started the same way, side by side: RSS, CPU time and wake-ups over the same window.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakeApiServer } from '../../test/support/fake-apiserver.ts';
 import { type AgentBuild, daemonSetRuntimeEnv, dockerConfig, KubeletSecretVolume, makeHostRoot, mib, NODE, now, type ProcSample, REPO, round, sampleProc, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
+import { serviceAccountKubeconfig } from '../../test/support/control-plane.ts';
 import { NS, SECRET, startRealSecretAgent, startSecretAgent } from './secret-agent.ts';
 
 const REGISTRIES = 10;
@@ -50,7 +52,7 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   vol.update(dockerConfig(REGISTRIES, 1));
   const agentM = spawnAgent(build, ['--host-root', hostM.root, '--dockerconfig', vol.dir, '--no-kubernetes']);
   const watchM = new VersionWatcher(hostM.kubeletConfig);
-  // The same without the image's ENTRYPOINT flags (--no-node-snapshot): what they save at rest.
+  // The same without the image's ENTRYPOINT flags (--no-node-snapshot, --optimize-for-size): what they save at rest.
   const flags = build.argv.filter((a) => a.startsWith('--') && a !== '--import');
   const hostP = flags.length > 0 ? await makeHostRoot('idle-p') : undefined;
   const agentP = hostP ? spawnAgent({ ...build, argv: build.argv.filter((a) => !flags.includes(a)) }, ['--host-root', hostP.root, '--dockerconfig', vol.dir, '--no-kubernetes']) : undefined;
@@ -68,6 +70,14 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   const real = await startRealSecretAgent(build, REGISTRIES, 'idle-r');
   if (typeof real === 'string') notes.push(`real API server row skipped: ${real}`);
   const watchR = typeof real === 'string' ? undefined : real.watch;
+  // Other builds of the agent on the same real API server, side by side (each step of a diet):
+  // NRC_BENCH_IDLE_COMPARE=label=DIR[:flags],... where DIR holds a bundled cli.js.
+  const compare = typeof real === 'string' ? [] : await startCompared(real.cp.info, flags);
+  // The same agent as the DaemonSet runs it: in-cluster (the ServiceAccount's files, no kubeconfig,
+  // so no YAML parser), on the same real API server.
+  const inCluster = typeof real === 'string' ? undefined : await startInCluster(build, real.cp.info);
+  if (typeof inCluster === 'string') notes.push(`in-cluster row skipped: ${inCluster}`);
+  const watchI = typeof inCluster === 'object' ? inCluster.watch : undefined;
 
   // The bare runtime, started the same way (same binary, cwd and environment).
   const bare = spawn(NODE, ['-e', 'setInterval(()=>{}, 1e9)'], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -79,12 +89,14 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
     stdio: ['ignore', 'ignore', 'pipe'],
   });
 
-  const ok = await until(() => watchM.latest >= 1 && watchK.latest >= 1 && (watchR?.latest ?? 1) >= 1 && (watchP?.latest ?? 1) >= 1, 30_000, 50);
+  const ok = await until(() => watchM.latest >= 1 && watchK.latest >= 1 && (watchR?.latest ?? 1) >= 1 && (watchP?.latest ?? 1) >= 1 && compare.every((c) => c.watch.latest >= 1) && (watchI?.latest ?? 1) >= 1, 30_000, 50);
   if (!ok) notes.push('an agent did not write its first configuration within 30 s');
   watchM.close();
   watchK.close();
   watchR?.close();
   watchP?.close();
+  for (const c of compare) c.watch.close();
+  watchI?.close();
   // Let start-up settle (JIT, GC of start-up garbage) before the window opens.
   await sleep(3000);
   const pids: [string, number][] = [
@@ -96,6 +108,8 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   if (agentK.mode === 'run process') pids.push(['run, Secret watch (fake API server)', agentK.pid]);
   else notes.push('the Secret-watch agent could not run as a separate `run` process in this tree (no --kubeconfig); only the mounted-Secret agent was measured');
   if (typeof real !== 'string') pids.push(['run, Secret watch (real kube-apiserver + etcd)', real.agent.pid]);
+  if (typeof inCluster === 'object') pids.push(['run, Secret watch (real kube-apiserver + etcd), in-cluster as the DaemonSet', inCluster.pid]);
+  for (const c of compare) pids.push([`${c.label}: run, Secret watch (real kube-apiserver + etcd)`, c.agent.pid]);
   const before = pids.map(([, pid]) => sampleProc(pid));
   const t0 = now();
   const [moduleRssMiB] = await Promise.all([moduleCosts(), sleep(seconds * 1000)]);
@@ -105,10 +119,54 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   const bareRss = rows[0]!.rssMiB;
   const withRatio = rows.map((r, i) => (i === 0 ? r : { ...r, rssRatio: round(r.rssMiB / bareRss, 2) }));
 
-  await Promise.all([agentM.stop(), agentP?.stop(), agentK.stop(), typeof real === 'string' ? undefined : real.stop(), stopChild(bare), stopChild(floor)]);
+  await Promise.all([agentM.stop(), agentP?.stop(), agentK.stop(), ...compare.map((c) => c.stop()), typeof inCluster === 'object' ? inCluster.stop() : undefined, stopChild(bare), stopChild(floor)]);
+  if (typeof real !== 'string') await real.stop();
   await api.stop();
   await Promise.all([hostM.cleanup(), hostK.cleanup(), hostP?.cleanup()]);
   return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.3, notes };
+}
+
+/** The builds named in NRC_BENCH_IDLE_COMPARE, each a `run` agent on the real API server's Secret. */
+async function startCompared(info: Parameters<typeof serviceAccountKubeconfig>[0], flags: readonly string[]) {
+  const specs = (process.env['NRC_BENCH_IDLE_COMPARE'] ?? '').split(',').filter((s) => s.includes('='));
+  const { path } = await serviceAccountKubeconfig(info);
+  return Promise.all(
+    specs.map(async (spec) => {
+      // label=DIR (the image's Node flags) or label=DIR:--node-flag --node-flag (these instead).
+      const [label, rest] = spec.split('=') as [string, string];
+      const [dir, extra] = rest.split(':') as [string, string | undefined];
+      const host = await makeHostRoot(`idle-c-${label.replace(/\W/g, '')}`);
+      const agent = spawnAgent({ argv: [...(extra === undefined ? flags : extra.split(' ').filter(Boolean)), join(dir, 'cli.js')], kind: 'dist', note: label }, ['--host-root', host.root, '--kubeconfig', path, '--secret-namespace', NS, '--secret-name', SECRET]);
+      const watch = new VersionWatcher(host.kubeletConfig);
+      return { label, agent, watch, stop: async () => (watch.close(), await agent.stop(), await host.cleanup()) };
+    }),
+  );
+}
+
+/**
+ * The agent in-cluster, as in the DaemonSet's pod: KUBERNETES_SERVICE_HOST/PORT and the
+ * ServiceAccount's token and CA at /var/run/secrets/kubernetes.io/serviceaccount, given in a
+ * mount namespace of its own (a tmpfs over /run: nothing on this machine's /run changes).
+ */
+async function startInCluster(build: AgentBuild, info: Parameters<typeof serviceAccountKubeconfig>[0]) {
+  if (process.getuid?.() !== 0) return 'needs root (a mount namespace for the ServiceAccount files)';
+  const { token } = await serviceAccountKubeconfig(info);
+  const host = await makeHostRoot('idle-i');
+  const sa = join(host.root, '..', 'serviceaccount');
+  mkdirSync(sa);
+  writeFileSync(join(sa, 'token'), token);
+  copyFileSync(info.caFile, join(sa, 'ca.crt'));
+  const url = new URL(info.server);
+  const script = 'mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && cp "$SA_DIR"/token "$SA_DIR"/ca.crt /run/secrets/kubernetes.io/serviceaccount/ && exec "$@"';
+  const args = ['--host-root', host.root, '--secret-namespace', NS, '--secret-name', SECRET];
+  // sh execs node: the pid measured is the agent's.
+  const child: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', NODE, ...build.argv, 'run', ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...daemonSetRuntimeEnv(), SA_DIR: sa, KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  const watch = new VersionWatcher(host.kubeletConfig);
+  return { pid: child.pid ?? -1, watch, stop: async () => (watch.close(), await stopChild(child), await host.cleanup()) };
 }
 
 const FLOOR = [

@@ -14,6 +14,7 @@ import { kubeletReads } from './kubelet-file.ts';
 import { providerDigestPath, readProviderAuth, renderProviderDigest, renderProviderResponse } from './provider.ts';
 import { formatDockerConfig, isJsonObject, jsonEqual, parseJsonObject, tooDeep, type JsonObject } from './json.ts';
 import { ECR_CACHE_PATH, RECORD_PATH, STATE_DIR } from '../model/state-paths.ts';
+import { collate } from '../model/collate.ts';
 import type { JsonFileRecord, OwnedEntry, OwnershipRecord } from './ownership.ts';
 import type { FileChange } from '../model/apply-report.ts';
 import type { Operation, Plan, PlanInput } from './types.ts';
@@ -415,7 +416,7 @@ function withHubPromoted(work: Work, desired: ReadonlyMap<string, JsonObject>): 
       detail: `docker.io is tried before the agent's ${overtaken.map((m) => quoteSubject(m.key)).join(', ')}.`,
     }));
   }
-  return new Map<string, JsonObject>([...desired, [DOCKER_HUB_HOST, hub] as const].sort(([a], [b]) => a.localeCompare(b)));
+  return new Map<string, JsonObject>([...desired, [DOCKER_HUB_HOST, hub] as const].sort(([a], [b]) => collate(a, b)));
 }
 
 /**
@@ -428,7 +429,7 @@ function forDockerCli(desired: ReadonlyMap<string, JsonObject>): ReadonlyMap<str
   const out = new Map(desired);
   out.delete(DOCKER_HUB_HOST);
   out.set(DOCKER_HUB_KEY, direct);
-  return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
+  return new Map([...out].sort(([a], [b]) => collate(a, b)));
 }
 
 /**
@@ -454,7 +455,7 @@ function desiredWholeFiles(work: Work): Map<string, WholeFile> {
     return st.kind !== 'missing' && !ownedDir(dir);
   };
 
-  for (const options of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) {
+  for (const options of [...hostOptions.values()].sort((a, b) => collate(a.host, b.host))) {
     const host = options.host;
     if (host.includes('*')) {
       work.errors.push(new AgentError('NRC_E_HOST_OPTIONS_UNSUPPORTED', { subject: host }));
@@ -542,7 +543,7 @@ function planDirectories(work: Work, recordNeeded: boolean): string[] {
   for (const path of wanted) for (const dir of ancestors(path)) needed.add(dir);
   const dirs: string[] = [];
   const mkdirs: string[] = [];
-  for (const dir of [...needed].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b))) {
+  for (const dir of [...needed].sort((a, b) => a.split('/').length - b.split('/').length || collate(a, b))) {
     const st = work.state(dir);
     if (st.kind === 'missing') {
       mkdirs.push(dir);
@@ -557,7 +558,7 @@ function planDirectories(work: Work, recordNeeded: boolean): string[] {
   // The state directory is the agent's by its name, even when a crash left it without a record.
   const rmdirs = [...new Set([...work.input.record.dirs, STATE_DIR])]
     .filter((d) => !needed.has(d) && work.state(d).kind === 'directory')
-    .sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
+    .sort((a, b) => b.split('/').length - a.split('/').length || collate(b, a));
   work.ops.push(...rmdirs.map((path) => ({ op: 'rmdir' as const, path })));
   return dirs.sort();
 }
@@ -588,7 +589,7 @@ export function plan(input: PlanInput): Plan {
   const work = new Work(input);
   const desired = new Map<string, JsonObject>();
   if (!input.cleanup) {
-    for (const c of [...input.credentials].sort((a, b) => a.key.localeCompare(b.key))) desired.set(c.key, dockerConfigEntry(c));
+    for (const c of [...input.credentials].sort((a, b) => collate(a.key, b.key))) desired.set(c.key, dockerConfigEntry(c));
   }
   // Provider mode: the kubelet's file keeps only foreign entries; the agent's go to the provider.
   const provider = input.cleanup ? undefined : input.targets.providerResponse;

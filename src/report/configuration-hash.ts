@@ -1,6 +1,7 @@
 import { createHash, scrypt } from 'node:crypto';
 import type { RegistryCredential } from '../model/credential.ts';
 import type { HostOptions } from '../model/host-options.ts';
+import { collate } from '../model/collate.ts';
 
 let lastHash: { material: string; hash: Promise<string> } | undefined;
 
@@ -28,9 +29,9 @@ export function configurationHashKnown(material: string): boolean {
 /** What configurationHash stretches: a SHA-256 over the sorted configuration (cheap next to scrypt, linear in the registries). */
 export function configurationMaterial(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
   const h = createHash('sha256');
-  for (const c of [...credentials].sort((a, b) => a.key.localeCompare(b.key))) {
+  for (const c of [...credentials].sort((a, b) => collate(a.key, b.key))) {
     h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
   }
-  for (const o of [...hostOptions.values()].sort((a, b) => a.host.localeCompare(b.host))) h.update(JSON.stringify(o));
+  for (const o of [...hostOptions.values()].sort((a, b) => collate(a.host, b.host))) h.update(JSON.stringify(o));
   return h.digest('hex');
 }

@@ -1,5 +1,7 @@
 // The Node annotations the agent writes (node-status.ts) and `status` reads. Kept apart from
 // node-status.ts so that importing them does not load @kubernetes/client-node (issue 7).
+import { collate } from '../model/collate.ts';
+
 export const ANNOTATION_PREFIX = 'registry-credentials.okteto.com/';
 export const ANNOTATION_HASH = `${ANNOTATION_PREFIX}applied-hash`;
 export const ANNOTATION_AT = `${ANNOTATION_PREFIX}applied-at`;
@@ -16,7 +18,7 @@ export const ANNOTATION_TOKEN_EXPIRIES = `${ANNOTATION_PREFIX}token-expiries`;
 
 export function formatTokenExpiries(expiries: ReadonlyMap<string, Date>): string | null {
   if (expiries.size === 0) return null;
-  return [...expiries].sort(([a], [b]) => a.localeCompare(b)).map(([host, at]) => `${host}=${at.toISOString()}`).join(',');
+  return [...expiries].sort(([a], [b]) => collate(a, b)).map(([host, at]) => `${host}=${at.toISOString()}`).join(',');
 }
 
 export function parseTokenExpiries(value: string | undefined): { registry: string; expiresAt: Date }[] {

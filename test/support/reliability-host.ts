@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
-import type { Logger } from 'pino';
+import type { Logger } from '../../src/log.ts';
 import { expect } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { encodeAuth } from '../../src/model/basic-auth.ts';

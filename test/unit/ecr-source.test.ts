@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
+import { createLogger } from '../../src/log.ts';
 import { Registry } from '../../src/metrics.ts';
 import { AgentError, type ErrorCode } from '../../src/errors.ts';
 import type { SourceSnapshot } from '../../src/model/credential.ts';
@@ -70,7 +70,7 @@ function makeSource(extra: Partial<EcrSourceOptions> = {}): EcrSource {
     clock,
     random: () => 0.5,
     fleetSize: 600, // startup spread 100 s → first call at 50 s with random 0.5
-    logger: pino({ level: 'debug' }, sink),
+    logger: createLogger('debug', sink),
     ...extra,
   });
   sources.push(s);

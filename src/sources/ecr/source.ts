@@ -2,7 +2,7 @@
 // across the fleet, kept across restarts. It never touches the host's credential files (the
 // reconciler does); it only persists its own token cache in the agent's state directory.
 import { Counter, Gauge, type Registry } from '../../metrics.ts';
-import { pino, type Logger } from 'pino';
+import { createLogger, type Logger } from '../../log.ts';
 import { AgentError } from '../../errors.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';
 import { createAwsTokenFetcher, type AwsFetcherOptions, type EcrAuth, type EcrTokenFetcher } from './aws.ts';
@@ -111,7 +111,7 @@ export class EcrSource implements Source {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
     this.policy = opts.policy ?? DEFAULT_POLICY;
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ source: ECR_SOURCE_NAME });
+    this.log = (opts.logger ?? createLogger('silent')).child({ source: ECR_SOURCE_NAME });
     this.fetchToken = opts.fetchToken ?? createAwsTokenFetcher(opts.aws);
     if (opts.metrics) {
       const entries = this.entries;
