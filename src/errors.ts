@@ -263,6 +263,15 @@ export const ERROR_CODES = {
   },
   // The credential provider plugin (examples/credential-provider, --kubelet-credentials provider):
   // it answers the kubelet with no credentials and one line on stderr carrying one of these.
+  // Namespace-scoped registries (docs/kubernetes.md#scoped-registries)
+  NRC_E_SCOPE_INVALID: {
+    summary: 'A registry\'s namespace scope cannot be read (a namespace that is not a DNS label, an empty or malformed namespace selector, or a scopes annotation that is not the documented JSON), so that registry is configured nowhere: a scope is never dropped to make it node-wide.',
+    fix: 'Fix the annotation: registry-credentials.okteto.com/namespaces "a,b" or registry-credentials.okteto.com/namespace-selector "team=a" on a Registry, or the Secret\'s registry-credentials.okteto.com/scopes JSON {"<registry>": {"namespaces": ["a"], "namespaceSelector": "team=a"}}.',
+  },
+  NRC_E_SCOPE_UNSUPPORTED: {
+    summary: 'A namespace-scoped registry reached a node that cannot serve it per namespace (not in provider mode with service-account tokens, or a kubelet older than 1.35 without KubeletEnsureSecretPulledImages), so it is not configured on that node at all; it is never written node-wide.',
+    fix: 'Boot the node with the service-account CredentialProviderConfig (examples/credential-provider/credential-provider-config-serviceaccount.yaml) and run the agent with --namespace-scoping (Helm: agent.namespaceScoping.enabled) on kubelet 1.35 or later (1.34: set the KubeletEnsureSecretPulledImages gate and --namespace-scoping=assume-ensure-secret-pulled-images).',
+  },
   NRC_E_PROVIDER_REQUEST_INVALID: {
     summary: 'The credential provider plugin got a request that is not a CredentialProviderRequest of credentialprovider.kubelet.k8s.io/v1 (another apiVersion in the CredentialProviderConfig, or not JSON), so it answered with no credentials.',
     fix: 'Set apiVersion: credentialprovider.kubelet.k8s.io/v1 for the provider in the kubelet\'s CredentialProviderConfig (examples/credential-provider/credential-provider-config.yaml) and restart the kubelet; the plugin only reads requests from the kubelet on stdin.',

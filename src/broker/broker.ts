@@ -6,20 +6,26 @@
 // The broker also keeps its Secret as it wrote it: a watch on that one Secret and a periodic resync
 // restore it, whole, when someone deletes or edits it (every node would otherwise drop its
 // credentials until a Registry changes).
+// Scoped registries (issue 26): the leader resolves namespace selectors through the API server
+// (NamespaceSelectors) for the Registry resources and for the static Secret's `scopes` annotation
+// (watched by name, metadata read only for that annotation), and writes scoped credentials and
+// the static Secret's resolved selectors into scoped.json, never into .dockerconfigjson.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { systemClock, type Clock } from '../model/clock.ts';
-import type { Source, SourceSnapshot } from '../model/credential.ts';
+import type { RegistryCredential, Source, SourceSnapshot } from '../model/credential.ts';
+import { isSelectorFailure, secretScopes } from '../model/scope.ts';
 import { mergeSnapshots } from '../reconcile/engine.ts';
 import { EcrSource, KubernetesServiceAccountTokenProvider, type AwsFetcherOptions, type EcrRegistrySpec } from '../sources/ecr/index.ts';
 import type { EcrTokenFetcher } from '../sources/ecr/aws.ts';
 import { DEFAULT_POLICY, type SchedulePolicy } from '../sources/ecr/schedule.ts';
-import { KubernetesRegistrySource } from '../sources/kubernetes/registry-source.ts';
-import type { WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
+import { KubernetesRegistrySource, type ResolvedScope } from '../sources/kubernetes/registry-source.ts';
+import { type KubeObject, type ListWatch, secretByName, type WatchStateEvent } from '../sources/kubernetes/list-watch.ts';
 import type { Registry } from '../metrics.ts';
 import { kubeClientOf } from '../sources/kube-client.ts';
 import type { Leadership } from './lease.ts';
+import { NamespaceSelectors, type NamespaceSelectorsOptions } from './namespace-selectors.ts';
 import { RegistryStatusReporter, type RegistryStatusOptions } from './registry-status.ts';
 import { BrokerSecretWriter, kubernetesSecretStore, sinceOf, type SecretStore, type WriteResult } from './secret-writer.ts';
 
@@ -28,6 +34,11 @@ export interface BrokerOptions {
   /** Namespace of the Registry resources, their Secrets, and the output Secret. */
   readonly namespace: string;
   readonly secretName: string;
+  /**
+   * The platform's static Secret in `namespace` (okteto-dockerconfig-static): the broker reads its
+   * `scopes` annotation and resolves the selectors there for the node agents. '' or undefined: not read.
+   */
+  readonly staticSecretName?: string;
   /** The account whose TokenRequest tokens awsIamRole registries exchange with STS (the broker's own by default). */
   readonly serviceAccount: { readonly namespace: string; readonly name: string };
   readonly logger: Logger;
@@ -56,7 +67,12 @@ export interface BrokerOptions {
    * Registry resources' own watch, off when `registrySource` is injected; tuning for tests.
    */
   readonly registryStatus?: boolean | Partial<Pick<RegistryStatusOptions, 'minIntervalMs' | 'debounceMs' | 'eventIntervalMs' | 'maxEventsPerInterval' | 'watchNodes' | 'onApply'>>;
+  /** Tuning of the namespace selectors' re-resolution (tests). */
+  readonly namespaceSelectors?: Partial<Pick<NamespaceSelectorsOptions, 'debounceMs' | 'maxDelayMs'>>;
 }
+
+/** The owner of the static Secret's selectors in NamespaceSelectors. */
+const STATIC_SELECTORS = 'static-secret';
 
 const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
@@ -84,6 +100,14 @@ export class Broker {
   private stampPending = false;
   /** The leader's report on each Registry (undefined: off). */
   readonly status: RegistryStatusReporter | undefined;
+  /** Namespace selectors of scoped Registries and of the static Secret, resolved by the API server. */
+  readonly selectors: NamespaceSelectors;
+  /** Scoped ECR Registries by host: their tokens are written scoped. */
+  private registryScopes: ReadonlyMap<string, ResolvedScope> = new Map();
+  private staticWatch: ListWatch | undefined;
+  /** The static Secret's selectors; undefined until its watch answered (or failed) once. */
+  private staticSelectors: readonly string[] | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(opts: BrokerOptions) {
     this.opts = opts;
@@ -113,6 +137,13 @@ export class Broker {
       policy: opts.policy ?? { ...DEFAULT_POLICY, startupSpreadMinMs: 0 },
       ...(opts.random ? { random: opts.random } : {}),
     });
+    this.selectors = new NamespaceSelectors({
+      client: kubeClientOf(opts.kubeConfig),
+      logger: opts.logger.child({ component: 'namespace-selectors' }),
+      ...(opts.onState ? { onState: opts.onState } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...opts.namespaceSelectors,
+    });
     const onEcrRegistries = (specs: readonly EcrRegistrySpec[]): void => this.ecr.setRegistries(specs);
     const registries =
       opts.registrySource?.(onEcrRegistries) ??
@@ -121,6 +152,11 @@ export class Broker {
         namespace: opts.namespace,
         ...(opts.onState ? { onState: opts.onState } : {}),
         onEcrRegistries,
+        scopes: this.selectors,
+        onScopes: (scopes) => {
+          this.registryScopes = scopes;
+          this.schedule(this.opts.debounceMs ?? 200);
+        },
       });
     // Precedence as on the nodes: Registry resources, their ECR tokens.
     this.sources = [registries, this.ecr];
@@ -145,6 +181,11 @@ export class Broker {
     this.stampPending = this.opts.leadership !== undefined;
     this.selfWatch = this.writer.store.watch((secret) => this.onSecret(secret), this.opts.onState);
     this.status?.start();
+    // A changed selector resolution: the static Secret's selectors are written here (the
+    // Registry source recomputes its own and emits).
+    this.unsubscribe = this.selectors.subscribe(() => this.schedule(this.opts.debounceMs ?? 200));
+    this.selectors.start();
+    this.startStaticWatch();
     this.scheduleResync();
     for (const s of this.sources) {
       await s.start((snap) => {
@@ -163,8 +204,73 @@ export class Broker {
     this.resyncTimer = undefined;
     const watch = this.selfWatch;
     this.selfWatch = undefined;
-    await Promise.all([...this.sources.map((s) => s.stop()), watch?.stop(), this.status?.stop()]);
+    const staticWatch = this.staticWatch;
+    this.staticWatch = undefined;
+    this.staticSelectors = undefined;
+    this.unsubscribe?.();
+    this.selectors.use(STATIC_SELECTORS, []);
+    await Promise.all([...this.sources.map((s) => s.stop()), watch?.stop(), staticWatch?.stop(), this.status?.stop(), this.selectors.stop()]);
     await this.writing;
+  }
+
+  /**
+   * The static Secret, by name: only its `scopes` annotation is used (its entries are the node
+   * agents' to read). Its selectors are resolved here because nodes cannot list namespaces.
+   */
+  private startStaticWatch(): void {
+    const name = this.opts.staticSecretName;
+    if (!name) {
+      this.staticSelectors = [];
+      return;
+    }
+    const lw = secretByName(kubeClientOf(this.opts.kubeConfig), this.opts.namespace, name);
+    const subject = `secret ${this.opts.namespace}/${name}`;
+    lw.on('sync', (items: ReadonlyMap<string, KubeObject>) => {
+      const md = items.get(`${this.opts.namespace}/${name}`)?.metadata as { annotations?: Record<string, string> } | undefined;
+      const selectors = new Set<string>();
+      for (const scope of secretScopes(md?.annotations, subject).scopes.values()) if (scope.namespaceSelector !== undefined) selectors.add(scope.namespaceSelector);
+      this.staticSelectors = [...selectors].sort();
+      this.selectors.use(STATIC_SELECTORS, this.staticSelectors);
+      this.schedule(this.opts.debounceMs ?? 200);
+    });
+    lw.on('state', (e) => {
+      this.opts.onState?.(e);
+      // Unreadable before its first list: the broker writes without its selectors rather than not at all.
+      if (e.error && this.staticSelectors === undefined) {
+        this.staticSelectors = [];
+        this.schedule(this.opts.debounceMs ?? 200);
+      }
+    });
+    this.staticWatch = lw;
+    lw.start();
+  }
+
+  /**
+   * The static Secret's selectors as resolved (failed ones left out: their entries are served
+   * nowhere, never node-wide); undefined while one has not had its first answer.
+   */
+  private staticResolved(errors: AgentError[]): Record<string, readonly string[]> | undefined {
+    const out: Record<string, readonly string[]> = {};
+    for (const sel of this.staticSelectors ?? []) {
+      const got = this.selectors.lookup(sel);
+      if (got === undefined) return undefined;
+      if (isSelectorFailure(got)) {
+        errors.push(new AgentError(got.code, { subject: `secret ${this.opts.namespace}/${this.opts.staticSecretName ?? ''}`, detail: got.detail }));
+        continue;
+      }
+      out[sel] = got;
+    }
+    return out;
+  }
+
+  /** ECR tokens of scoped Registries carry their scope (the ECR source knows nothing of scopes). */
+  private scoped(credentials: readonly RegistryCredential[]): RegistryCredential[] {
+    return credentials.map((c) => {
+      if (c.source !== this.ecr.name) return c;
+      const scope = this.registryScopes.get(c.key) ?? this.registryScopes.get(c.host.trim().toLowerCase().replace(/\.$/, ''));
+      if (!scope) return c;
+      return { ...c, namespaces: c.namespaces ?? scope.namespaces, source: `registry:${this.opts.namespace}/${scope.registry}` };
+    });
   }
 
   /** The watch on its own Secret: anything but what it last wrote (deleted, edited) is put back promptly. */
@@ -211,7 +317,12 @@ export class Broker {
     if (!this.running) return;
     const snaps = this.sources.map((s) => this.latest.get(s.name));
     if (snaps.some((s) => s === undefined || !s.ok)) return; // not every source has answered yet
-    const { credentials, errors } = mergeSnapshots(snaps as SourceSnapshot[]);
+    if (this.staticSelectors === undefined) return; // nor the static Secret's scopes
+    const merged = mergeSnapshots(snaps as SourceSnapshot[]);
+    const errors = merged.errors;
+    const selectors = this.staticResolved(errors);
+    if (selectors === undefined) return; // a selector's first answer is on its way
+    const credentials = this.scoped(merged.credentials);
     this.status?.setResolution({ credentials, errors });
     const errorKey = JSON.stringify(errors.map((e) => [e.code, e.subject]));
     if (errorKey !== this.lastErrors) {
@@ -221,7 +332,7 @@ export class Broker {
     const fingerprints = this.ecr.tokenFingerprints();
     const check = this.check;
     this.check = undefined;
-    const result = await this.writer.write({ credentials, fingerprints }, new Date(this.clock.now()), { force: this.stampPending });
+    const result = await this.writer.write({ credentials, fingerprints, selectors }, new Date(this.clock.now()), { force: this.stampPending });
     this.opts.onWrite?.(result);
     if (result instanceof AgentError) {
       this.check ??= check;
@@ -239,7 +350,11 @@ export class Broker {
       // Once per repair, never a value: what happened to it, and what noticed.
       this.opts.logger.warn({ secret: this.writer.subject, reason: result.repaired, noticedBy: check ?? 'write', outcome: result.outcome }, `restored the registry credentials Secret (${result.repaired} by someone else)`);
     } else if (result.outcome !== 'unchanged') {
-      this.opts.logger.info({ secret: this.writer.subject, outcome: result.outcome, registries: credentials.map((c) => c.key) }, 'wrote the registry credentials Secret');
+      const scopedKeys = credentials.filter((c) => c.namespaces !== undefined).map((c) => c.key);
+      this.opts.logger.info(
+        { secret: this.writer.subject, outcome: result.outcome, registries: credentials.filter((c) => c.namespaces === undefined).map((c) => c.key), ...(scopedKeys.length > 0 ? { scoped: scopedKeys } : {}) },
+        'wrote the registry credentials Secret',
+      );
     }
   }
 }

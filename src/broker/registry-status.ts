@@ -112,6 +112,13 @@ function errorsOf(req: RegistryRequest, name: string, key: string, errors: reado
   });
 }
 
+/** A scoped Registry's reach, for its Resolved message: the list when short, else a count. */
+export function scopeText(namespaces: readonly string[]): string {
+  if (namespaces.length === 0) return 'Scoped to namespaces: none match (served nowhere).';
+  const shown = namespaces.length <= 5 ? `: ${namespaces.join(', ')}` : ` (${namespaces.slice(0, 3).join(', ')}, …)`;
+  return `Scoped to ${namespaces.length} namespace(s)${shown}; never written node-wide.`;
+}
+
 /** Counts the nodes on which a credential written at `since` is effective, and when the next pending one becomes so. */
 export function countEffective(nodes: Iterable<NodeView>, since: number, now: number): { effective: number; nodes: number; pending: number; nextAt?: number } {
   let effective = 0;
@@ -164,7 +171,7 @@ export function desiredStatus(
     resolved = condition(CONDITION_RESOLVED, 'False', e.code, `${e.message}${cred ? ' The last good credential is still served.' : ''}`);
   } else if (cred) {
     const what = req.kind === 'static' ? 'The user and password were read from their Secrets.' : `An ECR token was obtained${cred.expiresAt ? `; it expires at ${cred.expiresAt.toISOString()}` : ''}.`;
-    resolved = condition(CONDITION_RESOLVED, 'True', 'Resolved', what);
+    resolved = condition(CONDITION_RESOLVED, 'True', 'Resolved', `${what}${cred.namespaces ? ` ${scopeText(cred.namespaces)}` : ''}`);
   } else {
     resolved = condition(CONDITION_RESOLVED, 'Unknown', 'Pending', 'Waiting for the first answer of its Secrets or of AWS.');
   }

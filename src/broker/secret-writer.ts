@@ -6,9 +6,13 @@
 // Fenced: every write first asks the Leadership whether this replica still holds the Lease (and
 // again right before the request), and stamps the term (leader identity, leaseTransitions), so
 // that a new leader's first write moves the resourceVersion and a stale leader's PUT is a 409.
+// Scoped credentials (issue 26) go ONLY into the data key scoped.json, never into
+// .dockerconfigjson: agents that do not know scoped.json never see them. With nothing scoped
+// there is no scoped.json at all, so the Secret is byte for byte what it was before.
 import type { V1Secret } from '@kubernetes/client-node';
 import { AgentError } from '../errors.ts';
 import type { RegistryCredential } from '../model/credential.ts';
+import { parseScoped, renderScoped, SCOPED_DATA_KEY, type ScopedEntry } from '../model/scope.ts';
 import { decodeBase64 } from '../sources/dockerconfig.ts';
 import type { StoredToken, TokenCache } from '../sources/ecr/index.ts';
 import { type KubeAccess, KubeApiError, kubeClientOf } from '../sources/kube-client.ts';
@@ -50,7 +54,11 @@ export function sinceOf(secret: V1Secret | undefined): Map<string, EntrySince> {
   return out;
 }
 
-/** The auths entries of dockerconfigjson data, each as its JSON text (to compare values without keeping them). */
+/**
+ * The entries of the broker's data, each as its JSON text (to compare values without keeping
+ * them): the auths of .dockerconfigjson, then scoped.json's entries (a change of scope is a new
+ * value too: the nodes must apply it).
+ */
 function entriesOf(data: Record<string, string> | undefined): Map<string, string> {
   const out = new Map<string, string>();
   const raw = data?.[DOCKERCONFIG_KEY];
@@ -62,7 +70,15 @@ function entriesOf(data: Record<string, string> | undefined): Map<string, string
   } catch {
     // Not JSON: every entry counts as new.
   }
+  for (const e of scopedOf(data).entries) if (!out.has(e.key)) out.set(e.key, JSON.stringify(e));
   return out;
+}
+
+/** scoped.json of the broker's data (no key: no entries); entries that do not parse are left out. */
+function scopedOf(data: Record<string, string> | undefined): { entries: readonly ScopedEntry[] } {
+  const raw = data?.[SCOPED_DATA_KEY];
+  const text = raw === undefined ? undefined : decodeBase64(raw);
+  return parseScoped(text, SCOPED_DATA_KEY).doc;
 }
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
@@ -82,6 +98,8 @@ export interface BrokerContent {
   readonly credentials: readonly RegistryCredential[];
   /** Registry key → fingerprint of the AWS credentials of its token. */
   readonly fingerprints: ReadonlyMap<string, string>;
+  /** The static Secret's namespace selectors, resolved (scoped.json `selectors`, for the node agents). */
+  readonly selectors?: Readonly<Record<string, readonly string[]>>;
 }
 
 export type WriteOutcome = 'created' | 'updated' | 'unchanged';
@@ -100,25 +118,37 @@ interface Rendered {
   readonly annotations: Record<string, string>;
 }
 
-/** The Secret's data and annotations for `content`: stable bytes for the same content. */
+/**
+ * The Secret's data and annotations for `content`: stable bytes for the same content. A credential
+ * with `namespaces` goes to scoped.json only; expiries and fingerprints cover both (token reuse).
+ */
 export function renderBrokerSecret(content: BrokerContent): Rendered {
   const sorted = [...content.credentials].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const auths: Record<string, Record<string, string>> = {};
   const expiries: Record<string, string> = {};
   const fingerprints: Record<string, string> = {};
+  const scoped: ScopedEntry[] = [];
   for (const c of sorted) {
+    if (c.expiresAt) expiries[c.key] = c.expiresAt.toISOString();
+    const fp = content.fingerprints.get(c.key);
+    if (fp) fingerprints[c.key] = fp;
+    if (c.namespaces !== undefined) {
+      scoped.push({ key: c.key, username: c.username, password: c.password, ...(c.identityToken ? { identitytoken: c.identityToken } : {}), namespaces: c.namespaces, source: c.source });
+      continue;
+    }
     auths[c.key] = {
       username: c.username,
       password: c.password,
       auth: Buffer.from(`${c.username}:${c.password}`).toString('base64'),
       ...(c.identityToken ? { identitytoken: c.identityToken } : {}),
     };
-    if (c.expiresAt) expiries[c.key] = c.expiresAt.toISOString();
-    const fp = content.fingerprints.get(c.key);
-    if (fp) fingerprints[c.key] = fp;
   }
+  const selectors = content.selectors ?? {};
+  const data: Record<string, string> = { [DOCKERCONFIG_KEY]: Buffer.from(JSON.stringify({ auths })).toString('base64') };
+  // Only when something is scoped: otherwise the Secret stays exactly as before issue 26.
+  if (scoped.length > 0 || Object.keys(selectors).length > 0) data[SCOPED_DATA_KEY] = Buffer.from(renderScoped({ entries: scoped, selectors })).toString('base64');
   return {
-    data: { [DOCKERCONFIG_KEY]: Buffer.from(JSON.stringify({ auths })).toString('base64') },
+    data,
     annotations: { [EXPIRIES_ANNOTATION]: JSON.stringify(expiries), [FINGERPRINTS_ANNOTATION]: JSON.stringify(fingerprints) },
   };
 }
@@ -143,7 +173,9 @@ export function tokensFromSecret(secret: V1Secret | undefined): { tokens: Map<st
   const text = raw === undefined ? undefined : decodeBase64(raw);
   const auths = parse(text)['auths'];
   if (typeof auths !== 'object' || auths === null) return { tokens, error: 'no auths in the Secret' };
-  for (const [key, entry] of Object.entries(auths as Record<string, unknown>)) {
+  // A scoped Registry's token is reused like any other (it is in scoped.json, not in auths).
+  const entries: [string, unknown][] = [...scopedOf(secret.data).entries.map((e): [string, unknown] => [e.key, e]), ...Object.entries(auths as Record<string, unknown>)];
+  for (const [key, entry] of entries) {
     const e = entry as { username?: unknown; password?: unknown };
     const expiresAt = typeof expiries[key] === 'string' ? Date.parse(expiries[key]) : Number.NaN;
     const fingerprint = fingerprints[key];

@@ -8,6 +8,7 @@ import { AgentError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { createAgentMetrics, createMetricsRegistry, recordWatchState } from '../report/metrics.ts';
 import { startAgentServer, type AgentServer } from '../server/server.ts';
+import { DEFAULT_SECRET_NAME } from '../sources/kubernetes/defaults.ts';
 import { loadKubeConfig } from '../sources/kubernetes/kubeconfig.ts';
 import { brokerConfig } from './config.ts';
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
@@ -53,6 +54,8 @@ export async function brokerCommand(f: Flags, io: Io): Promise<number> {
     kubeConfig: kc,
     namespace: c.namespace,
     secretName: c.secretName,
+    // The platform's static Secret, for its scopes annotation's selectors.
+    staticSecretName: typeof f['secret-name'] === 'string' ? f['secret-name'] : DEFAULT_SECRET_NAME,
     serviceAccount: c.serviceAccount,
     logger: logger.child({ component: 'broker' }),
     onState: (e) => recordWatchState(metrics, e),

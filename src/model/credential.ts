@@ -15,6 +15,16 @@ export interface RegistryCredential {
   readonly source: string;
   /** When the credential stops working (ECR tokens); undefined means no expiry. */
   readonly expiresAt?: Date;
+  /**
+   * Set for a namespace-scoped credential (model/scope.ts): the namespaces whose pods may pull with
+   * it, resolved and sorted. Such a credential never goes to a node-wide file. Undefined: node-wide.
+   */
+  readonly namespaces?: readonly string[];
+  /**
+   * The static Secret's scopes only: a label selector that the broker resolves (its scoped.json
+   * `selectors`); the merge adds the namespaces it matched to `namespaces`.
+   */
+  readonly namespaceSelector?: string;
 }
 
 /** One source's current view: every credential it provides plus per-entry errors. */
@@ -27,6 +37,8 @@ export interface SourceSnapshot {
    * that is still expected...). The reconciler then keeps the last good snapshot.
    */
   readonly ok: boolean;
+  /** The broker's Secret: namespace selectors it resolved (selector → namespaces), for the static Secret's scopes. */
+  readonly selectors?: Readonly<Record<string, readonly string[]>>;
 }
 
 /**

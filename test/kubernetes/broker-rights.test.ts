@@ -1,7 +1,8 @@
 // What the broker's ServiceAccount may do on a real API server, bound by daemonset/'s manifests as
 // shipped: its rights before issue 24, plus exactly the ones issue 24 adds (registries/status
-// patch, events create in its namespace, nodes list/watch at cluster scope), nothing more; each
-// neighbouring right is denied. Measured as in rights.test.ts: SelfSubjectRulesReview minus what an
+// patch, events create in its namespace, nodes list/watch at cluster scope) and issue 26's
+// (namespaces list/watch at cluster scope: namespace selectors), nothing more; each neighbouring
+// right is denied. Measured as in rights.test.ts: SelfSubjectRulesReview minus what an
 // unbound ServiceAccount gets.
 import { AuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +27,11 @@ const ADDED_NAMESPACED: Rule[] = [
   { apiGroups: ['admin.okteto.com'], resources: ['registries/status'], verbs: ['patch'] },
   { apiGroups: [''], resources: ['events'], verbs: ['create'] },
 ];
-const ADDED_CLUSTER: Rule[] = [{ apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] }];
+const ADDED_CLUSTER: Rule[] = [
+  { apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] },
+  // Issue 26: the API server resolves the namespace selectors of scoped registries.
+  { apiGroups: [''], resources: ['namespaces'], verbs: ['list', 'watch'] },
+];
 
 async function rulesIn(kc: KubeConfig, namespace: string): Promise<string[]> {
   const r = await kc.makeApiClient(AuthorizationV1Api).createSelfSubjectRulesReview({ body: { spec: { namespace } } });
@@ -38,7 +43,7 @@ async function allowed(kc: KubeConfig, attrs: { verb: string; resource: string; 
   return r.status?.allowed === true;
 }
 
-describe.skipIf(!info)('the broker\'s ServiceAccount on a real API server: the old rights plus issue 24\'s, nothing more', () => {
+describe.skipIf(!info)('the broker\'s ServiceAccount on a real API server: the old rights plus issues 24\'s and 26\'s, nothing more', () => {
   let admin: Admin;
   let broker: KubeConfig;
   let baseline: KubeConfig;
@@ -53,13 +58,13 @@ describe.skipIf(!info)('the broker\'s ServiceAccount on a real API server: the o
     await admin.core.deleteNamespacedServiceAccount({ namespace: NS, name: BASELINE_SA }).catch(() => undefined);
   });
 
-  it(`in namespace ${NS}: the old Role, registries/status patch, events create, nodes list/watch`, async () => {
+  it(`in namespace ${NS}: the old Role, registries/status patch, events create, nodes and namespaces list/watch`, async () => {
     const base = await rulesIn(baseline, NS);
     const mine = (await rulesIn(broker, NS)).filter((a) => !base.includes(a));
     expect(mine).toEqual(atoms([...BEFORE, ...ADDED_NAMESPACED, ...ADDED_CLUSTER]));
   });
 
-  it('in another namespace: only nodes list/watch (cluster-scoped)', async () => {
+  it('in another namespace: only nodes and namespaces list/watch (cluster-scoped)', async () => {
     const base = await rulesIn(baseline, 'other');
     expect((await rulesIn(broker, 'other')).filter((a) => !base.includes(a))).toEqual(atoms(ADDED_CLUSTER));
   });
@@ -76,6 +81,10 @@ describe.skipIf(!info)('the broker\'s ServiceAccount on a real API server: the o
       ['Events in another namespace', { verb: 'create', resource: 'events', namespace: 'other' }],
       ['reading Events', { verb: 'list', resource: 'events', namespace: NS }],
       ['pods', { verb: 'list', resource: 'pods', namespace: NS }],
+      ['reading one Namespace (only list/watch, metadata-only in practice)', { verb: 'get', resource: 'namespaces', name: 'other' }],
+      ['changing a Namespace (its labels decide a scope)', { verb: 'patch', resource: 'namespaces', name: 'other' }],
+      ['creating Namespaces', { verb: 'create', resource: 'namespaces' }],
+      ['Secrets in another namespace', { verb: 'list', resource: 'secrets', namespace: 'other' }],
     ];
     for (const [what, attrs] of denied) expect(await allowed(broker, attrs), what).toBe(false);
   });

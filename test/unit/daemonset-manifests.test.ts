@@ -123,7 +123,11 @@ describe.skipIf(NO_KUBECTL)('the agent DaemonSet', () => {
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
     ]);
     // Issue 24: the Effective count reads the Nodes' annotations (a metadata-only watch); nothing else at cluster scope.
-    expect(clusterRoleOf('.', 'node-registry-credentials-broker')).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] }]);
+    expect(clusterRoleOf('.', 'node-registry-credentials-broker')).toEqual([
+      { apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] },
+      // Issue 26: namespace selectors of scoped registries, resolved by the API server.
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['list', 'watch'] },
+    ]);
     const crb = ofKind(render('.'), 'ClusterRoleBinding').find((b) => b['metadata'].name === 'node-registry-credentials-broker')!;
     expect(crb['roleRef']).toMatchObject({ kind: 'ClusterRole', name: 'node-registry-credentials-broker' });
     expect(crb['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'node-registry-credentials-broker', namespace: 'okteto' }]);

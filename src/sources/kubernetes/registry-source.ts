@@ -2,9 +2,13 @@
 // One watch for the registries of the namespace, plus one watch PER referenced Secret name
 // (field selector metadata.name): the agent never reads other Secrets of the namespace, and
 // the Role can list the referenced names in resourceNames. See docs/kubernetes.md "Fleet design".
+// A Registry limited to namespaces (annotations, model/scope.ts) yields a credential with
+// `namespaces` set, resolved through a SelectorResolver (the broker's); without one (a node agent
+// reading Registry resources itself) it yields an error, never a node-wide credential.
 import { AgentError } from '../../errors.ts';
 import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';
 import { normalizeRegistryKey, quoteSubject, validateRegistryHost } from '../../model/registry-key.ts';
+import { isSelectorFailure, registryScope, resolveScope, type ScopeRequest, type SelectorResolver } from '../../model/scope.ts';
 import { decodeBase64 } from '../dockerconfig.ts';
 import type { EcrRegistrySpec } from '../ecr/types.ts';
 import { type KubeAccess, type KubeClient, kubeClientOf } from '../kube-client.ts';
@@ -32,6 +36,20 @@ export interface RegistrySourceOptions {
    * refused (its long-lived keys are read by the broker alone).
    */
   readonly nodeIdentityOnly?: boolean;
+  /** Resolves the namespace selectors of scoped Registries (the broker's); without it a scoped Registry is refused. */
+  readonly scopes?: SelectorResolver;
+  /**
+   * Receives, whenever it changes, every scoped ECR Registry (awsIamUser, awsIamRole) that
+   * resolved, by host: its name and namespaces. The ECR source knows nothing of scopes: the broker
+   * puts them on the tokens it writes (static credentials carry `namespaces` themselves).
+   */
+  readonly onScopes?: (scopes: ReadonlyMap<string, ResolvedScope>) => void;
+}
+
+export interface ResolvedScope {
+  /** The Registry's metadata.name. */
+  readonly registry: string;
+  readonly namespaces: readonly string[];
 }
 
 export interface SecretRef {
@@ -39,11 +57,12 @@ export interface SecretRef {
   readonly key: string;
 }
 
-/** What one Registry asks for, before Secrets are resolved. */
-export type RegistryRequest =
+/** What one Registry asks for, before Secrets are resolved; `scope` set: limited to namespaces. */
+export type RegistryRequest = { scope?: ScopeRequest } & (
   | { kind: 'static'; registry: string; host: string; key: string; user: SecretRef; password: SecretRef }
   | { kind: 'awsIamUser'; registry: string; host: string; accessKeyId: SecretRef; secretAccessKey: SecretRef }
-  | { kind: 'awsIamRole'; registry: string; host: string; roleArn: string; audience: string };
+  | { kind: 'awsIamRole'; registry: string; host: string; roleArn: string; audience: string }
+);
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -55,8 +74,20 @@ function secretRef(v: unknown): SecretRef | undefined {
   return typeof name === 'string' && name !== '' && typeof key === 'string' && key !== '' ? { name, key } : undefined;
 }
 
-/** Validates one Registry object; never puts spec values other than its name into errors. */
+/**
+ * Validates one Registry object; never puts spec values other than its name into errors. An
+ * unreadable scope annotation is an error for the whole Registry (configured nowhere).
+ */
 export function parseRegistry(obj: KubeObject): RegistryRequest | AgentError {
+  const req = parseSpec(obj);
+  if (req instanceof AgentError) return req;
+  const annotations = (obj.metadata as { annotations?: Record<string, string> } | undefined)?.annotations;
+  const scope = registryScope(annotations, `registry ${quoteSubject(obj.metadata?.name ?? '')}`);
+  if (scope instanceof AgentError) return scope;
+  return scope ? { ...req, scope } : req;
+}
+
+function parseSpec(obj: KubeObject): RegistryRequest | AgentError {
   const name = obj.metadata?.name ?? '';
   const subject = `registry ${quoteSubject(name)}`;
   const invalid = (detail: string): AgentError => new AgentError('NRC_E_REGISTRY_SPEC_INVALID', { subject, detail });
@@ -130,6 +161,8 @@ export class KubernetesRegistrySource implements Source {
   private lastEcr: string | undefined;
   private emitFn: ((s: SourceSnapshot) => void) | undefined;
   private stopped = false;
+  private unsubscribe: (() => void) | undefined;
+  private lastScopes: string | undefined;
 
   constructor(opts: RegistrySourceOptions) {
     this.opts = opts;
@@ -147,6 +180,7 @@ export class KubernetesRegistrySource implements Source {
       this.registryItems = [...items.values()];
       this.registriesError = undefined;
       this.syncSecretWatches();
+      this.opts.scopes?.use(this.name, this.selectorsInUse());
       this.recompute();
     });
     this.registries.on('state', (e) => {
@@ -172,11 +206,14 @@ export class KubernetesRegistrySource implements Source {
 
   async start(emit: (s: SourceSnapshot) => void): Promise<void> {
     this.emitFn = emit;
+    this.unsubscribe = this.opts.scopes?.subscribe(() => this.recompute());
     this.registries.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
+    this.opts.scopes?.use(this.name, []);
     await Promise.all([this.registries.stop(), ...[...this.secretWatches.values()].map((w) => w.watch.stop())]);
     this.secretWatches.clear();
     this.emitFn = undefined;
@@ -184,6 +221,27 @@ export class KubernetesRegistrySource implements Source {
 
   private requests(): (RegistryRequest | AgentError)[] {
     return this.registryItems.map(parseRegistry);
+  }
+
+  /** The namespace selectors of the scoped Registries (resolved by `scopes`). */
+  private selectorsInUse(): string[] {
+    const out: string[] = [];
+    for (const r of this.requests()) if (!(r instanceof AgentError) && r.scope?.namespaceSelector !== undefined) out.push(r.scope.namespaceSelector);
+    return out;
+  }
+
+  /** A scoped Registry's namespaces, its error, or 'pending' until its selector's first answer. */
+  private namespacesOf(r: RegistryRequest & { scope: ScopeRequest }): readonly string[] | AgentError | 'pending' {
+    const subject = `registry ${quoteSubject(r.registry)}`;
+    if (!this.opts.scopes) {
+      return new AgentError('NRC_E_SCOPE_UNSUPPORTED', { subject, detail: '(a Registry limited to namespaces is resolved by the cluster broker only; this reader of Registry resources never serves it)' });
+    }
+    const sel = r.scope.namespaceSelector;
+    if (sel === undefined) return resolveScope(r.scope, {});
+    const got = this.opts.scopes.lookup(sel);
+    if (got === undefined) return 'pending';
+    if (isSelectorFailure(got)) return new AgentError(got.code, { subject, detail: got.detail });
+    return resolveScope(r.scope, { [sel]: got });
   }
 
   /** Starts a watch for each newly referenced Secret, stops those no longer referenced. */
@@ -253,6 +311,7 @@ export class KubernetesRegistrySource implements Source {
     const credentials: RegistryCredential[] = [];
     const errors: AgentError[] = [];
     const ecr: EcrRegistrySpec[] = [];
+    const scopes = new Map<string, ResolvedScope>();
     const seen = new Set<string>();
     for (const r of this.requests()) {
       if (r instanceof AgentError) {
@@ -260,6 +319,17 @@ export class KubernetesRegistrySource implements Source {
         continue;
       }
       if (this.opts.nodeIdentityOnly && r.kind === 'static') continue;
+      let namespaces: readonly string[] | undefined;
+      if (r.scope) {
+        const got = this.namespacesOf({ ...r, scope: r.scope });
+        if (got === 'pending') return; // as for Secrets: wait for the first answer
+        if (got instanceof AgentError) {
+          errors.push(got);
+          continue;
+        }
+        namespaces = got;
+        if (r.kind !== 'static') scopes.set(r.host, { registry: r.registry, namespaces });
+      }
       if (this.opts.nodeIdentityOnly && r.kind === 'awsIamUser') {
         errors.push(
           new AgentError('NRC_E_REGISTRY_KIND_UNSUPPORTED', { subject: `registry ${quoteSubject(r.registry)}`, detail: '(spec.awsIamUser: its access keys are read by the cluster broker only, never on a node; run the broker)' }),
@@ -298,10 +368,17 @@ export class KubernetesRegistrySource implements Source {
         errors.push(err);
         // A failing watch (403, unreachable) keeps the last good credential; a missing Secret does not.
         const prev = this.lastGood.get(r.registry);
-        if (err.code !== 'NRC_E_REGISTRY_SECRET_MISSING' && prev) credentials.push(prev);
+        if (err.code !== 'NRC_E_REGISTRY_SECRET_MISSING' && prev) {
+          // The last good values, under the scope as it is now.
+          const { namespaces: _old, ...base } = prev;
+          credentials.push(namespaces ? { ...base, source: `registry:${this.namespace}/${r.registry}`, namespaces } : { ...base, source: this.name });
+        }
         continue;
       }
-      const cred: RegistryCredential = { key: r.key, host: r.host, username, password, source: this.name };
+      // A scoped one names its Registry (scoped.json `source`: which resource gave a namespace its credential).
+      const cred: RegistryCredential = namespaces
+        ? { key: r.key, host: r.host, username, password, source: `registry:${this.namespace}/${r.registry}`, namespaces }
+        : { key: r.key, host: r.host, username, password, source: this.name };
       this.lastGood.set(r.registry, cred);
       credentials.push(cred);
     }
@@ -313,6 +390,13 @@ export class KubernetesRegistrySource implements Source {
       if (fp !== this.lastEcr) {
         this.lastEcr = fp;
         this.opts.onEcrRegistries(ecr);
+      }
+    }
+    if (this.opts.onScopes) {
+      const fp = JSON.stringify([...scopes]);
+      if (fp !== this.lastScopes) {
+        this.lastScopes = fp;
+        this.opts.onScopes(scopes);
       }
     }
     this.emit({ source: this.name, credentials, errors, ok: true });
