@@ -9,7 +9,7 @@ import { HostFs } from '../host/host-fs.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { DEFAULT_STARTUP_TAINT } from '../report/node-annotations.ts';
 import type { ContainerdVersionOption } from '../runtime/containerd.ts';
-import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES, type TargetOptions } from '../runtime/targets.ts';
+import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES, NAMESPACE_SCOPING_MODES, type TargetOptions } from '../runtime/targets.ts';
 import { EMPTY_REGISTRY_CONFIG, parseRegistryConfig, type RegistryConfig } from '../sources/registry-config.ts';
 import { hostname } from 'node:os';
 import { BROKER_FLAGS, CHECK_FLAGS, COMMON_FLAGS, KUBERNETES_RUN_FLAGS, numberFlag, RUN_FLAGS, str, withDefault, type Flags } from './options.ts';
@@ -72,6 +72,7 @@ export function hostConfig(f: Flags): HostConfig {
       containerdVersion: withDefault(COMMON_FLAGS, 'containerd-version', str(f, 'containerd-version')) as ContainerdVersionOption,
       // parseFlags has checked the value against its choices; cleanup has no such flag (it removes both).
       kubeletCredentials: KUBELET_CREDENTIALS_MODES.find((m) => m === str(f, 'kubelet-credentials')) ?? DEFAULT_TARGET_OPTIONS.kubeletCredentials,
+      namespaceScoping: NAMESPACE_SCOPING_MODES.find((m) => m === str(f, 'namespace-scoping')) ?? DEFAULT_TARGET_OPTIONS.namespaceScoping,
     },
   };
 }

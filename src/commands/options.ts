@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.ts';
 import { quoteSubject } from '../model/registry-key.ts';
 import { DEFAULT_STARTUP_TAINT } from '../report/node-annotations.ts';
-import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES } from '../runtime/targets.ts';
+import { DEFAULT_TARGET_OPTIONS, KUBELET_CREDENTIALS_MODES, NAMESPACE_SCOPING_MODES } from '../runtime/targets.ts';
 import { AGENT_SERVICE_ACCOUNT, BROKER_NAME, DEFAULT_BROKER_SECRET_NAME, DEFAULT_SECRET_NAME, DEFAULT_SECRET_NAMESPACE } from '../sources/kubernetes/defaults.ts';
 
 /** What a number flag accepts; its value is checked once, when the configuration is built. */
@@ -54,6 +54,13 @@ export const INPUT_FLAGS: readonly FlagSpec[] = [
     default: DEFAULT_TARGET_OPTIONS.kubeletCredentials,
     choices: KUBELET_CREDENTIALS_MODES,
     help: "Where the kubelet's credentials go: config-json (its config.json, which it reads through a 5-minute cache) or provider (a state file that the credential provider plugin of examples/credential-provider serves to the kubelet at every pull, so a change counts at the next pull; the node's kubelet must be configured with that plugin, docs/kubernetes.md#credential-provider-mode).",
+  },
+  {
+    name: 'namespace-scoping',
+    type: 'string',
+    default: DEFAULT_TARGET_OPTIONS.namespaceScoping,
+    choices: NAMESPACE_SCOPING_MODES,
+    help: "Serve namespace-scoped registries (docs/kubernetes.md#scoped-registries) to the pods of their namespaces only: needs --kubelet-credentials provider and a kubelet booted with the service-account CredentialProviderConfig. serviceaccount: checked against the Node's kubelet version (1.35 or later, where KEP-2535 re-verifies images already on the node); assume-ensure-secret-pulled-images: trusts that the kubelet has KubeletEnsureSecretPulledImages on (1.34 with the gate). off: scoped registries are configured nowhere on this node (NRC_E_SCOPE_UNSUPPORTED), never node-wide.",
   },
 ];
 
@@ -114,6 +121,7 @@ export const BROKER_FLAGS: readonly FlagSpec[] = [
   { name: 'kubeconfig', type: 'string', help: 'Kubeconfig file; default: in-cluster config when running in a pod.' },
   { name: 'namespace', type: 'string', default: DEFAULT_SECRET_NAMESPACE, help: 'Namespace of the Registry resources, the Secrets they reference, the Lease and the output Secret.' },
   { name: 'broker-secret-name', type: 'string', default: DEFAULT_BROKER_SECRET_NAME, help: 'The dockerconfigjson Secret the broker writes (and alone manages).' },
+  { name: 'secret-name', type: 'string', default: DEFAULT_SECRET_NAME, help: "The platform's docker-config Secret, watched by name for its scopes annotation only: the broker resolves its namespace selectors for the nodes (docs/kubernetes.md#scoped-registries); '' for none." },
   { name: 'lease-name', type: 'string', default: BROKER_NAME, help: 'The coordination.k8s.io Lease of the leader election.' },
   { name: 'identity', type: 'string', help: 'This candidate in the election; default: the pod name ($POD_NAME or the hostname).' },
   {

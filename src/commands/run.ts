@@ -8,6 +8,7 @@ import { agentConfig, loadRegistryConfig, openHost, type AgentConfig, type Input
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import type { Flags } from './options.ts';
 import { startKubernetesRuntime } from './run-kubernetes.ts';
+import { kubeletScopingRefusal } from '../runtime/targets.ts';
 import { registerDriftRepairs } from '../report/metrics.ts';
 import { EffectiveObserver } from './effective-observer.ts';
 import { PROVIDER_ASKED_PATH } from '../model/state-paths.ts';
@@ -97,7 +98,7 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 export async function runCommand(f: Flags, io: Io): Promise<number> {
-  const c = agentConfig(f);
+  let c = agentConfig(f);
   if (c instanceof AgentError) {
     io.err(`${c.message}\n`);
     return EXIT_FAILED;
@@ -114,6 +115,9 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG), --kubeconfig or a pod (Kubernetes), or --secret-dir.\n');
     return EXIT_FAILED;
   }
+  const refusal = c.targets.namespaceScoping === 'serviceaccount' && c.targets.kubeletCredentials === 'provider' ? kubeletScopingRefusal(await kube.kubeletVersion()) : undefined;
+  if (refusal !== undefined) logger.error({ code: 'NRC_E_SCOPE_UNSUPPORTED', reason: refusal }, 'namespace-scoped registries are not served on this node (never written node-wide)');
+  if (refusal !== undefined) c = { ...c, targets: { ...c.targets, scopedRefusal: refusal } };
   const observeAsked = providerAskedObserver(c);
   const host = openHost(c.hostRoot);
   const effective = host instanceof AgentError ? undefined : new EffectiveObserver({ host, mode: c.targets.kubeletCredentials ?? 'config-json', onChange: (e) => kube.onEffective(e) });

@@ -12,6 +12,12 @@ export const PROVIDER_RESPONSE_PATH = `${STATE_DIR}/provider/response.json`;
 /** `sha256sum` format ("<hex>  response.json"): the plugin serves the response only when it matches. */
 export const PROVIDER_DIGEST_SUFFIX = '.sha256';
 /**
+ * Provider mode with namespace scoping: `<namespace>.json` (+ its digest) per namespace that has
+ * scoped credentials, the whole answer for that namespace's pods (node-wide + its scoped ones).
+ * The plugin serves it to a request whose service-account token names that namespace.
+ */
+export const PROVIDER_NAMESPACES_DIR = `${STATE_DIR}/provider/namespaces`;
+/**
  * Provider mode: the file the credential provider plugin touches at each valid request of the
  * kubelet (NRC_PROVIDER_ASKED in examples/credential-provider/credential-provider-config.yaml), so
  * that the node itself shows whether the kubelet asks the plugin (its mtime: the last request).

@@ -16,4 +16,11 @@ export interface Targets {
    * the kubelet tries before the provider's. Undefined (config-json mode): they go into kubeletConfig.
    */
   readonly providerResponse?: string | undefined;
+  /**
+   * Provider mode with namespace scoping served on this node: the directory of per-namespace
+   * answers (PROVIDER_NAMESPACES_DIR). Undefined: scoped credentials are written nowhere.
+   */
+  readonly providerNamespacesDir?: string | undefined;
+  /** Why scoped credentials are not served on this node (reported with NRC_E_SCOPE_UNSUPPORTED). */
+  readonly scopedRefusal?: string | undefined;
 }

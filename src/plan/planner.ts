@@ -508,6 +508,33 @@ function providerFiles(path: string, served: ReadonlyMap<string, KubeletCredenti
   ]);
 }
 
+/**
+ * Namespace scoping (provider mode, service-account tokens): per namespace that has scoped
+ * credentials, the whole answer for its pods: the node-wide answer, then its scoped credentials
+ * (the first per key, in precedence order; one replaces a node-wide one of the same key).
+ * Scoped credentials reach no other file.
+ */
+function namespaceFiles(dir: string, served: ReadonlyMap<string, KubeletCredential>, scoped: readonly RegistryCredential[]): Map<string, WholeFile> {
+  const perNamespace = new Map<string, Map<string, KubeletCredential>>();
+  for (const c of scoped) {
+    const credential = kubeletView([[c.key, dockerConfigEntry(c)]]).get(c.key);
+    if (credential === undefined) continue;
+    for (const ns of c.namespaces ?? []) {
+      const answer = perNamespace.get(ns) ?? new Map<string, KubeletCredential>();
+      perNamespace.set(ns, answer);
+      if (!answer.has(c.key)) answer.set(c.key, credential);
+    }
+  }
+  const out = new Map<string, WholeFile>();
+  for (const [ns, own] of [...perNamespace].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const [path, file] of providerFiles(namespaceAnswerPath(dir, ns), new Map([...served, ...own]))) out.set(path, file);
+  }
+  return out;
+}
+
+/** The answer file of one namespace (a namespace name is a DNS label: a safe file name). */
+export const namespaceAnswerPath = (dir: string, namespace: string): string => posix.join(dir, `${namespace}.json`);
+
 function planWholeFiles(work: Work, extra: ReadonlyMap<string, WholeFile>): void {
   const desired = new Map([...desiredWholeFiles(work), ...extra]);
   for (const [path, file] of desired) {
@@ -577,6 +604,13 @@ export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
     }
     for (const certs of targets.certsDirs) paths.add(posix.join(certs, host, 'ca.crt'));
   }
+  if (targets.providerNamespacesDir && targets.providerResponse) {
+    paths.add(targets.providerNamespacesDir);
+    for (const ns of new Set(input.credentials.flatMap((c) => c.namespaces ?? []))) {
+      const path = namespaceAnswerPath(targets.providerNamespacesDir, ns);
+      paths.add(path).add(providerDigestPath(path));
+    }
+  }
   for (const p of [...Object.keys(record.jsonFiles), ...Object.keys(record.files), ...record.dirs]) paths.add(p);
   return [...paths].filter((p) => !p.includes('*'));
 }
@@ -585,7 +619,10 @@ export function pathsToSnapshot(input: Omit<PlanInput, 'snapshot'>): string[] {
  * The pure planner: desired credentials + host options + what is on the host + what the agent
  * owns → the exact operations. It reads no clock, file or environment.
  */
-export function plan(input: PlanInput): Plan {
+export function plan(whole: PlanInput): Plan {
+  // Namespace-scoped credentials never go to a node-wide file: only to the per-namespace answers.
+  const scoped = whole.cleanup ? [] : whole.credentials.filter((c) => c.namespaces !== undefined);
+  const input: PlanInput = scoped.length === 0 ? whole : { ...whole, credentials: whole.credentials.filter((c) => c.namespaces === undefined) };
   const work = new Work(input);
   const desired = new Map<string, JsonObject>();
   if (!input.cleanup) {
@@ -601,7 +638,17 @@ export function plan(input: PlanInput): Plan {
   for (const path of Object.keys(input.record.jsonFiles)) {
     if (path !== input.targets.kubeletConfig && path !== input.targets.dockerConfig) planDockerConfig(work, path, new Map(), false);
   }
-  planWholeFiles(work, provider !== undefined && served !== undefined ? providerFiles(provider, served) : new Map());
+  const answers = provider !== undefined && served !== undefined ? providerFiles(provider, served) : new Map<string, WholeFile>();
+  const namespacesDir = input.targets.providerNamespacesDir;
+  if (scoped.length > 0 && namespacesDir !== undefined && provider !== undefined && served !== undefined) {
+    for (const [path, file] of namespaceFiles(namespacesDir, served, scoped)) answers.set(path, file);
+  } else {
+    // Refused, never widened: each scoped credential is reported, and written nowhere.
+    for (const c of scoped) {
+      work.errors.push(new AgentError('NRC_E_SCOPE_UNSUPPORTED', { subject: `${c.source} ${quoteSubject(c.key)}`, detail: `(${input.targets.scopedRefusal ?? 'this node serves no per-namespace answers'})` }));
+    }
+  }
+  planWholeFiles(work, answers);
   // Uninstall takes the cached ECR tokens too: nothing that holds a credential stays behind.
   if (input.cleanup && work.state(ECR_CACHE_PATH).kind === 'file') {
     work.ops.push({ op: 'delete', path: ECR_CACHE_PATH });

@@ -3,21 +3,31 @@ import { applyPlan, readRecord, type ApplyResult } from '../host/apply.ts';
 import type { HostFs } from '../host/host-fs.ts';
 import type { HostSnapshot } from '../model/host-state.ts';
 import type { RegistryCredential, SourceSnapshot } from '../model/credential.ts';
+import { resolveScope } from '../model/scope.ts';
 import type { OwnershipRecord } from '../plan/ownership.ts';
 import { pathsToSnapshot, plan as makePlan } from '../plan/planner.ts';
 import type { Plan } from '../plan/types.ts';
 import type { HostOptions } from '../model/host-options.ts';
 import { detectTargets, type DetectedTargets, type TargetOptions } from '../runtime/targets.ts';
 
-/** Merges sources in precedence order: for one registry key, the first source that has it wins. */
+/**
+ * Merges sources in precedence order: for one registry key, the first source that has it wins.
+ * Namespace-scoped credentials are kept apart, all of them in that order (the planner takes the
+ * first per key and namespace), their selectors resolved with what the broker published.
+ */
 export function mergeSnapshots(snapshots: readonly SourceSnapshot[]): { credentials: RegistryCredential[]; errors: AgentError[] } {
   const byKey = new Map<string, RegistryCredential>();
+  const scoped: RegistryCredential[] = [];
   const errors: AgentError[] = [];
+  const selectors: Record<string, readonly string[]> = Object.assign({}, ...snapshots.map((s) => s.selectors ?? {}));
   for (const s of snapshots) {
     errors.push(...s.errors);
-    for (const c of s.credentials) if (!byKey.has(c.key)) byKey.set(c.key, c);
+    for (const c of s.credentials) {
+      if (c.namespaces !== undefined) scoped.push(c.namespaceSelector === undefined ? c : { ...c, namespaces: resolveScope({ namespaces: c.namespaces, namespaceSelector: c.namespaceSelector }, selectors) });
+      else if (!byKey.has(c.key)) byKey.set(c.key, c);
+    }
   }
-  return { credentials: [...byKey.values()], errors };
+  return { credentials: [...byKey.values(), ...scoped], errors };
 }
 
 export interface ReconcileInput {

@@ -30,7 +30,7 @@ export function configurationHashKnown(material: string): boolean {
 export function configurationMaterial(credentials: readonly RegistryCredential[], hostOptions: ReadonlyMap<string, HostOptions>): string {
   const h = createHash('sha256');
   for (const c of [...credentials].sort((a, b) => collate(a.key, b.key))) {
-    h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '']));
+    h.update(JSON.stringify([c.key, c.username, c.password, c.identityToken ?? '', ...(c.namespaces ? [c.namespaces] : [])]));
   }
   for (const o of [...hostOptions.values()].sort((a, b) => collate(a.host, b.host))) h.update(JSON.stringify(o));
   return h.digest('hex');

@@ -7,7 +7,9 @@
 // server's signing key) into its Secret, which the agent then writes for the kubelet.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey, createVerify } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import type { V1NodeSystemInfo } from '@kubernetes/client-node';
+import { renderScoped, SCOPED_DATA_KEY } from '../../src/model/scope.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -123,6 +125,48 @@ describe.skipIf(!info)('run with Kubernetes sources against the real API server 
     });
     expect(await exited).toBe(0);
     expect((await kubeletAuths())['both.example.com']?.auth).toBe(b64('fromregistry:r2'));
+  }, 60_000);
+
+  it("namespace scoping: a kubelet 1.35+ gets scoped credentials per namespace only; an older one refuses them with NRC_E_SCOPE_UNSUPPORTED and writes them nowhere", async () => {
+    const scoped = renderScoped({ entries: [{ key: 'team.example.com', username: 't', password: 'SCOPED-PW', namespaces: ['team-a'], source: 'registry:okteto/team' }], selectors: {} });
+    await admin.putSecret(NS, { type: 'kubernetes.io/dockerconfigjson', name: BROKER_SECRET, data: { '.dockerconfigjson': b64(JSON.stringify(dockerconfig({ 'wide.example.com': 'w:1' }))), [SCOPED_DATA_KEY]: b64(scoped) } });
+    const setKubelet = async (version: string): Promise<void> => {
+      const current = await admin.core.readNode({ name: node });
+      await admin.core.replaceNodeStatus({ name: node, body: { ...current, status: { ...current.status, nodeInfo: { ...(current.status?.nodeInfo ?? {}), kubeletVersion: version } as V1NodeSystemInfo } } });
+    };
+    const files = async (): Promise<string> => {
+      const out: string[] = [];
+      const walk = async (d: string): Promise<void> => {
+        for (const e of await readdir(d, { withFileTypes: true })) {
+          if (e.isDirectory()) await walk(join(d, e.name));
+          else out.push(`${join(d, e.name)}\n${await readFile(join(d, e.name), 'utf8')}`);
+        }
+      };
+      await walk(join(dir, 'host'));
+      return out.join('\n');
+    };
+    const provider = ['--kubelet-credentials', 'provider', '--namespace-scoping', 'serviceaccount', '--docker-config-path', ''];
+    const answer = join(dir, 'host/var/lib/node-registry-credentials/provider');
+
+    await setKubelet('v1.34.4');
+    let c = start(provider);
+    await waitFor(async () => expect(await readFile(join(answer, 'response.json'), 'utf8')).toContain('wide.example.com'), { timeout: 20_000, interval: 100 });
+    await waitFor(() => expect(stderr).toContain('NRC_E_SCOPE_UNSUPPORTED'), { timeout: 10_000, interval: 100 });
+    expect(stderr).toContain('kubelet v1.34.4 is older than 1.35');
+    expect(await files()).not.toContain('SCOPED-PW');
+    expect(await files()).not.toContain(b64('t:SCOPED-PW'));
+    await new Promise<void>((resolve) => {
+      c.once('exit', () => resolve());
+      c.kill('SIGTERM');
+    });
+
+    await setKubelet('v1.37.2');
+    stderr = '';
+    c = start(provider);
+    await waitFor(async () => expect(await readFile(join(answer, 'namespaces', 'team-a.json'), 'utf8')).toContain('SCOPED-PW'), { timeout: 20_000, interval: 100 });
+    expect(await readFile(join(answer, 'response.json'), 'utf8')).not.toContain('SCOPED-PW');
+    expect(stderr).not.toContain('NRC_E_SCOPE_UNSUPPORTED');
+    expect(stderr).not.toContain('SCOPED-PW');
   }, 60_000);
 
   it('the broker process turns Registry resources of all three kinds into its Secret; the agent writes every credential for the kubelet', async () => {

@@ -43,7 +43,7 @@ const COMBINATIONS: [string, Obj][] = [
 
 describe.skipIf(skipWithout(['helm']))('the Helm chart', () => {
   it('passes helm lint --strict, at its defaults and with every optional part on', () => {
-    for (const set of [[], ['--set', 'metrics.podMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true']]) {
+    for (const set of [[], ['--set', 'metrics.podMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true,agent.kubeletCredentials=provider,agent.namespaceScoping.enabled=true']]) {
       const r = spawnSync(HELM, ['lint', '--strict', CHART, '--namespace', 'okteto', ...set], { encoding: 'utf8' });
       expect(r.stdout + r.stderr).toContain('0 chart(s) failed');
       expect(r.status).toBe(0);

@@ -38,3 +38,32 @@ describe.skipIf(skipWithout(['helm', 'kubectl']))('daemonset/variants/provider',
     expect(agentEnv(objs)).toEqual(agentEnv(helm({ agent: { kubeletCredentials: 'provider' } }).objs));
   });
 });
+
+describe.skipIf(skipWithout(['helm', 'kubectl']))('namespace scoping: agent.namespaceScoping and daemonset/variants/provider-scoped', () => {
+  const scopedValues = { agent: { kubeletCredentials: 'provider', namespaceScoping: { enabled: true } } };
+  const rbac = (objs: Obj[]): Obj[] =>
+    objs
+      .filter((o) => o['metadata']?.name === 'node-registry-credentials-token-audience')
+      .map((o) => ({ kind: o['kind'], rules: o['rules'], roleRef: o['roleRef'], subjects: o['subjects'] }));
+
+  it('grants the nodes only the token audience, passes the mode, and refuses scoping without provider mode', () => {
+    const on = helm(scopedValues);
+    expect(on.status).toBe(0);
+    expect(agentEnv(on.objs)).toContainEqual(['NRC_NAMESPACE_SCOPING', 'serviceaccount']);
+    expect(rbac(on.objs)).toEqual([
+      { kind: 'ClusterRole', rules: [{ apiGroups: [''], resources: ['registry-credentials.okteto.com'], verbs: ['request-serviceaccounts-token-audience'] }], roleRef: undefined, subjects: undefined },
+      { kind: 'ClusterRoleBinding', rules: undefined, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'node-registry-credentials-token-audience' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:nodes' }] },
+    ]);
+    expect(rbac(helm({ agent: { kubeletCredentials: 'provider' } }).objs)).toEqual([]);
+    const wrong = helm({ agent: { namespaceScoping: { enabled: true } } });
+    expect(wrong.status).not.toBe(0);
+    expect(wrong.stderr).toMatch(/kubeletCredentials=provider/);
+  });
+
+  it('the variant renders valid, safe objects equal to the chart with scoping on', () => {
+    const objs = loadAllYaml(kustomizeSync(join('daemonset', 'variants/provider-scoped'))) as Obj[];
+    expectValidObjects(objs.filter(Boolean), 'okteto');
+    expect(agentEnv(objs)).toEqual(agentEnv(helm(scopedValues).objs));
+    expect(rbac(objs.filter(Boolean))).toEqual(rbac(helm(scopedValues).objs));
+  });
+});

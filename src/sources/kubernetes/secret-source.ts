@@ -2,7 +2,9 @@
 // so RBAC can limit the agent to that name) and turns it into a SourceSnapshot.
 import { AgentError } from '../../errors.ts';
 import { systemClock, type Clock } from '../../model/clock.ts';
-import type { Source, SourceSnapshot } from '../../model/credential.ts';
+import type { RegistryCredential, Source, SourceSnapshot } from '../../model/credential.ts';
+import { normalizeRegistryKey } from '../../model/registry-key.ts';
+import { parseScoped, SCOPED_DATA_KEY, SCOPES_ANNOTATION, secretScopes, type ScopeRequest } from '../../model/scope.ts';
 import { decodeBase64, parseDockerConfig } from '../dockerconfig.ts';
 import { type KubeAccess, kubeClientOf } from '../kube-client.ts';
 import { type KubeObject, type ListWatch, secretByName, type WatchStateEvent, type WatchTuning } from './list-watch.ts';
@@ -57,7 +59,7 @@ export function secretToSnapshot(secret: KubeObject | undefined, source: string)
     if (text === undefined) {
       return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source, detail: `(${key} is not base64 of UTF-8 text)` })], ok: false };
     }
-    return withExpiries(parseDockerConfig(text, source, key === '.dockercfg' ? 'dockercfg' : 'config.json'), secret);
+    return withExpiries(withScopes(parseDockerConfig(text, source, key === '.dockercfg' ? 'dockercfg' : 'config.json'), secret, values), secret);
   }
   return { source, credentials: [], errors: [new AgentError('NRC_E_K8S_SECRET_NOT_DOCKERCONFIG', { subject: source })], ok: false };
 }
@@ -80,6 +82,41 @@ function withExpiries(snapshot: SourceSnapshot, secret: KubeObject): SourceSnaps
     return Number.isFinite(ms) ? { ...c, expiresAt: new Date(ms) } : c;
   });
   return { ...snapshot, credentials };
+}
+
+/**
+ * Namespace scoping: the static Secret's scopes annotation marks some of its entries scoped (an
+ * unreadable scope: served nowhere); the broker's scoped.json adds its scoped credentials and the
+ * selectors it resolved. Scoped credentials carry `namespaces`, so no node-wide file gets them.
+ */
+function withScopes(snapshot: SourceSnapshot, secret: KubeObject, values: Record<string, unknown>): SourceSnapshot {
+  const annotations = (secret.metadata as { annotations?: Record<string, string> } | undefined)?.annotations;
+  const rawScoped = values[SCOPED_DATA_KEY];
+  if (annotations?.[SCOPES_ANNOTATION] === undefined && rawScoped === undefined) return snapshot;
+  const read = secretScopes(annotations, snapshot.source);
+  const { scopes, all } = read;
+  const errors: AgentError[] = [...read.errors];
+  const byKey = new Map<string, ScopeRequest>();
+  for (const [raw, scope] of scopes) {
+    const k = normalizeRegistryKey(raw);
+    byKey.set(k instanceof AgentError ? raw : k.key, scope);
+  }
+  const credentials: RegistryCredential[] = snapshot.credentials.map((c) => {
+    const scope = all ? { namespaces: [] } : byKey.get(c.key);
+    if (scope === undefined) return c;
+    return { ...c, namespaces: scope.namespaces, ...(scope.namespaceSelector !== undefined ? { namespaceSelector: scope.namespaceSelector } : {}) };
+  });
+  const text = typeof rawScoped === 'string' ? decodeBase64(rawScoped) : undefined;
+  const scoped = parseScoped(text, snapshot.source);
+  for (const e of scoped.doc.entries) {
+    const k = normalizeRegistryKey(e.key);
+    if (k instanceof AgentError) {
+      errors.push(k);
+      continue;
+    }
+    credentials.push({ key: k.key, host: k.host, username: e.username, password: e.password, ...(e.identitytoken ? { identityToken: e.identitytoken } : {}), source: `${snapshot.source} ${e.source}`, namespaces: e.namespaces });
+  }
+  return { ...snapshot, credentials, errors: [...snapshot.errors, ...errors, ...scoped.errors], ...(Object.keys(scoped.doc.selectors).length > 0 ? { selectors: scoped.doc.selectors } : {}) };
 }
 
 export class KubernetesSecretSource implements Source {
