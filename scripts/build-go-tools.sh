@@ -5,12 +5,17 @@
 #   bin=$(bash scripts/build-go-tools.sh | tail -1)
 #   bash scripts/build-go-tools.sh --print-dir     # the directory only, builds nothing
 #
-# Cache: ${NRC_GO_CACHE:-/var/cache/node-registry-credentials/go-tools}/<key>/bin, where <key>
-# is the first 16 hex digits of a sha256 over this script, every file under testenv/ except
-# *.md (go.mod, go.sum, tools.txt, wrapper sources) and the Go version/OS/arch. A cache entry is
-# used only when its .complete marker exists; a build goes to a temporary directory that is
-# renamed into place when every tool is built, so an interrupted build is never taken as
-# complete. NRC_GO_TOOLS_DIR=DIR: use the binaries in DIR (checked to exist), build nothing.
+# Cache (${NRC_GO_CACHE:-/var/cache/node-registry-credentials/go-tools}), keyed PER MODULE so that
+# a change in one testenv module rebuilds only that module:
+#   modules/<module>/<mkey>/bin   one module's tools; <mkey> = first 16 hex digits of a sha256 over
+#                                 this script, every file of that module dir except *.md (go.mod,
+#                                 go.sum, tools.txt, wrapper sources), the files of the module dirs
+#                                 its go.mod replaces with ../<dir>, and the Go version/OS/arch;
+#   <key>/bin                     the bin dir the tests use: hard links to every module's tools;
+#                                 <key> = the same digits over the list of "<module> <mkey>".
+# Each entry is used only when its .complete marker exists; each is built in a temporary
+# directory renamed into place when done, so an interrupted build is never taken as complete.
+# NRC_GO_TOOLS_DIR=DIR: use the binaries in DIR (checked to exist), build nothing.
 # Per-tool timings go to stderr. Modules and build cache: Go's defaults (GOMODCACHE, GOCACHE).
 # See testenv/README.md.
 set -euo pipefail
@@ -26,10 +31,11 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: scripts/build-go-tools.sh [--print-dir | --list | --help]
+usage: scripts/build-go-tools.sh [--print-dir | --list | --keys | --help]
   (no option)   build what is missing, print the bin directory as the last stdout line
   --print-dir   print the bin directory that would be used; build nothing
   --list        print "<module dir> <binary> <package>" for every tool; build nothing
+  --keys        print "<module> <module key> <module entry>" per module; build nothing
 env: NRC_GO_CACHE (cache root), NRC_GO_TOOLS_DIR (prebuilt bin dir: build nothing),
      NRC_GO_CACHE_KEEP (complete cache entries kept, default 3), GO (go binary)
 EOF
@@ -40,6 +46,7 @@ case "${1:-}" in
   "") ;;
   --print-dir) mode=print ;;
   --list) mode=list ;;
+  --keys) mode=keys ;;
   -h|--help) usage; exit 0 ;;
   *) usage; exit 2 ;;
 esac
@@ -79,6 +86,11 @@ if [ "$mode" = list ]; then
   exit 0
 fi
 
+# One bin dir for all modules: a binary name may come from one module only.
+dups=$(all_tools | cut -f2 | LC_ALL=C sort | uniq -d | tr '\n' ' ')
+[ -z "$dups" ] || die "binary names in more than one tools.txt: $dups"
+
+
 if [ -n "${NRC_GO_TOOLS_DIR:-}" ]; then
   missing=()
   while IFS=$'\t' read -r _ name _; do
@@ -92,19 +104,40 @@ if [ -n "${NRC_GO_TOOLS_DIR:-}" ]; then
   exit 0
 fi
 
-compute_key() {
+gover=$(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION GOOS GOARCH | tr '\n' ' ')
+script_sum=$(sha256sum < "$script_path" | cut -d' ' -f1)
+
+# module_key MODDIR: what decides this module's binaries (see the header).
+module_key() {
+  local m=$1 dirs=("$1") dep
+  while IFS= read -r dep; do dirs+=("$testenv/$dep"); done \
+    < <(sed -n 's#^.*=>[[:space:]]*\.\./\([A-Za-z0-9_.-]*\)[[:space:]]*$#\1#p' "$m/go.mod" 2>/dev/null | LC_ALL=C sort -u)
   {
-    printf 'script %s\n' "$(sha256sum < "$script_path" | cut -d' ' -f1)"
-    (cd "$repo" && find testenv -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-    GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION GOOS GOARCH
+    printf 'script %s\ngo %s\n' "$script_sum" "$gover"
+    local d
+    for d in "${dirs[@]}"; do
+      (cd "$repo" && find "${d#"$repo"/}" -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    done
   } | sha256sum | cut -c1-16
 }
-key=$(compute_key)
+
+declare -A mkey
+keys_list=""
+for m in "${modules[@]}"; do
+  mkey[$m]=$(module_key "$m")
+  keys_list+="$(basename "$m") ${mkey[$m]}"$'\n'
+done
+key=$(printf '%s' "$keys_list" | sha256sum | cut -c1-16)
 entry="$cache_root/$key"
 bin="$entry/bin"
+mod_entry() { printf '%s/modules/%s/%s' "$cache_root" "$(basename "$1")" "${mkey[$1]}"; }
 
 if [ "$mode" = print ]; then
   printf '%s\n' "$bin"
+  exit 0
+fi
+if [ "$mode" = keys ]; then
+  for m in "${modules[@]}"; do printf '%s %s %s\n' "$(basename "$m")" "${mkey[$m]}" "$(mod_entry "$m")"; done
   exit 0
 fi
 
@@ -114,7 +147,7 @@ if [ -f "$entry/.complete" ]; then
   exit 0
 fi
 
-mkdir -p "$cache_root" 2>/dev/null || die "cannot create $cache_root (set NRC_GO_CACHE to a writable directory)"
+mkdir -p "$cache_root/modules" 2>/dev/null || die "cannot create $cache_root (set NRC_GO_CACHE to a writable directory)"
 [ -w "$cache_root" ] || die "$cache_root is not writable (set NRC_GO_CACHE to a writable directory)"
 
 # One build at a time per cache root; a second caller waits, then finds the entry complete.
@@ -129,20 +162,34 @@ if [ -f "$entry/.complete" ]; then
 fi
 
 # Under the lock, any temporary directory left is from an interrupted build.
-find "$cache_root" -mindepth 1 -maxdepth 1 -name '.tmp-*' -exec rm -rf {} +
-tmp=$(mktemp -d "$cache_root/.tmp-$key.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"
-mkdir -p "$tmp/bin"
+find "$cache_root" "$cache_root/modules" -mindepth 1 -maxdepth 2 -name '.tmp-*' -prune -exec rm -rf {} +
+tmp=""
+trap '[ -z "$tmp" ] || rm -rf "$tmp"' EXIT
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+finish() {  # finish TMPDIR DEST START: the .complete marker, then the atomic rename
+  {
+    printf 'key=%s\n' "$(basename "$2")"
+    printf 'built=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf 'go=%s\n' "$(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION)"
+    printf 'seconds=%s\n' "$(secs "$3" "$(now)")"
+  } > "$1/.complete"
+  [ -e "$2" ] && rm -rf "$2"   # only ever an incomplete leftover: complete ones are never rebuilt
+  mv -T "$1" "$2"
+}
 
-log "building into $entry (go: $GO, $(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION))"
-t_all=$(now)
-: > "$tmp/manifest.tsv"
-for m in "${modules[@]}"; do
-  rel=${m#"$repo"/}
+# build_module MODDIR: every tool of one module into its own entry.
+build_module() {
+  local m=$1 rel=${1#"$repo"/} dest line name pkg f mod ver t0 t_mod
+  dest=$(mod_entry "$m")
+  mkdir -p "$(dirname "$dest")"
+  tmp=$(mktemp -d "$(dirname "$dest")/.tmp-${mkey[$m]}.XXXXXX")
+  chmod 755 "$tmp"
+  mkdir -p "$tmp/bin"
+  : > "$tmp/manifest.tsv"
+  t_mod=$(now)
+  log "building $rel into $dest"
   while IFS= read -r line; do
     split_line "$line"
     [ ${#fields[@]} -ge 2 ] || die "$rel/tools.txt: need '<binary> <package>': $line"
@@ -175,26 +222,49 @@ for m in "${modules[@]}"; do
     log "built $name in $(secs "$t0" "$(now)") s"
     printf '%s\t%s\t%s\t%s\n' "$name" "$rel" "$pkg" "${flags[*]}" >> "$tmp/manifest.tsv"
   done < <(tool_lines "$m")
+  finish "$tmp" "$dest" "$t_mod"
+  tmp=""
+  log "$rel built in $(secs "$t_mod" "$(now)") s"
+}
+
+log "assembling $entry (go: $GO, $(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION))"
+t_all=$(now)
+for m in "${modules[@]}"; do
+  if [ -f "$(mod_entry "$m")/.complete" ]; then
+    log "cached: ${m#"$repo"/} ($(mod_entry "$m"))"
+  else
+    build_module "$m"
+  fi
 done
 
-{
-  printf 'key=%s\n' "$key"
-  printf 'built=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  printf 'go=%s\n' "$(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION)"
-  printf 'seconds=%s\n' "$(secs "$t_all" "$(now)")"
-} > "$tmp/.complete"
-[ -e "$entry" ] && rm -rf "$entry"   # only ever an incomplete leftover: complete ones returned above
-mv -T "$tmp" "$entry"
-trap - EXIT
-log "all tools built in $(secs "$t_all" "$(now)") s: $bin"
-
-# Keep the newest $keep complete entries.
-mapfile -t old < <(find "$cache_root" -mindepth 2 -maxdepth 2 -name .complete -printf '%T@ %h\n' \
-  | sort -rn | awk -v k="$keep" 'NR > k { print $2 }')
-for d in "${old[@]}"; do
-  [ "$d" = "$entry" ] && continue
-  log "pruning old cache entry $d"
-  rm -rf "$d"
+# The combined bin dir: hard links (same file system; a copy otherwise), so pruning a module
+# entry never breaks a combined one.
+tmp=$(mktemp -d "$cache_root/.tmp-$key.XXXXXX")
+chmod 755 "$tmp"
+mkdir -p "$tmp/bin"
+: > "$tmp/manifest.tsv"
+for m in "${modules[@]}"; do
+  src=$(mod_entry "$m")
+  cp -a -l "$src/bin/." "$tmp/bin/" 2>/dev/null || cp -a "$src/bin/." "$tmp/bin/"
+  cat "$src/manifest.tsv" >> "$tmp/manifest.tsv"
 done
+printf '%s' "$keys_list" > "$tmp/modules.txt"
+finish "$tmp" "$entry" "$t_all"
+tmp=""
+log "all tools ready in $(secs "$t_all" "$(now)") s: $bin"
+
+# Keep the newest $keep complete combined entries, and per module the newest $keep.
+prune() {  # prune DIR: keep the newest $keep complete entries directly under DIR
+  local d
+  mapfile -t old < <(find "$1" -mindepth 2 -maxdepth 2 -name .complete -printf '%T@ %h\n' \
+    | sort -rn | awk -v k="$keep" 'NR > k { print $2 }')
+  for d in "${old[@]}"; do
+    [ "$d" = "$entry" ] && continue
+    log "pruning old cache entry $d"
+    rm -rf "$d"
+  done
+}
+prune "$cache_root"
+for d in "$cache_root"/modules/*/; do prune "${d%/}"; done
 
 printf '%s\n' "$bin"

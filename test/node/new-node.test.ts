@@ -8,14 +8,25 @@
 // NRC_NODE_MUTATE=no-startup-taint registers the nodes without the taint, to show today's failure
 // (the pod fails and backs off until the kubelet's cache runs out). Never set in CI.
 // Each scenario is a node boot: kubelet and containerd are started once, never restarted.
+// Clusters: kubelet 1.34 on containerd 2.2 and 1.6, and the newest minor (1.37, its own control
+// plane) on containerd 2.2 (NRC_NODE_CLUSTERS / NRC_NODE_RUNTIMES as in private-pull.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEffective } from '../../src/report/node-annotations.ts';
 import type { Pki } from '../support/e2e-pki.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { bootNewNode } from '../support/new-node.ts';
-import { NODE_TOOLS, nodeSuiteWork, removeNodeSuiteWork, type Runtime } from '../support/node.ts';
+import { type KubeMinor, NEWEST_KUBE } from '../support/control-plane.ts';
+import { checkKubeletRuntime, clusterTools, nodeSuiteWork, removeNodeSuiteWork, type Runtime } from '../support/node.ts';
 
-const RUNTIMES = (process.env.NRC_NODE_RUNTIMES ?? 'containerd-2.2,containerd-1.6').split(',') as Runtime[];
+const CLUSTERS = (
+  process.env.NRC_NODE_CLUSTERS ?? (process.env.NRC_NODE_RUNTIMES ? process.env.NRC_NODE_RUNTIMES.split(',').map((r) => `1.34/${r}`).join(',') : `1.34/containerd-2.2,1.34/containerd-1.6,${NEWEST_KUBE}/containerd-2.2`)
+).split(',').map((spec) => {
+  const [kube, runtime] = spec.split('/') as [KubeMinor, Runtime];
+  checkKubeletRuntime(kube, runtime);
+  return { kube, runtime };
+});
+/** Two indexes per cluster (provider, config.json): 5–8 for 1.34 as before, 14–15 for 1.37 (9–11: bench section 9; 12: scoped.test.ts). */
+const firstIndex = (kube: KubeMinor, runtime: Runtime): number => (kube === '1.34' ? (runtime === 'containerd-2.2' ? 5 : 7) : 14);
 const WITH_TAINT = process.env.NRC_NODE_MUTATE !== 'no-startup-taint';
 
 let work: string;
@@ -23,25 +34,25 @@ let pki: Pki;
 let agentArchive: string;
 let pauseArchive: string;
 
-describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a pod on a brand-new node pulls its private image on the first try', () => {
+describe.skipIf(skipWithout([...new Set(CLUSTERS.flatMap((c) => clusterTools(c.kube)))]))('a pod on a brand-new node pulls its private image on the first try', () => {
   beforeAll(async () => {
     ({ work, pki, agentArchive, pauseArchive } = await nodeSuiteWork('nrc-node-new-'));
   }, 1_200_000);
 
   afterAll(() => removeNodeSuiteWork(work), 120_000);
 
-  // Indexes 5–8 (kubelet ports, pod bridges, subnets): apart from private-pull's 1–2 and bench
-  // section 8's, which may run on the same machine.
-  it('provider mode and config.json mode, each with the startup taint: the first pull works, with no kubelet restart (containerd 1.6 and 2.2)', async () => {
-    const runs = RUNTIMES.flatMap((runtime, i) => (['provider', 'config.json'] as const).map((mode, j) => ({ runtime, mode, index: 5 + i * 2 + j })));
+  // Indexes (kubelet ports, pod bridges, subnets) apart from private-pull's 1, 2 and 4, helm's 3 and the bench's
+  // 1–2 and 9–11, which may run on the same machine.
+  it(`provider mode and config.json mode, each with the startup taint: the first pull works, with no kubelet restart (${CLUSTERS.map((c) => `${c.kube} ${c.runtime}`).join(', ')})`, async () => {
+    const runs = CLUSTERS.flatMap(({ kube, runtime }) => (['provider', 'config.json'] as const).map((mode, j) => ({ kube, runtime, mode, index: firstIndex(kube, runtime) + j })));
     const results = await Promise.allSettled(
-      runs.map(({ runtime, mode, index }) =>
-        bootNewNode({ work, pki, agentArchive, pauseArchive, runtime, index, mode, taint: WITH_TAINT, log: (m) => void process.stderr.write(`[new node ${runtime} ${mode}${WITH_TAINT ? ' + startup taint' : ', no taint'}] ${m}\n`) }),
+      runs.map(({ kube, runtime, mode, index }) =>
+        bootNewNode({ work, pki, agentArchive, pauseArchive, runtime, kube, index, mode, taint: WITH_TAINT, log: (m) => void process.stderr.write(`[new node ${kube} ${runtime} ${mode}${WITH_TAINT ? ' + startup taint' : ', no taint'}] ${m}\n`) }),
       ),
     );
     for (const [i, res] of results.entries()) {
-      const { runtime, mode } = runs[i]!;
-      const what = `${runtime} ${mode}`;
+      const { kube, runtime, mode } = runs[i]!;
+      const what = `${kube} ${runtime} ${mode}`;
       if (res.status === 'rejected') throw res.reason;
       const o = res.value;
       expect(o.readyToRunningS, `${what}: the pod ran${o.diagnostics ? `\n${o.diagnostics}` : ''}`).toBeDefined();

@@ -1,8 +1,10 @@
 // The product's promise on a real node: the DaemonSet, applied as shipped (kubectl apply -k of
 // daemonset/ plus an overlay that only sets the image, the node's local paths and the registry
-// config), makes a pod with NO imagePullSecrets pull a private image. A real kubelet 1.34 reads
-// the agent's config.json and passes the credential through CRI; containerd (1.6 and 2.2) reads
-// the agent's hosts.toml for the private CA. Two modes, one scenario each, on both runtimes:
+// config), makes a pod with NO imagePullSecrets pull a private image. A real kubelet reads the
+// agent's config.json and passes the credential through CRI; containerd reads the agent's
+// hosts.toml for the private CA. One cluster each (NRC_NODE_CLUSTERS), side by side: kubelet 1.34
+// on containerd 1.6 and on 2.2, and the newest minor, 1.37 (its own 1.37 control plane and
+// controllers), on containerd 2.2. Two modes, one scenario each, on every cluster:
 // - provider mode (--kubelet-credentials provider): the node boots as a provider-mode bootstrap
 //   starts its kubelet (the shipped plugin and config); install, rotation, an added and a removed
 //   registry each count at the next pull, within seconds, with the kubelet never restarted;
@@ -15,14 +17,14 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane, kubectl as adminKubectl, kustomize } from '../support/control-plane.ts';
+import { ControlPlane, kubectl as adminKubectl, type KubeMinor, kustomize, NEWEST_KUBE } from '../support/control-plane.ts';
 import type { Pki } from '../support/e2e-pki.ts';
 import { diffSnapshots } from '../support/e2e-hostroot.ts';
 import { startRegistry, type Registry } from '../support/e2e-registry.ts';
 import { skipWithout } from '../support/go-tools.ts';
 import { FakeAws, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from '../support/fake-aws.ts';
 import { ANNOTATION_EFFECTIVE, parseEffective } from '../../src/report/node-annotations.ts';
-import { agentHostFiles, agentOverlay, Controllers, dockerConfigSecret, eventually, KubeNode, kubeletAuths, NODE_TOOLS, nodeSuiteWork, providerAuths, pullWithPod, type Kubectl, type PullOutcome, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
+import { agentHostFiles, agentOverlay, checkKubeletRuntime, clusterTools, containerdPulls, Controllers, dockerConfigSecret, eventually, KubeNode, kubeletAuths, nodeSuiteWork, pulledRecords, providerAuths, pullWithPod, type Kubectl, type PullOutcome, removeNodeSuiteWork, routeServiceVip, routeVip, type Runtime } from '../support/node.ts';
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -44,7 +46,28 @@ const BROKER_SA = 'node-registry-credentials-broker';
 /** How the docs tell a Kustomize operator to turn provider mode on (docs/kubernetes.md#credential-provider-mode). */
 const PROVIDER_VARIANT = 'daemonset/variants/provider';
 const PROVIDER_ANSWER_CACHE = process.env.NRC_NODE_MUTATE === 'provider-cache-5m' ? '5m' : undefined;
-const RUNTIMES = (process.env.NRC_NODE_RUNTIMES ?? 'containerd-2.2,containerd-1.6').split(',') as Runtime[];
+/** One cluster: a kubelet minor (its control plane and controllers the same) on a runtime. */
+interface Cluster {
+  readonly kube: KubeMinor;
+  readonly runtime: Runtime;
+  /** Distinct per cluster on this machine (kubelet ports, pod bridge, subnet); 3 is helm's, 5–15 new-node's, the bench's and scoped.test.ts's. */
+  readonly index: number;
+}
+const CLUSTER_INDEX: Record<string, number> = { '1.34/containerd-1.6': 1, '1.34/containerd-2.2': 2, [`${NEWEST_KUBE}/containerd-2.2`]: 4 };
+/**
+ * NRC_NODE_CLUSTERS=<minor>/<runtime>,... (default: all three); NRC_NODE_RUNTIMES=<runtime>,...
+ * (older: those runtimes on 1.34 only).
+ */
+const CLUSTERS: readonly Cluster[] = (
+  process.env.NRC_NODE_CLUSTERS ?? (process.env.NRC_NODE_RUNTIMES ? process.env.NRC_NODE_RUNTIMES.split(',').map((r) => `1.34/${r}`).join(',') : `1.34/containerd-2.2,1.34/containerd-1.6,${NEWEST_KUBE}/containerd-2.2`)
+).split(',').map((spec) => {
+  const [kube, runtime] = spec.split('/') as [KubeMinor, Runtime];
+  const index = CLUSTER_INDEX[spec];
+  if (index === undefined) throw new Error(`NRC_NODE_CLUSTERS: unknown cluster ${spec} (known: ${Object.keys(CLUSTER_INDEX).join(', ')})`);
+  checkKubeletRuntime(kube, runtime);
+  return { kube, runtime, index };
+});
+const clusterName = (c: Cluster): string => `${c.kube} ${c.runtime}`;
 
 let work: string;
 let pki: Pki;
@@ -63,6 +86,7 @@ const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 
 
 /** Deletes the installed agent (`installed`: its manifests), runs the cleanup variant, and checks that the host is back byte for byte. */
 async function uninstall(kubectl: Kubectl, node: KubeNode, installed: string, toml: string, before: Awaited<ReturnType<typeof agentHostFiles>>): Promise<void> {
+  const records = await pulledRecords(node);
   await kubectl(['delete', '-f', '-', '--wait=true'], installed);
   const cleanup = await agentOverlay(node, toml, 'daemonset/variants/cleanup');
   await kubectl(['apply', '-f', '-'], cleanup);
@@ -72,6 +96,20 @@ async function uninstall(kubectl: Kubectl, node: KubeNode, installed: string, to
   }, 180_000);
   await kubectl(['delete', '-f', '-', '--wait=true'], cleanup);
   expect(diffSnapshots(before, await agentHostFiles(node))).toEqual([]);
+  // The kubelet's own pull records (1.35+) are not the agent's to remove.
+  expect(await pulledRecords(node)).toEqual(records);
+}
+
+/**
+ * What the kubelet recorded for an image the agent's credential pulled (KEP-2535
+ * KubeletEnsureSecretPulledImages, beta and on from 1.35): the agent's credentials, config.json
+ * or provider plugin (no service-account token), are the node's own, open to every pod
+ * (docs/reference.md). 1.34 keeps no records (alpha, off).
+ */
+async function expectNodeWideRecord(node: KubeNode, image: string): Promise<void> {
+  const records = await pulledRecords(node);
+  if (node.kube === '1.34') expect(records, 'kubelet 1.34 keeps no pull records').toBeUndefined();
+  else expect(records?.[image.replace(/:[^:/]+$/, '')], `kubelet ${node.kubeletVersion}: the pull record of ${image}`).toEqual({ nodePodsAccessible: true });
 }
 
 /** The kubelet's view of the agent's file: what holds the registry's key. */
@@ -81,7 +119,7 @@ async function kubeletFileHas(node: KubeNode, key: string, user: string | undefi
   return auth !== undefined && auth.startsWith(`${user}:`);
 }
 
-describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real node pulls a private image with no imagePullSecrets', () => {
+describe.skipIf(skipWithout([...new Set(CLUSTERS.flatMap((c) => clusterTools(c.kube)))]))('a real node pulls a private image with no imagePullSecrets', () => {
   beforeAll(async () => {
     ({ work, pki, agentArchive, pauseArchive } = await nodeSuiteWork('nrc-node-e2e-'));
   }, 1_200_000);
@@ -94,17 +132,17 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
    * Each change is followed by ONE new pod once the agent wrote its state: that very pull must
    * have the new outcome (no retry, no wait for a cache), and the kubelet must have asked the plugin.
    */
-  const providerScenario = async (runtime: Runtime, index: number): Promise<void> => {
+  const providerScenario = async ({ kube, runtime, index }: Cluster): Promise<void> => {
     const dir = join(work, `provider-${index}`);
-    const log = (m: string): void => void process.stderr.write(`[node ${runtime} provider] ${m}\n`);
-    const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false });
+    const log = (m: string): void => void process.stderr.write(`[node ${kube} ${runtime} provider] ${m}\n`);
+    const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false, kube });
     const controllers = new Controllers();
     const registry: Registry = await startRegistry(join(dir, 'registry'), pki, { alice: 'first-password' });
     await cp.start();
     const kubectl = (args: readonly string[], input?: string): Promise<string> => adminKubectl(cp.info, args, input);
     const registryPort = Number(registry.host.split(':')[1]);
     const node = new KubeNode(cp.info, {
-      name: `node-${index}`, runtime, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index,
+      name: `node-${index}`, runtime, kube, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index,
       credentialProvider: { ports: [registryPort], answerCacheDuration: PROVIDER_ANSWER_CACHE },
     });
     let unroute: (() => Promise<void>) | undefined;
@@ -151,6 +189,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'alice', password: 'first-password' } }));
       const pulled = await nextPull('install', changedAt, (a) => a[registry.host] === 'alice:first-password', image, 'Running');
       expect(pulled.events).toMatch(/Successfully pulled image/);
+      await expectNodeWideRecord(node, image);
       expect(await readFile(join(node.hostsDir, registry.host, 'hosts.toml'), 'utf8')).toContain(`server = "https://${registry.host}"`);
       // Provider mode: config.json holds none of the agent's entries (the kubelet would try them first).
       expect(await kubeletAuths(node)).toEqual({});
@@ -160,6 +199,22 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       changedAt = Date.now();
       await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [registry.host]: { username: 'bob', password: 'second-password' } }));
       await nextPull('rotation', changedAt, (a) => a[registry.host] === 'bob:second-password', image, 'Running');
+
+      log("an image a pod pulled with its imagePullSecret, then a pod without it (IfNotPresent)");
+      await kubectl(['apply', '-f', '-'], dockerConfigSecret({ [added]: { username: 'bob', password: 'second-password' } }, 'default', 'app-pull'));
+      const withSecret = await pullWithPod(kubectl, node, addedImage, 60_000, 1000, { policy: 'IfNotPresent', pullSecret: 'app-pull' });
+      expect(withSecret.phase, withSecret.events).toBe('Running');
+      const pullsBefore = (await containerdPulls(node, addedImage)).length;
+      const reused = await pullWithPod(kubectl, node, addedImage, 60_000, 1000, { policy: 'IfNotPresent' });
+      if (node.kube === '1.34') {
+        expect(reused.phase, `kubelet 1.34 runs it from the image store: ${reused.events}`).toBe('Running');
+        expect((await containerdPulls(node, addedImage)).length, 'kubelet 1.34: no new pull').toBe(pullsBefore);
+      } else {
+        // KEP-2535: recorded as pulled with that Secret, so the kubelet pulls again with what this
+        // pod has: the node's credentials, which do not name the registry yet (docs/reference.md).
+        expect(reused.phase, `kubelet ${node.kubeletVersion} re-verifies the pull: ${reused.events}`).toBe('Failed');
+        expect(reused.events).toMatch(/Failed to pull image .*(401 Unauthorized|no basic auth credentials)/);
+      }
 
       log('a registry added: before, its image does not pull; then the Secret names it');
       const notYet = await pullWithPod(kubectl, node, addedImage);
@@ -190,16 +245,16 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
   };
 
   /** One cluster per runtime (its own control plane, controllers and node), so both run side by side. */
-  const scenario = async (runtime: Runtime, index: number): Promise<void> => {
+  const scenario = async ({ kube, runtime, index }: Cluster): Promise<void> => {
     const dir = join(work, `node-${index}`);
-    const log = (m: string): void => void process.stderr.write(`[node ${runtime} config.json] ${m}\n`);
+    const log = (m: string): void => void process.stderr.write(`[node ${kube} ${runtime} config.json] ${m}\n`);
     // Not the default install: its DaemonSet would mount this machine's own /etc and /root.
-    const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false });
+    const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false, kube });
     const controllers = new Controllers();
     const registry: Registry = await startRegistry(join(dir, 'registry'), pki, { alice: 'first-password' });
     await cp.start();
     const kubectl = (args: readonly string[], input?: string): Promise<string> => adminKubectl(cp.info, args, input);
-    const node = new KubeNode(cp.info, { name: `node-${index}`, runtime, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index });
+    const node = new KubeNode(cp.info, { name: `node-${index}`, runtime, kube, dir, images: [pauseArchive, agentArchive], podSubnet: `10.244.${index}.0/24`, index });
     // The broker's AWS: ECR and STS, checking every SigV4 signature; the role trusts only the broker's own account.
     const audience = 'okteto.example.com/us-east-2';
     const aws = new FakeAws({
@@ -244,6 +299,7 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
       const pulled = await pullWithPod(kubectl, node, image);
       expect(pulled.phase, pulled.events).toBe('Running');
       expect(pulled.events).toMatch(/Successfully pulled image/);
+      await expectNodeWideRecord(node, image);
       // containerd trusted the registry's private CA through the agent's hosts.toml.
       expect(await readFile(join(node.hostsDir, registry.host, 'hosts.toml'), 'utf8')).toContain(`server = "https://${registry.host}"`);
       const firstPullAt = Date.now();
@@ -321,14 +377,24 @@ describe.skipIf(skipWithout(['etcd', 'kube-apiserver', ...NODE_TOOLS]))('a real 
     }
   };
 
-  it('provider mode: install, rotation, an added and a removed registry each count at the next pull, no kubelet restart (containerd 1.6 and 2.2)', async () => {
-    const results = await Promise.allSettled(RUNTIMES.map((r) => providerScenario(r, r === 'containerd-1.6' ? 1 : 2)));
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  /** Every cluster's outcome; the first failure is thrown, named by its cluster, after all have ended. */
+  const onEveryCluster = async (run: (c: Cluster) => Promise<void>): Promise<void> => {
+    const results = await Promise.allSettled(CLUSTERS.map(run));
+    for (const [i, r] of results.entries()) {
+      if (r.status === 'rejected') {
+        const e = r.reason as Error;
+        e.message = `[${clusterName(CLUSTERS[i]!)}] ${e.message}`;
+        throw e;
+      }
+    }
+  };
+
+  it(`provider mode: install, rotation, an added and a removed registry each count at the next pull, no kubelet restart (${CLUSTERS.map(clusterName).join(', ')})`, async () => {
+    await onEveryCluster(providerScenario);
   }, 900_000);
 
-  it("config.json mode: waits out the kubelet's 5-minute cache, through install, rotation, the broker, removal and uninstall (containerd 1.6 and 2.2)", async () => {
+  it(`config.json mode: waits out the kubelet's 5-minute cache, through install, rotation, the broker, removal and uninstall (${CLUSTERS.map(clusterName).join(', ')})`, async () => {
     // Side by side: each waits out the kubelet's 5-minute cache twice (rotation, removal).
-    const results = await Promise.allSettled(RUNTIMES.map((r) => scenario(r, r === 'containerd-1.6' ? 1 : 2)));
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await onEveryCluster(scenario);
   }, 1_500_000);
 });

@@ -23,6 +23,18 @@ import { REPO_ROOT } from './e2e-prereqs.ts';
 const execFileP = promisify(execFile);
 
 export const CONTROL_PLANE_TOOLS = ['etcd', 'kube-apiserver'] as const;
+
+/** The Kubernetes minors the test environment builds: testenv/kube (1.34) and testenv/kube137. */
+export type KubeMinor = '1.34' | '1.37';
+/** The newest minor the Go module proxy serves (k8s.io/kubernetes v1.37.2, testenv/kube137). */
+export const NEWEST_KUBE: KubeMinor = '1.37';
+/** The minor every suite runs unless it asks for another. */
+export const DEFAULT_KUBE: KubeMinor = '1.34';
+
+/** A Kubernetes binary of `minor` as goTool names it: 1.34 at the top, others in k8s-<minor>/. */
+export function kubeToolName(name: 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubelet', minor: KubeMinor = DEFAULT_KUBE): string {
+  return minor === DEFAULT_KUBE ? name : `k8s-${minor}/${name}`;
+}
 /** The namespace and ServiceAccount the shipped manifests (daemonset/) create. */
 export const AGENT_NAMESPACE = 'okteto';
 export const AGENT_SERVICE_ACCOUNT = 'node-registry-credentials';
@@ -41,6 +53,8 @@ export interface ControlPlaneInfo {
   readonly etcdUrl: string;
   /** Milliseconds from spawning etcd to the CRD and manifests being installed. */
   readonly startupMs: number;
+  /** The kube-apiserver's minor (absent: 1.34). */
+  readonly kube?: KubeMinor;
 }
 
 export interface ControlPlaneOptions {
@@ -50,6 +64,8 @@ export interface ControlPlaneOptions {
   readonly dir?: string;
   /** Install daemonset/crd and daemonset/ (default true). */
   readonly install?: boolean;
+  /** The kube-apiserver's minor (default 1.34); etcd is the same for both. */
+  readonly kube?: KubeMinor;
   readonly log?: (line: string) => void;
 }
 
@@ -266,7 +282,7 @@ export class ControlPlane {
       ].join('\n'),
       { mode: 0o600 },
     );
-    this.info = { dir, server, caFile: join(pki, 'ca.crt'), adminKubeconfig, etcdUrl: `http://127.0.0.1:${this.ports.etcdClient}`, startupMs: 0 };
+    this.info = { dir, server, caFile: join(pki, 'ca.crt'), adminKubeconfig, etcdUrl: `http://127.0.0.1:${this.ports.etcdClient}`, startupMs: 0, kube: this.opts.kube ?? DEFAULT_KUBE };
     await this.startEtcd();
     await this.startApiserver();
     if (this.opts.install !== false) await this.install();
@@ -317,7 +333,7 @@ export class ControlPlane {
 
   async startApiserver(): Promise<void> {
     const pki = join(this.info.dir, 'pki');
-    this.apiserver = this.spawnLogged('kube-apiserver', goTool('kube-apiserver'), [
+    this.apiserver = this.spawnLogged('kube-apiserver', goTool(kubeToolName('kube-apiserver', this.opts.kube)), [
       `--etcd-servers=${this.info.etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -335,6 +351,10 @@ export class ControlPlane {
       // The tests compact etcd themselves (faults: 410 Gone); no background compaction.
       '--etcd-compaction-interval=0',
       '--profiling=false',
+      // 1.37 refuses the loopback advertise address with the default lease reconciler
+      // (pkg/controlplane/instance.go:354, v1.37.2); nothing reads the `kubernetes` Endpoints here:
+      // pods reach the API server through the tests' DNAT of the Service VIP.
+      ...(this.info.kube === '1.37' ? ['--endpoint-reconciler-type=none'] : []),
       ...(this.opts.apiserverArgs ?? []),
     ]);
     await this.waitFor('kube-apiserver', this.apiserver, async () => (await adminRequest(this.info, 'GET', '/readyz')).status === 200, 90_000);

@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ANNOTATION_EFFECTIVE, DEFAULT_STARTUP_TAINT } from '../../src/report/node-annotations.ts';
-import { ControlPlane, kubectl as adminKubectl, kustomize } from './control-plane.ts';
+import { ControlPlane, kubectl as adminKubectl, type KubeMinor, kustomize } from './control-plane.ts';
 import type { Pki } from './e2e-pki.ts';
 import { startRegistry, type Registry } from './e2e-registry.ts';
 import { agentOverlay, containerdPulls, Controllers, dockerConfigSecret, KubeNode, routeServiceVip, type Kubectl, type Runtime } from './node.ts';
@@ -29,6 +29,8 @@ export interface NewNodeOptions {
   readonly agentArchive: string;
   readonly pauseArchive: string;
   readonly runtime: Runtime;
+  /** The cluster's Kubernetes minor: control plane, controllers and kubelet (default 1.34). */
+  readonly kube?: KubeMinor;
   /** Distinct per cluster on one machine (kubelet ports, pod bridge, subnet). */
   readonly index: number;
   readonly mode: NewNodeMode;
@@ -63,7 +65,7 @@ async function failedPulls(kubectl: Kubectl, pod: string): Promise<number> {
 export async function bootNewNode(o: NewNodeOptions): Promise<NewNodeOutcome> {
   const { pki, runtime, index, mode } = o;
   const dir = join(o.work, `new-${index}`);
-  const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false });
+  const cp = new ControlPlane({ dir: join(dir, 'control-plane'), install: false, ...(o.kube ? { kube: o.kube } : {}) });
   const controllers = new Controllers();
   // The cluster's private mirror (the agent's image) and the workload's private registry.
   const mirror: Registry = await startRegistry(join(dir, 'mirror'), pki, { puller: 'mirror-password' });
@@ -81,7 +83,7 @@ export async function bootNewNode(o: NewNodeOptions): Promise<NewNodeOutcome> {
     await controllers.start(cp.info);
     unroute = await routeServiceVip(cp.info, index);
     const n = new KubeNode(cp.info, {
-      name: `node-${index}`, runtime, dir, images: [o.pauseArchive], podSubnet: `10.244.${index}.0/24`, index,
+      name: `node-${index}`, runtime, dir, images: [o.pauseArchive], podSubnet: `10.244.${index}.0/24`, index, ...(o.kube ? { kube: o.kube } : {}),
       ...(mode === 'provider' ? { credentialProvider: { ports: [Number(registry.host.split(':')[1])] } } : {}),
       ...(o.taint ? { registerWithTaints: [{ key: DEFAULT_STARTUP_TAINT, effect: 'NoSchedule' }] } : {}),
     });

@@ -1,6 +1,7 @@
 // A real one-node cluster on this machine: the control plane of test/support/control-plane.ts,
-// plus kube-controller-manager, kube-scheduler, a kubelet (all 1.34 from testenv/kube) and a
-// container runtime: Debian's containerd 1.6 or containerd 2.2 built from testenv/containerd2.
+// plus kube-controller-manager, kube-scheduler, a kubelet (1.34 from testenv/kube, or 1.37 from
+// testenv/kube137: NodeOptions.kube) and a container runtime: Debian's containerd 1.6 or
+// containerd 2.2 built from testenv/containerd2.
 // Facts of this host that shape it (found the hard way, see docs/e2e.md):
 // - root here lacks CAP_SYS_RESOURCE, so containerd must clamp oom_score_adj
 //   (restrict_oom_score_adj), or every pod sandbox fails in runc ("final child's PID: EOF");
@@ -15,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { dump, load } from 'js-yaml';
-import { kubectl, kustomize, type ControlPlaneInfo } from './control-plane.ts';
+import { DEFAULT_KUBE, kubectl, kubeToolName, kustomize, type ControlPlaneInfo, type KubeMinor } from './control-plane.ts';
 import { snapshot, type Entry } from './e2e-hostroot.ts';
 import { buildAgentImage } from './e2e-images.ts';
 import { makePki, type Pki } from './e2e-pki.ts';
@@ -28,6 +29,21 @@ type ControlPlaneRef = ControlPlaneInfo;
 
 export type Runtime = 'containerd-1.6' | 'containerd-2.2';
 export const NODE_TOOLS = ['kubelet', 'kube-controller-manager', 'kube-scheduler', 'containerd2/containerd', 'containerd2/ctr', 'containerd2/containerd-shim-runc-v2'] as const;
+
+/** What a cluster of `minor` needs from the Go tools (control plane, controllers, kubelet, containerd 2). */
+export function clusterTools(minor: KubeMinor = DEFAULT_KUBE): string[] {
+  return ['etcd', ...(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet'] as const).map((t) => kubeToolName(t, minor)), ...NODE_TOOLS.filter((t) => t.startsWith('containerd2/'))];
+}
+
+/**
+ * Refuses a kubelet/runtime pair upstream does not support: 1.35 is the last Kubernetes release
+ * that supports containerd 1.x; later kubelets need containerd 2.x.
+ */
+export function checkKubeletRuntime(minor: KubeMinor, runtime: Runtime): void {
+  if (runtime === 'containerd-1.6' && Number(minor.split('.')[1]) > 35) {
+    throw new Error(`kubelet ${minor} with ${runtime}: kubelets after 1.35 need containerd 2.x (use containerd-2.2)`);
+  }
+}
 export const PAUSE_IMAGE = 'nrc.local/pause:1';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -61,22 +77,34 @@ async function stopChild(child: ChildProcess | undefined, ms = 10_000): Promise<
 export class Controllers {
   private procs: ChildProcess[] = [];
 
-  async start(cp: ControlPlaneRef): Promise<void> {
+  /** `minor`: of the two binaries (default: the control plane's own, as the version-skew policy wants). */
+  async start(cp: ControlPlaneRef, minor: KubeMinor = cp.kube ?? DEFAULT_KUBE): Promise<void> {
     const k = cp.adminKubeconfig;
     const pki = join(cp.dir, 'pki');
     const logs = join(cp.dir, 'logs');
     this.procs.push(
-      await spawnLogged('kube-controller-manager', goTool('kube-controller-manager'), [
+      await spawnLogged('kube-controller-manager', goTool(kubeToolName('kube-controller-manager', minor)), [
         `--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`,
         `--service-account-private-key-file=${join(pki, 'sa.key')}`, `--root-ca-file=${cp.caFile}`,
         '--use-service-account-credentials=false', '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0',
         // No cloud and no pod CIDRs: node IPAM is off. The node lifecycle controller stays: it lifts the
         // not-ready taint the kubelet registers with, without which only DaemonSet pods (which tolerate
-        // it) would schedule, and the broker's Deployment would stay Pending.
-        '--controllers=*,-nodeipam,-cloud-node-lifecycle,-ttl,-service-lb-controller,-node-route-controller',
+        // it) would schedule, and the broker's Deployment would stay Pending. 1.37 no longer knows the
+        // cloud controllers' names and exits on an unknown one.
+        minor === '1.34' ? '--controllers=*,-nodeipam,-cloud-node-lifecycle,-ttl,-service-lb-controller,-node-route-controller' : '--controllers=*,-node-ipam-controller,-ttl-controller',
       ], logs),
-      await spawnLogged('kube-scheduler', goTool('kube-scheduler'), [`--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`, '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0'], logs),
+      await spawnLogged('kube-scheduler', goTool(kubeToolName('kube-scheduler', minor)), [`--kubeconfig=${k}`, `--authentication-kubeconfig=${k}`, `--authorization-kubeconfig=${k}`, '--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0'], logs),
     );
+    // Up when the ServiceAccount controller made namespace default's account (every pod needs it);
+    // an exit (a flag this minor refuses) fails here rather than as a pod forbidden later.
+    const until = Date.now() + 90_000;
+    for (;;) {
+      const dead = this.procs.find((p) => p.exitCode !== null || p.signalCode !== null);
+      if (dead) throw new Error(`${dead.spawnargs[0]} exited (${dead.exitCode ?? dead.signalCode}); see ${logs}`);
+      if ((await kubectl(cp, ['-n', 'default', 'get', 'serviceaccount', 'default', '-o', 'name']).catch(() => '')).trim() !== '') return;
+      if (Date.now() > until) throw new Error(`controllers ${minor}: no ServiceAccount default/default after 90 s; see ${logs}`);
+      await sleep(500);
+    }
   }
 
   async stop(): Promise<void> {
@@ -218,11 +246,21 @@ export interface NodeOptions {
   readonly credentialProvider?: CredentialProviderBoot;
   /** KubeletConfiguration registerWithTaints (a node pool's startup taints, issue 22). */
   readonly registerWithTaints?: readonly { readonly key: string; readonly effect: string }[];
+  /** The kubelet's minor (default 1.34). After 1.35 only with containerd-2.2 (checkKubeletRuntime). */
+  readonly kube?: KubeMinor;
+  /** KubeletConfiguration featureGates (e.g. {KubeletEnsureSecretPulledImages: false}). */
+  readonly featureGates?: Readonly<Record<string, boolean>>;
 }
 
 export interface CredentialProviderBoot {
   /** The registries' ports: the example's `:5000` patterns are repeated for each, as its comment tells an operator. */
   readonly ports: readonly number[];
+  /**
+   * A CredentialProviderConfig to install instead of the shipped example (e.g. a scoped one); the
+   * same changes apply to its node-registry-credentials-provider entry (ports, NRC_PROVIDER_STATE,
+   * NRC_PROVIDER_ASKED).
+   */
+  readonly configFile?: string;
   /**
    * Test-only mutation (never in CI): the installed plugin rewrites its answer's cacheDuration to
    * this value, to show that the provider scenario then fails.
@@ -242,10 +280,16 @@ export const PROVIDER_PLUGIN = 'node-registry-credentials-provider';
 export class KubeNode {
   readonly root: string;
   readonly socket: string;
+  /** The kubelet's minor (NodeOptions.kube, default 1.34). */
+  readonly kube: KubeMinor;
+  /** The kubelet's version as the Node reports it (status.nodeInfo.kubeletVersion), once Ready. */
+  kubeletVersion: string | undefined;
   private containerd: ChildProcess | undefined;
   private kubelet: ChildProcess | undefined;
 
   constructor(readonly cp: ControlPlaneRef, readonly o: NodeOptions) {
+    this.kube = o.kube ?? DEFAULT_KUBE;
+    checkKubeletRuntime(this.kube, o.runtime);
     this.root = join(o.dir, 'root');
     this.socket = join(o.dir, 'containerd', 'containerd.sock');
   }
@@ -426,6 +470,7 @@ export class KubeNode {
         'serializeImagePulls: false',
         `podLogsDir: ${join(dir, 'pod-logs')}`,
         ...(this.o.registerWithTaints?.length ? [`registerWithTaints: ${JSON.stringify(this.o.registerWithTaints)}`] : []),
+        ...(this.o.featureGates && Object.keys(this.o.featureGates).length > 0 ? [`featureGates: ${JSON.stringify(this.o.featureGates)}`] : []),
         '',
       ].join('\n'),
     );
@@ -436,8 +481,11 @@ export class KubeNode {
       // start (kuberuntime_manager.go: RegisterCredentialProviderPlugins, os.Exit(1) on error).
       args.push(`--image-credential-provider-config=${this.providerConfigPath}`, `--image-credential-provider-bin-dir=${this.providerBinDir}`);
     }
-    this.kubelet = await spawnLogged('kubelet', goTool('kubelet'), args, logs);
+    this.kubelet = await spawnLogged('kubelet', goTool(kubeToolName('kubelet', this.kube)), args, logs);
     await this.waitReady();
+    this.kubeletVersion = (await kubectl(this.cp, ['get', 'node', this.o.name, '-o', 'jsonpath={.status.nodeInfo.kubeletVersion}'])).trim();
+    // A wrong binary must not pass as the minor the test is named after.
+    if (!this.kubeletVersion.startsWith(`v${this.kube}.`)) throw new Error(`node ${this.o.name}: kubelet ${this.kubeletVersion}, expected ${this.kube}`);
   }
 
   /**
@@ -459,11 +507,11 @@ export class KubeNode {
     }
     await writeFile(join(this.providerBinDir, PROVIDER_PLUGIN), plugin, { mode: 0o755 });
     await chmod(join(this.providerBinDir, PROVIDER_PLUGIN), 0o755);
-    const config = load(await readFile(join(PROVIDER_EXAMPLE_DIR, 'credential-provider-config.yaml'), 'utf8')) as {
+    const config = load(await readFile(boot.configFile ?? join(PROVIDER_EXAMPLE_DIR, 'credential-provider-config.yaml'), 'utf8')) as {
       providers: { name: string; matchImages: string[]; env?: { name: string; value: string }[] }[];
     };
     const provider = config.providers.find((p) => p.name === PROVIDER_PLUGIN);
-    if (!provider) throw new Error(`the example config has no provider ${PROVIDER_PLUGIN}`);
+    if (!provider) throw new Error(`${boot.configFile ?? 'the example config'} has no provider ${PROVIDER_PLUGIN}`);
     const ported = provider.matchImages.filter((m) => m.endsWith(':5000'));
     provider.matchImages = [...provider.matchImages, ...boot.ports.flatMap((port) => ported.map((m) => `${m.slice(0, -':5000'.length)}:${port}`))];
     provider.env = [
@@ -537,7 +585,32 @@ export async function nodeSuiteWork(prefix: string): Promise<NodeSuiteWork> {
   const pkiDir = join(work, 'pki');
   await mkdir(pkiDir, { recursive: true });
   const pki = await makePki(pkiDir);
-  return { work, pki, agentArchive: await dockerArchive(await buildAgentImage(), work), pauseArchive: await pauseImageArchive(work) };
+  // The node project runs its files two at a time (vitest.config.ts): one docker build of the
+  // agent's image (and import of the pause image) at a time, as two builds of one tag race.
+  return withHostLock('nrc-node-images', async () => ({ work, pki, agentArchive: await dockerArchive(await buildAgentImage(), work), pauseArchive: await pauseImageArchive(work) }));
+}
+
+/** Runs `fn` holding a lock shared by every process on this machine (a directory under /tmp). */
+async function withHostLock<T>(name: string, fn: () => Promise<T>, staleMs = 30 * 60_000): Promise<T> {
+  const { stat } = await import('node:fs/promises');
+  const lock = join(tmpdir(), `${name}.lock`);
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // A holder killed mid-build leaves its lock: taken over once older than any build.
+      const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if (age > staleMs) await rm(lock, { recursive: true, force: true });
+      else await sleep(1000);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
 }
 
 /** Removes a node suite's work directory, after whatever a failed step left mounted under it. */
@@ -588,6 +661,31 @@ export async function containerdPulls(node: KubeNode, image: string): Promise<{ 
   return out;
 }
 
+/**
+ * The kubelet's image pull records (KEP-2535 KubeletEnsureSecretPulledImages, on by default from
+ * 1.35): `<root-dir>/image_manager/pulled/sha256-…`, one JSON ImagePulledRecord per image
+ * (pkg/kubelet/images/pullmanager/fs_pullrecords.go). Image (repository) → the credentials it was
+ * pulled with; undefined when the directory does not exist (1.34: the gate is off).
+ */
+export async function pulledRecords(node: KubeNode): Promise<Record<string, PullCredentials> | undefined> {
+  const { readdir } = await import('node:fs/promises');
+  const dir = join(node.kubeletRootDir, 'image_manager', 'pulled');
+  const files = await readdir(dir).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+  if (files === undefined) return undefined;
+  const out: Record<string, PullCredentials> = {};
+  for (const f of files.filter((n) => n.startsWith('sha256-'))) {
+    const rec = JSON.parse(await readFile(join(dir, f), 'utf8')) as { credentialMapping?: Record<string, PullCredentials> };
+    Object.assign(out, rec.credentialMapping ?? {});
+  }
+  return out;
+}
+
+export interface PullCredentials {
+  readonly nodePodsAccessible?: boolean;
+  readonly kubernetesSecrets?: readonly { readonly namespace: string; readonly name: string }[];
+  readonly kubernetesServiceAccounts?: readonly { readonly namespace: string; readonly name: string }[];
+}
+
 /** The user:password the kubelet's config.json on the node holds for each key (none when the file is absent). */
 export async function kubeletAuths(node: KubeNode): Promise<Record<string, string>> {
   const text = (await readNoAtime(join(node.kubeletRootDir, 'config.json')).catch(() => undefined))?.toString('utf8') ?? '{}';
@@ -619,19 +717,31 @@ let podSeq = 0;
  * A pod with the private image, no imagePullSecrets, on the node: Running, or its pull error.
  * `pollMs`: how often its status is read (the bench's wait section reads it every 250 ms).
  */
-export async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: string, timeoutMs = 60_000, pollMs = 1000): Promise<PullOutcome> {
+export async function pullWithPod(
+  kubectl: Kubectl,
+  node: KubeNode,
+  image: string,
+  timeoutMs = 60_000,
+  pollMs = 1000,
+  /** Default: namespace default (its default service account), imagePullPolicy Always, no imagePullSecrets (a Secret named here must be in that namespace). */
+  pod: { readonly policy?: 'Always' | 'IfNotPresent'; readonly pullSecret?: string; readonly namespace?: string } = {},
+): Promise<PullOutcome> {
   const name = `pull-${node.o.index}-${++podSeq}`;
+  const ns = pod.namespace ?? 'default';
   await kubectl(['apply', '-f', '-'], JSON.stringify({
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace: 'default' },
-    spec: { nodeName: node.o.name, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image, imagePullPolicy: 'Always' }] },
+    metadata: { name, namespace: ns },
+    spec: {
+      nodeName: node.o.name, terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image, imagePullPolicy: pod.policy ?? 'Always' }],
+      ...(pod.pullSecret ? { imagePullSecrets: [{ name: pod.pullSecret }] } : {}),
+    },
   }));
   const until = Date.now() + timeoutMs;
-  const events = (): Promise<string> => kubectl(['-n', 'default', 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=REASON:.reason,MSG:.message', '--no-headers']);
+  const events = (): Promise<string> => kubectl(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=REASON:.reason,MSG:.message', '--no-headers']);
   try {
     for (;;) {
-      const status = JSON.parse(await kubectl(['-n', 'default', 'get', 'pod', name, '-o', 'json'])) as { status?: { phase?: string; containerStatuses?: { state?: { waiting?: { reason?: string } } }[] } };
+      const status = JSON.parse(await kubectl(['-n', ns, 'get', 'pod', name, '-o', 'json'])) as { status?: { phase?: string; containerStatuses?: { state?: { waiting?: { reason?: string } } }[] } };
       const waiting = status.status?.containerStatuses?.[0]?.state?.waiting?.reason;
       if (status.status?.phase === 'Running') return { phase: 'Running', events: await events() };
       if (waiting === 'ErrImagePull' || waiting === 'ImagePullBackOff') return { phase: 'Failed', events: await events() };
@@ -639,7 +749,7 @@ export async function pullWithPod(kubectl: Kubectl, node: KubeNode, image: strin
       await sleep(pollMs);
     }
   } finally {
-    await kubectl(['-n', 'default', 'delete', 'pod', name, '--grace-period=0', '--force', '--wait=false']).catch(() => undefined);
+    await kubectl(['-n', ns, 'delete', 'pod', name, '--grace-period=0', '--force', '--wait=false']).catch(() => undefined);
   }
 }
 
