@@ -155,6 +155,10 @@ export function renderMarkdown(r: Results): string {
     const memOk = real.length > 0 && real.every((x) => (x.rssRatio ?? 0) <= i.targetMemoryRatio);
     const others = agents.filter((x) => !real.includes(x));
     out.push('', `Target ≤ ${i.targetMemoryRatio}x the bare runtime's memory with the Secret watch against the real API server: ${real.length === 0 ? 'not measured' : memOk ? 'met' : '**missed**'} (${real.map((x) => `${x.rssRatio}x${x.name.includes('in-cluster') ? ' in-cluster' : ' with --kubeconfig'}`).join(', ')}; the other agents ${others.map((x) => `${x.rssRatio}x`).join(', ')}).`);
+    if (i.wakeups.length > 0) {
+      out.push('', `Wake-ups per minute, two more ${i.seconds} s windows (load ${i.wakeLoad.map((l) => l.join(' / ')).join(' → ')}): pending (a second generation written 3 s before, nobody reading the kubelet's config.json) and at rest (read as the kubelet would, effective). Main thread: its voluntary context switches; all: every thread's switches.`, '');
+      out.push(table(['agent', 'pending: main thread', 'pending: all threads', 'rest: main thread', 'rest: all threads'], i.wakeups.map((w) => [w.name, w.pendingMain, w.pendingAll, w.restMain, w.restAll])));
+    }
     out.push('', `RSS each dependency adds to a bare Node process when imported alone (MiB): ${Object.entries(i.moduleRssMiB).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
     for (const n of i.notes) out.push(`- ${n}`);
   }

@@ -1,7 +1,7 @@
 // Section 2: the agent at rest (10 registries, nothing changing) against a bare Node process
 // started the same way, side by side: RSS, CPU time and wake-ups over the same window.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakeApiServer } from '../../test/support/fake-apiserver.ts';
 import { type AgentBuild, daemonSetRuntimeEnv, dockerConfig, KubeletSecretVolume, makeHostRoot, mib, NODE, now, type ProcSample, REPO, round, sampleProc, sleep, spawnAgent, stopChild, until, VersionWatcher } from './lib.ts';
@@ -22,9 +22,23 @@ export interface IdleRow {
   readonly rssRatio?: number;
 }
 
+/** Wake-ups of one agent in two windows: at rest (effective) and pending (no read since a write). */
+export interface WakeRow {
+  readonly name: string;
+  /** Voluntary context switches of the main thread (each one a sleep, so one wake-up), per minute. */
+  readonly restMain: number;
+  readonly restAll: number;
+  readonly pendingMain: number;
+  readonly pendingAll: number;
+}
+
 export interface IdleResult {
   readonly seconds: number;
   readonly rows: IdleRow[];
+  /** Per agent: wake-ups at rest and while pending (the effective-state observer polls then). */
+  readonly wakeups: WakeRow[];
+  /** `uptime`'s load averages at the start and end of the wake-up windows. */
+  readonly wakeLoad: readonly (readonly number[])[];
   /** RSS a bare Node process gains by importing each dependency alone (what dominates memory). */
   readonly moduleRssMiB: Record<string, number>;
   readonly targetMemoryRatio: number;
@@ -119,11 +133,85 @@ export async function idleSection(build: AgentBuild, seconds: number): Promise<I
   const bareRss = rows[0]!.rssMiB;
   const withRatio = rows.map((r, i) => (i === 0 ? r : { ...r, rssRatio: round(r.rssMiB / bareRss, 2) }));
 
+  // Wake-ups, in two more windows of the same length: pending (a new generation written, nobody
+  // reads the kubelet's file, so the effective-state observer polls it) and at rest (the harness
+  // reads it as the kubelet would; once the observer has seen the read no timer of its own runs).
+  const agents = pids.filter(([name]) => name.startsWith('run') || name.includes(': run,')).map(([name, pid]) => ({ name, pid, file: kubeletFileOf(pid) }));
+  const load0 = loadAverage();
+  const mtimes = agents.map((a) => mtimeOf(a.file));
+  vol.update(dockerConfig(REGISTRIES, 2));
+  if (agentK.mode === 'run process') api.putDockerConfigSecret(NS, SECRET, dockerConfig(REGISTRIES, 2));
+  if (typeof real !== 'string') await real.put(2);
+  // stat only: a read would move the access time and make the write effective at once.
+  if (!(await until(() => agents.every((a, i) => mtimeOf(a.file) !== mtimes[i]), 30_000, 100))) notes.push('wake-ups: an agent did not write the second generation within 30 s');
+  await sleep(3000);
+  const pending = await wakeWindow(agents.map((a) => a.pid), seconds);
+  const readDuring = agents.filter((a) => isRead(a.file)).map((a) => a.name);
+  if (readDuring.length > 0) notes.push(`wake-ups: read during the pending window (so not pending all along): ${readDuring.join('; ')}`);
+  // The kubelet's read, then time for the observer to see it (its slowest poll) before the window.
+  for (const a of agents) if (a.file) readFileSync(a.file);
+  await sleep(OBSERVER_SLOWEST_POLL_MS + 2000);
+  const rest = await wakeWindow(agents.map((a) => a.pid), seconds);
+  const wakeups = agents.map((a, i) => ({ name: a.name, pendingMain: pending[i]!.main, pendingAll: pending[i]!.all, restMain: rest[i]!.main, restAll: rest[i]!.all }));
+  const wakeLoad = [load0, loadAverage()];
+
   await Promise.all([agentM.stop(), agentP?.stop(), agentK.stop(), ...compare.map((c) => c.stop()), typeof inCluster === 'object' ? inCluster.stop() : undefined, stopChild(bare), stopChild(floor)]);
   if (typeof real !== 'string') await real.stop();
   await api.stop();
   await Promise.all([hostM.cleanup(), hostK.cleanup(), hostP?.cleanup()]);
-  return { seconds: round(elapsed, 1), rows: withRatio, moduleRssMiB, targetMemoryRatio: 1.3, notes };
+  return { seconds: round(elapsed, 1), rows: withRatio, wakeups, wakeLoad, moduleRssMiB, targetMemoryRatio: 1.3, notes };
+}
+
+/** The observer's longest wait between two looks at a pending file (src/commands/effective-observer.ts). */
+const OBSERVER_SLOWEST_POLL_MS = 20_000;
+
+/** The kubelet's config.json of an agent, from its --host-root argument. */
+function kubeletFileOf(pid: number): string | undefined {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const i = argv.indexOf('--host-root');
+    return i >= 0 && argv[i + 1] ? join(argv[i + 1]!, 'var/lib/kubelet/config.json') : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function mtimeOf(file: string | undefined): number | undefined {
+  try {
+    return file === undefined ? undefined : statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The rule of src/report/effective.ts: read since written when the access time is past the modification time. */
+function isRead(file: string | undefined): boolean {
+  try {
+    const s = file === undefined ? undefined : statSync(file);
+    return s !== undefined && s.atimeMs > s.mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+/** Voluntary context switches of the main thread (one per sleep), and all switches of all threads. */
+function switches(pid: number): { main: number; all: number } {
+  const status = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8');
+  const main = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+  return { main, all: sampleProc(pid).ctxSwitches };
+}
+
+async function wakeWindow(pids: readonly number[], seconds: number): Promise<{ main: number; all: number }[]> {
+  const a = pids.map(switches);
+  const t0 = now();
+  await sleep(seconds * 1000);
+  const b = pids.map(switches);
+  const minutes = (now() - t0) / 60_000;
+  return pids.map((_, i) => ({ main: round((b[i]!.main - a[i]!.main) / minutes, 0), all: round((b[i]!.all - a[i]!.all) / minutes, 0) }));
+}
+
+function loadAverage(): number[] {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 }
 
 /** The builds named in NRC_BENCH_IDLE_COMPARE, each a `run` agent on the real API server's Secret. */
@@ -177,7 +265,7 @@ const FLOOR = [
   'setInterval(() => {}, 1e9);',
 ].join(' ');
 
-const MODULES = ['@kubernetes/client-node', '@aws-sdk/client-ecr', 'pino', 'diff', 'smol-toml', 'chokidar'];
+const MODULES = ['@kubernetes/client-node', '@aws-sdk/client-ecr', 'diff', 'smol-toml', 'chokidar'];
 
 /** RSS after importing one module in a fresh process, minus a fresh process that imports nothing. */
 async function moduleCosts(): Promise<Record<string, number>> {

@@ -1,22 +1,32 @@
 // Follows whether the node's configuration is effective (report/effective.ts decides) between
-// passes: while it is pending, the kubelet's config.json is stat'ed every 5 s (a read shows in
-// its access time) until the kubelet reads it or its cache lifetime has run out. No timer runs
-// once it is effective.
+// passes: while it is pending, the kubelet's config.json is stat'ed (a read shows in its access
+// time) until the kubelet reads it or its cache lifetime has run out: every 5 s in the first
+// 30 s after a write (a new node's startup taint waits on it), every 20 s after that, and once at
+// the deadline itself. No timer runs once it is effective.
 import type { HostFs } from '../host/host-fs.ts';
 import type { ApplyReport } from '../model/apply-report.ts';
 import type { Targets } from '../model/targets.ts';
-import { decideEffective, nextCheckMs } from '../report/effective.ts';
+import { decideEffective, KUBELET_CONFIG_CACHE_MS, nextCheckMs } from '../report/effective.ts';
 import type { EffectiveState } from '../report/node-annotations.ts';
 
 /** Every few seconds, not every second: a pending state lasts up to 5 minutes after each write (issue 23's wake-ups). */
 const POLL_MS = 5000;
+/**
+ * After the first 30 s, every 20 s: each look wakes an idle agent, and 5 s all along kept the
+ * first minute after a write above 20 wake-ups (issue 23, docs/benchmarks.md).
+ */
+const SLOW_POLL_MS = 20_000;
+const FAST_FOR_MS = 30_000;
 
 export interface EffectiveObserverOptions {
   readonly host: HostFs;
   readonly mode: 'config-json' | 'provider';
   /** Called when the state changes between passes (a pass's own state is returned by applied()). */
   readonly onChange: (s: EffectiveState) => void;
+  /** The poll during the first 30 s after a write. */
   readonly pollMs?: number;
+  /** The poll after that, until the deadline (which is always looked at on time). */
+  readonly slowPollMs?: number;
   readonly now?: () => number;
 }
 
@@ -63,10 +73,16 @@ export class EffectiveObserver {
     });
   }
 
+  /** A pending state's deadline is its write plus the kubelet's cache lifetime. */
+  private pollMs(s: EffectiveState): number {
+    const sinceWrite = this.now() - (s.at.getTime() - KUBELET_CONFIG_CACHE_MS);
+    return sinceWrite < FAST_FOR_MS ? (this.o.pollMs ?? POLL_MS) : (this.o.slowPollMs ?? SLOW_POLL_MS);
+  }
+
   private schedule(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const wait = this.state ? nextCheckMs(this.state, this.now(), this.o.pollMs ?? POLL_MS) : undefined;
+    const wait = this.state ? nextCheckMs(this.state, this.now(), this.pollMs(this.state)) : undefined;
     if (wait === undefined) return;
     this.timer = setTimeout(() => {
       const before = this.state;

@@ -9,8 +9,9 @@ export const METRIC_PREFIX = 'nrc_';
 export function createMetricsRegistry(opts: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
   // Event-loop delay is sampled with a timer: a 10 ms resolution would wake an idle agent ~100
-  // times a second (issue 7). Every 5 s keeps the metric and lets the process sleep.
-  if (opts.processMetrics ?? true) registerProcessMetrics(registry, METRIC_PREFIX, 5000);
+  // times a second (issue 7). Every 15 s keeps the metric (its histogram accumulates) and wakes an
+  // idle agent 4 times a minute, not 12 (issue 23).
+  if (opts.processMetrics ?? true) registerProcessMetrics(registry, METRIC_PREFIX, 15_000);
   return registry;
 }
 

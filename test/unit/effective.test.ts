@@ -92,6 +92,74 @@ describe('EffectiveObserver on a real file', () => {
   });
 });
 
+describe('EffectiveObserver: when it looks while pending (issue 23: an idle agent wakes rarely)', () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    vi.useRealTimers();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  // config.json written at T, the observer told 1.5 s later (so its looks and the deadline are not
+  // on one grid); the clock (Date and timers) is fake, the file and its times real.
+  const START = T + 1500;
+  function setup() {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: START });
+    dir = mkdtempSync(join(tmpdir(), 'nrc-effective-poll-'));
+    mkdirSync(join(dir, 'var/lib/kubelet'), { recursive: true });
+    const file = join(dir, 'var/lib/kubelet/config.json');
+    writeFileSync(file, '{"auths":{}}');
+    utimesSync(file, new Date(T), new Date(T));
+    const host = new HostFs(dir);
+    const looks = vi.spyOn(host, 'times');
+    const changes: { at: number; state: EffectiveState }[] = [];
+    const obs = new EffectiveObserver({ host, mode: 'config-json', onChange: (e) => changes.push({ at: Date.now(), state: e }) });
+    const report = { at: new Date(T), hash: 'h', registries: 1, changes: [{ path: '/var/lib/kubelet/config.json', change: 'update', added: [], updated: [], removed: [] }], bytesWritten: 1, errors: [], hostOk: true, expiries: new Map(), targets: { kubeletConfig: '/var/lib/kubelet/config.json', kubeletFallbacks: [], dockerConfig: undefined, containerdHostsDir: undefined, certsDirs: [] } } satisfies ApplyReport;
+    expect(obs.applied(report).state).toBe('pending');
+    // The kubelet reads the file now (its access time moves past the modification time).
+    const kubeletReads = () => utimesSync(file, new Date(Date.now()), new Date(T));
+    return { obs, looks, changes, kubeletReads };
+  }
+
+  it('a read in the first 30 s is reported within 5 s', () => {
+    const { obs, changes, kubeletReads } = setup();
+    // Just after a look: the worst case, seen at the next one.
+    vi.advanceTimersByTime(10_001);
+    kubeletReads();
+    vi.advanceTimersByTime(4_998);
+    expect(changes).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(changes).toEqual([{ at: START + 15_000, state: expect.objectContaining({ state: 'effective', how: 'kubelet-read', at: new Date(START + 10_001) }) }]);
+    obs.stop();
+  });
+
+  it('a read later is reported within 20 s, and then nothing is looked at any more', () => {
+    const { obs, looks, changes, kubeletReads } = setup();
+    vi.advanceTimersByTime(120_000);
+    kubeletReads();
+    vi.advanceTimersByTime(20_000);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.state).toMatchObject({ state: 'effective', how: 'kubelet-read', at: new Date(START + 120_000) });
+    expect(changes[0]!.at - (START + 120_000)).toBeLessThanOrEqual(20_000);
+    const n = looks.mock.calls.length;
+    vi.advanceTimersByTime(10 * 60_000);
+    expect(looks.mock.calls.length).toBe(n);
+    obs.stop();
+  });
+
+  it('never read: effective exactly at the 5-minute deadline, after about 20 looks in all, not 60', () => {
+    const { obs, looks, changes } = setup();
+    vi.advanceTimersByTime(T + KUBELET_CONFIG_CACHE_MS - START - 1);
+    expect(changes).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(changes).toEqual([{ at: T + KUBELET_CONFIG_CACHE_MS, state: expect.objectContaining({ state: 'effective', how: 'cache-lifetime' }) }]);
+    // 6 in the first 30 s at 5 s, 14 in the rest at 20 s, the deadline: 21 (+ the pass's own).
+    expect(looks.mock.calls.length).toBeLessThanOrEqual(22);
+    vi.advanceTimersByTime(10 * 60_000);
+    expect(looks.mock.calls.length).toBeLessThanOrEqual(22);
+    obs.stop();
+  });
+});
+
 describe('status and /metrics: effective per node', () => {
   it("an EFFECTIVE column: effective since, pending until (the kubelet's cache), not written; and a count of nodes where it is effective", async () => {
     const { assessFleet, formatFleet } = await import('../../src/commands/status.ts');
