@@ -229,34 +229,13 @@ build_module() {
 
 log "assembling $entry (go: $GO, $(GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION))"
 t_all=$(now)
-# Missing modules build NRC_GO_BUILD_JOBS at a time (default 2), the largest first: one module's
-# single-threaded links and module downloads overlap the other's compiles (a cold build on 2 cores:
-# docs/e2e.md#go-tools). Each runs in its own subshell with its own temporary directory.
-jobs_max=${NRC_GO_BUILD_JOBS:-2}
-todo=()
 for m in "${modules[@]}"; do
   if [ -f "$(mod_entry "$m")/.complete" ]; then
     log "cached: ${m#"$repo"/} ($(mod_entry "$m"))"
   else
-    todo+=("$(find "$m" -name go.sum -printf '%s') $m")
+    build_module "$m"
   fi
 done
-running=0
-failed=0
-while IFS= read -r line; do
-  [ -n "$line" ] || continue
-  if [ "$running" -ge "$jobs_max" ]; then
-    wait -n || failed=1
-    running=$((running - 1))
-  fi
-  ( build_module "${line#* }" ) &
-  running=$((running + 1))
-done < <(printf '%s\n' "${todo[@]}" | sort -rn)
-while [ "$running" -gt 0 ]; do
-  wait -n || failed=1
-  running=$((running - 1))
-done
-[ "$failed" -eq 0 ] || die "a module failed to build (see above)"
 
 # The combined bin dir: hard links (same file system; a copy otherwise), so pruning a module
 # entry never breaks a combined one.
