@@ -6,7 +6,7 @@
 // namespace's name or labels changed (annotation and status churn costs nothing).
 import type { Logger } from '../log.ts';
 import { systemClock, type Clock } from '../model/clock.ts';
-import type { SelectorFailure, SelectorResolver } from '../model/scope.ts';
+import { sortedDistinct as sorted, type SelectorFailure, type SelectorResolver } from '../model/scope.ts';
 import { KubeApiError, type KubeClient } from '../sources/kube-client.ts';
 import { type KubeObject, ListWatch, type WatchStateEvent, type WatchTuning } from '../sources/kubernetes/list-watch.ts';
 import { NODE_METADATA_ACCEPT } from './registry-status.ts';
@@ -29,8 +29,6 @@ const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
 
 type Result = readonly string[] | SelectorFailure;
-
-const sorted = (xs: Iterable<string>): string[] => [...new Set(xs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 export class NamespaceSelectors implements SelectorResolver {
   private readonly opts: NamespaceSelectorsOptions;

@@ -43,7 +43,8 @@ const MAX_SELECTOR = 1024;
 
 export const isNamespaceName = (s: string): boolean => DNS_LABEL.test(s);
 
-const sortedDistinct = (xs: Iterable<string>): string[] => [...new Set(xs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+/** Distinct, in code-point order (namespace names and selectors are ASCII). */
+export const sortedDistinct = (xs: Iterable<string>): string[] => [...new Set(xs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 function checkNamespaces(list: readonly string[], subject: string): string[] | AgentError {
   const bad = list.find((n) => !isNamespaceName(n));
