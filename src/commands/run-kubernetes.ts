@@ -29,8 +29,11 @@ export interface KubernetesRuntime {
   onEffective(e: EffectiveState): void;
   /** Feed credential check results here (metrics). */
   onCheckResults(results: readonly CheckResult[]): void;
-  /** This Node's status.nodeInfo.kubeletVersion (namespace scoping), or undefined when it cannot be read. */
-  kubeletVersion(): Promise<string | undefined>;
+  /**
+   * One read of this Node's status.nodeInfo.kubeletVersion (namespace scoping): the Node's answer
+   * (its version may be absent), or undefined when the API server could not be asked.
+   */
+  kubeletVersion(): Promise<{ readonly version: string | undefined } | undefined>;
   stop(): Promise<void>;
 }
 
@@ -175,19 +178,16 @@ export async function startKubernetesRuntime(c: KubernetesConfig, logger: Logger
   return {
     sources,
     metrics,
-    async kubeletVersion(): Promise<string | undefined> {
-      if (!kc || !nodeName) return undefined;
-      // An empty merge patch: the agent may only patch its Node (no get), and the answer is the Node.
-      for (let attempt = 0; attempt < 5; attempt++) {
-        try {
-          const node = await kc.request<{ status?: { nodeInfo?: { kubeletVersion?: string } } }>('PATCH', `/api/v1/nodes/${encodeURIComponent(nodeName)}`, { body: {}, contentType: 'application/merge-patch+json' });
-          return node.status?.nodeInfo?.kubeletVersion;
-        } catch (err) {
-          log.debug({ error: (err as Error).message, attempt }, 'could not read the kubelet version of this node');
-          await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt * (0.5 + Math.random() / 2)));
-        }
+    async kubeletVersion(): Promise<{ readonly version: string | undefined } | undefined> {
+      if (!kc || !nodeName) return { version: undefined };
+      try {
+        // An empty merge patch: the agent may only patch its Node (no get), and the answer is the Node.
+        const node = await kc.request<{ status?: { nodeInfo?: { kubeletVersion?: string } } }>('PATCH', `/api/v1/nodes/${encodeURIComponent(nodeName)}`, { body: {}, contentType: 'application/merge-patch+json' });
+        return { version: node.status?.nodeInfo?.kubeletVersion };
+      } catch (err) {
+        log.debug({ error: (err as Error).message }, 'could not read the kubelet version of this node');
+        return undefined;
       }
-      return undefined;
     },
     onCheckResults(results: readonly CheckResult[]): void {
       checkMetrics ??= createCheckMetrics(metrics.registry);

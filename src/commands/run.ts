@@ -8,7 +8,10 @@ import { agentConfig, loadRegistryConfig, openHost, type AgentConfig, type Input
 import { EXIT_FAILED, EXIT_OK, type Io } from './oneshot.ts';
 import type { Flags } from './options.ts';
 import { startKubernetesRuntime } from './run-kubernetes.ts';
-import { kubeletScopingRefusal } from '../runtime/targets.ts';
+import { kubeletScopingRefusal, type TargetOptions } from '../runtime/targets.ts';
+
+/** The kubelet version's background reads back off to this (with jitter). */
+const VERSION_RETRY_MAX_MS = 60_000;
 import { registerDriftRepairs } from '../report/metrics.ts';
 import { EffectiveObserver } from './effective-observer.ts';
 import { PROVIDER_ASKED_PATH } from '../model/state-paths.ts';
@@ -115,9 +118,18 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     io.err('run needs at least one credential source: --dockerconfig FILE|DIR (NRC_DOCKERCONFIG), --kubeconfig or a pod (Kubernetes), or --secret-dir.\n');
     return EXIT_FAILED;
   }
-  const refusal = c.targets.namespaceScoping === 'serviceaccount' && c.targets.kubeletCredentials === 'provider' ? kubeletScopingRefusal(await kube.kubeletVersion()) : undefined;
-  if (refusal !== undefined) logger.error({ code: 'NRC_E_SCOPE_UNSUPPORTED', reason: refusal }, 'namespace-scoped registries are not served on this node (never written node-wide)');
-  if (refusal !== undefined) c = { ...c, targets: { ...c.targets, scopedRefusal: refusal } };
+  // Namespace scoping in serviceaccount mode: decided by the kubelet's version, read once before the
+  // first pass; an API server that cannot answer yet is asked again in the background, the scoped
+  // credentials withheld meanwhile (never widened).
+  const checkVersion = c.targets.namespaceScoping === 'serviceaccount' && c.targets.kubeletCredentials === 'provider';
+  const firstRead = checkVersion ? await kube.kubeletVersion() : undefined;
+  const { scopedRefusal: _, ...targets } = c.targets;
+  const scopingFor = (read: { readonly version: string | undefined } | undefined): TargetOptions => {
+    const refusal = read ? kubeletScopingRefusal(read.version) : 'the kubelet\'s version is not read yet (the API server did not answer)';
+    if (refusal !== undefined) logger.error({ code: 'NRC_E_SCOPE_UNSUPPORTED', reason: refusal }, 'namespace-scoped registries are not served on this node (never written node-wide)');
+    return refusal === undefined ? targets : { ...targets, scopedRefusal: refusal };
+  };
+  if (checkVersion) c = { ...c, targets: scopingFor(firstRead) };
   const observeAsked = providerAskedObserver(c);
   const host = openHost(c.hostRoot);
   const effective = host instanceof AgentError ? undefined : new EffectiveObserver({ host, mode: c.targets.kubeletCredentials ?? 'config-json', onChange: (e) => kube.onEffective(e) });
@@ -129,6 +141,16 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     return EXIT_FAILED;
   }
   registerDriftRepairs(kube.metrics, () => agent.reconciler.driftRepairs);
+  let stopVersionReads = false;
+  if (checkVersion && firstRead === undefined) {
+    void (async () => {
+      for (let failures = 1; !stopVersionReads; failures++) {
+        await new Promise((r) => setTimeout(r, Math.min(VERSION_RETRY_MAX_MS, 1000 * 2 ** Math.min(failures, 10)) * (0.5 + Math.random() / 2)).unref());
+        const read = stopVersionReads ? undefined : await kube.kubeletVersion();
+        if (read) return agent.reconciler.setTargetOptions(scopingFor(read));
+      }
+    })();
+  }
   logger.info({ sources: sources.length, applies: agent.reconciler.applies, kubeletCredentials: c.targets.kubeletCredentials }, 'running: following the sources until SIGTERM');
   const sig = await stopping;
   logger.info({ signal: sig }, 'stopping; the node keeps its configuration (cleanup runs only on uninstall)');
@@ -138,6 +160,7 @@ export async function runCommand(f: Flags, io: Io): Promise<number> {
     process.exit(EXIT_OK);
   }, 800);
   deadline.unref();
+  stopVersionReads = true;
   effective?.stop();
   await Promise.all([agent.stop(), kube.stop()]);
   clearTimeout(deadline);

@@ -94,8 +94,11 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   driftRepairs = 0;
   lastReport: ApplyReport | undefined;
 
+  private targetOptions: TargetOptions;
+
   constructor(private readonly o: ReconcilerOptions) {
     super();
+    this.targetOptions = o.targetOptions;
   }
 
   async start(): Promise<void> {
@@ -148,6 +151,12 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     // 5 s: decoding each of 10,000 watch events of a burst takes ~3.6 s without the JIT (the DaemonSet's --jitless).
     const maxWait = Math.max(5000, 25 * debounce);
     this.schedule(Math.min(now + debounce, this.burstSince + maxWait), false);
+  }
+
+  /** Where the outputs go from the next pass on (namespace scoping decided after start), and that pass at once. */
+  setTargetOptions(t: TargetOptions): void {
+    this.targetOptions = t;
+    this.trigger();
   }
 
   /** Asks for a pass within delayMs (drift, resync, a retry after a failed write). */
